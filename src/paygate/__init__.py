@@ -1,0 +1,1 @@
+"""paygate: a multi-tenant payment gateway service."""

@@ -1,0 +1,140 @@
+"""Who is calling: bearer tokens (access JWTs or API keys) resolved to an auth context."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from paygate.accounts.models import ApiKey, AuthSession, Membership, User
+from paygate.accounts.permissions import ROLE_PERMISSIONS, Permission, Role
+from paygate.kit.clock import utcnow
+from paygate.kit.deps import Origin, OriginDep, SessionDep, SettingsDep
+from paygate.kit.errors import forbidden, unauthorized
+from paygate.security.audit import Actor
+from paygate.security.tokens import read_access_token, token_digest
+
+API_KEY_PREFIX = "pgk_"
+
+
+@dataclass(frozen=True)
+class AuthContext:
+    company_id: str
+    actor_type: str  # "user" or "api_key"
+    actor_id: str
+    actor_label: str
+    permissions: frozenset[Permission]
+    origin: Origin
+    role: Role | None = None
+    user_id: str | None = None
+    session_id: str | None = None
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(self.actor_type, self.actor_id, self.actor_label)
+
+    def can(self, permission: Permission) -> bool:
+        return permission in self.permissions
+
+
+async def authenticate_token(
+    session: AsyncSession, jwt_secret: str, token: str, origin: Origin
+) -> AuthContext | None:
+    """The auth context for a bearer token, or None when it is not (or no longer) valid."""
+    if token.startswith(API_KEY_PREFIX):
+        return await _authenticate_api_key(session, token, origin)
+    claims = read_access_token(jwt_secret, token)
+    if claims is None:
+        return None
+    # Role and revocation are read fresh: a sign-out or role change takes effect at once.
+    row = (
+        await session.execute(
+            select(Membership.role, User.email)
+            .join(AuthSession, AuthSession.user_id == Membership.user_id)
+            .join(User, User.id == Membership.user_id)
+            .where(
+                AuthSession.id == claims.session_id,
+                AuthSession.revoked_at.is_(None),
+                AuthSession.expires_at > utcnow(),
+                AuthSession.company_id == claims.company_id,
+                Membership.company_id == claims.company_id,
+                Membership.user_id == claims.user_id,
+            )
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    role = Role(row.role)
+    return AuthContext(
+        company_id=claims.company_id,
+        actor_type="user",
+        actor_id=claims.user_id,
+        actor_label=row.email,
+        permissions=ROLE_PERMISSIONS[role],
+        origin=origin,
+        role=role,
+        user_id=claims.user_id,
+        session_id=claims.session_id,
+    )
+
+
+async def _authenticate_api_key(
+    session: AsyncSession, token: str, origin: Origin
+) -> AuthContext | None:
+    now = utcnow()
+    key = (
+        await session.execute(select(ApiKey).where(ApiKey.key_hash == token_digest(token)))
+    ).scalar_one_or_none()
+    if key is None or key.revoked_at is not None or (key.expires_at and key.expires_at <= now):
+        return None
+    if key.last_used_at is None or now - key.last_used_at > timedelta(minutes=1):
+        await session.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now))
+    return AuthContext(
+        company_id=key.company_id,
+        actor_type="api_key",
+        actor_id=key.id,
+        actor_label=f"API key {key.name} ({key.prefix}...)",
+        permissions=frozenset(Permission(scope) for scope in key.scopes),
+        origin=origin,
+    )
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+async def authenticate(
+    request: Request, session: SessionDep, settings: SettingsDep, origin: OriginDep
+) -> AuthContext:
+    token = bearer_token(request)
+    if token is None:
+        raise unauthorized()
+    context = await authenticate_token(
+        session, settings.jwt_secret.get_secret_value(), token, origin
+    )
+    if context is None:
+        raise unauthorized("The token is invalid, expired or revoked.")
+    return context
+
+
+Authenticated = Annotated[AuthContext, Depends(authenticate)]
+
+
+def require(permission: Permission) -> Callable[..., Coroutine[Any, Any, AuthContext]]:
+    """A dependency that lets the call through only with `permission`."""
+
+    async def check(auth: Authenticated) -> AuthContext:
+        if not auth.can(permission):
+            raise forbidden(f"This needs the {permission.value} permission.")
+        return auth
+
+    return check

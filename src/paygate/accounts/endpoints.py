@@ -1,0 +1,219 @@
+"""The accounts JSON API: auth, me, members, invitations, API keys."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Response, status
+
+from paygate.accounts.auth import AuthContext, Authenticated, require
+from paygate.accounts.models import ApiKey, Invitation
+from paygate.accounts.permissions import Permission, Role
+from paygate.accounts.repository import ApiKeyRepository, InvitationRepository, MembershipRepository
+from paygate.accounts.schemas import (
+    AcceptInvitation,
+    ApiKeyCreate,
+    ApiKeyCreated,
+    ApiKeyOut,
+    CompanyOut,
+    InvitationOut,
+    InviteRequest,
+    LoginRequest,
+    MemberOut,
+    MembershipSummary,
+    MembersOut,
+    MeOut,
+    RefreshRequest,
+    RegisterRequest,
+    RoleChange,
+    TokenPair,
+    UserOut,
+)
+from paygate.accounts.service import AccountService, permissions_of
+from paygate.kit.deps import DatabaseDep, OriginDep, SessionDep, SettingsDep
+from paygate.kit.errors import not_found
+
+router = APIRouter(prefix="/api/v1", tags=["accounts"])
+
+
+def account_service(
+    session: SessionDep, settings: SettingsDep, origin: OriginDep
+) -> AccountService:
+    return AccountService(session, settings, origin)
+
+
+Accounts = Annotated[AccountService, Depends(account_service)]
+
+
+@router.post("/auth/register", status_code=status.HTTP_201_CREATED, response_model=TokenPair)
+async def register(body: RegisterRequest, accounts: Accounts) -> TokenPair:
+    return (await accounts.register(body)).tokens
+
+
+@router.post("/auth/login", response_model=TokenPair)
+async def login(body: LoginRequest, accounts: Accounts, database: DatabaseDep) -> TokenPair:
+    return (await accounts.login(body.email, body.password, body.company_id, database)).tokens
+
+
+@router.post("/auth/refresh", response_model=TokenPair)
+async def refresh(body: RefreshRequest, accounts: Accounts, database: DatabaseDep) -> TokenPair:
+    return await accounts.refresh(body.refresh_token, database)
+
+
+@router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT)
+async def logout(auth: Authenticated, accounts: Accounts) -> Response:
+    await accounts.logout(auth)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/invitations/accept", response_model=TokenPair)
+async def accept_invitation(body: AcceptInvitation, accounts: Accounts) -> TokenPair:
+    return (await accounts.accept_invitation(body.token, body.password)).tokens
+
+
+@router.get("/me", response_model=MeOut)
+async def me(auth: Authenticated, accounts: Accounts) -> MeOut:
+    memberships = await accounts.users.memberships(auth.user_id) if auth.user_id else []
+    company = await accounts.users.company(auth.company_id)
+    if company is None:
+        raise not_found("company")
+    return MeOut(
+        actor_type=auth.actor_type,
+        user=UserOut(id=auth.user_id, email=auth.actor_label) if auth.user_id else None,
+        company=CompanyOut(id=company.id, name=company.name),
+        role=auth.role,
+        permissions=sorted(auth.permissions, key=lambda p: p.value),
+        memberships=[
+            MembershipSummary(company_id=c.id, company_name=c.name, role=Role(m.role))
+            for m, c in memberships
+        ],
+    )
+
+
+@router.get("/roles")
+async def roles(auth: Authenticated) -> dict[str, list[str]]:
+    """What each role may do (its permissions are also the API key scopes)."""
+    return {role.value: [p.value for p in permissions_of(role)] for role in Role}
+
+
+# --- members ---------------------------------------------------------------------
+
+
+def invitation_out(invitation: Invitation, invite_url: str | None = None) -> InvitationOut:
+    return InvitationOut(
+        id=invitation.id,
+        email=invitation.email,
+        role=Role(invitation.role),
+        created_at=invitation.created_at,
+        expires_at=invitation.expires_at,
+        invite_url=invite_url,
+    )
+
+
+@router.get("/members", response_model=MembersOut)
+async def list_members(
+    auth: Annotated[AuthContext, Depends(require(Permission.MEMBERS_READ))], session: SessionDep
+) -> MembersOut:
+    members = await MembershipRepository(session, auth.company_id).with_users()
+    invitations = await InvitationRepository(session, auth.company_id).pending()
+    return MembersOut(
+        members=[
+            MemberOut(
+                id=m.id, user_id=u.id, email=u.email, role=Role(m.role), created_at=m.created_at
+            )
+            for m, u in members
+        ],
+        invitations=[invitation_out(i) for i in invitations],
+    )
+
+
+@router.post("/members", status_code=status.HTTP_201_CREATED, response_model=InvitationOut)
+async def invite_member(
+    body: InviteRequest,
+    auth: Annotated[AuthContext, Depends(require(Permission.MEMBERS_WRITE))],
+    accounts: Accounts,
+) -> InvitationOut:
+    invitation, url = await accounts.invite(auth, body)
+    return invitation_out(invitation, url)
+
+
+@router.delete("/invitations/{invitation_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def revoke_invitation(
+    invitation_id: str,
+    auth: Annotated[AuthContext, Depends(require(Permission.MEMBERS_WRITE))],
+    accounts: Accounts,
+) -> Response:
+    await accounts.revoke_invitation(auth, invitation_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.patch("/members/{membership_id}", response_model=MemberOut)
+async def change_member_role(
+    membership_id: str,
+    body: RoleChange,
+    auth: Annotated[AuthContext, Depends(require(Permission.MEMBERS_WRITE))],
+    accounts: Accounts,
+) -> MemberOut:
+    membership = await accounts.change_role(auth, membership_id, body.role)
+    user = await accounts.users.by_id(membership.user_id)
+    assert user is not None
+    return MemberOut(
+        id=membership.id,
+        user_id=user.id,
+        email=user.email,
+        role=Role(membership.role),
+        created_at=membership.created_at,
+    )
+
+
+@router.delete("/members/{membership_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def remove_member(
+    membership_id: str,
+    auth: Annotated[AuthContext, Depends(require(Permission.MEMBERS_WRITE))],
+    accounts: Accounts,
+) -> Response:
+    await accounts.remove_member(auth, membership_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# --- API keys ----------------------------------------------------------------------
+
+
+def api_key_out(key: ApiKey) -> ApiKeyOut:
+    return ApiKeyOut(
+        id=key.id,
+        name=key.name,
+        prefix=key.prefix,
+        scopes=[Permission(s) for s in key.scopes],
+        created_at=key.created_at,
+        last_used_at=key.last_used_at,
+        expires_at=key.expires_at,
+        revoked_at=key.revoked_at,
+    )
+
+
+@router.get("/api-keys", response_model=list[ApiKeyOut])
+async def list_api_keys(
+    auth: Annotated[AuthContext, Depends(require(Permission.API_KEYS_READ))], session: SessionDep
+) -> list[ApiKeyOut]:
+    return [api_key_out(k) for k in await ApiKeyRepository(session, auth.company_id).active()]
+
+
+@router.post("/api-keys", status_code=status.HTTP_201_CREATED, response_model=ApiKeyCreated)
+async def create_api_key(
+    body: ApiKeyCreate,
+    auth: Annotated[AuthContext, Depends(require(Permission.API_KEYS_WRITE))],
+    accounts: Accounts,
+) -> ApiKeyCreated:
+    api_key, key = await accounts.create_api_key(auth, body)
+    return ApiKeyCreated(**api_key_out(api_key).model_dump(), key=key)
+
+
+@router.delete("/api-keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def revoke_api_key(
+    key_id: str,
+    auth: Annotated[AuthContext, Depends(require(Permission.API_KEYS_WRITE))],
+    accounts: Accounts,
+) -> Response:
+    await accounts.revoke_api_key(auth, key_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,99 @@
+"""Users, companies, memberships, invitations, sign-in sessions and API keys."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ARRAY, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from paygate.db import Base
+from paygate.kit.columns import CompanyRef, CreatedAt, PublicId, Timestamp
+
+
+class Company(Base):
+    __tablename__ = "companies"
+
+    id: Mapped[PublicId]
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[CreatedAt]
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[PublicId]
+    # Stored lower-cased: one account per address, whatever the case typed.
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    password_hash: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[CreatedAt]
+    last_sign_in_at: Mapped[Timestamp | None]
+
+
+class Membership(Base):
+    __tablename__ = "memberships"
+    __table_args__ = (UniqueConstraint("company_id", "user_id"),)
+
+    id: Mapped[PublicId]
+    company_id: Mapped[CompanyRef] = mapped_column(ForeignKey("companies.id"))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    role: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[CreatedAt]
+
+
+class Invitation(Base):
+    __tablename__ = "invitations"
+
+    id: Mapped[PublicId]
+    company_id: Mapped[CompanyRef] = mapped_column(ForeignKey("companies.id"))
+    email: Mapped[str] = mapped_column(String(320))
+    role: Mapped[str] = mapped_column(String(20))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    invited_by: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[CreatedAt]
+    expires_at: Mapped[datetime] = mapped_column()
+    accepted_at: Mapped[Timestamp | None]
+    revoked_at: Mapped[Timestamp | None]
+
+
+class AuthSession(Base):
+    """One sign-in: the family of refresh tokens that rotate from it."""
+
+    __tablename__ = "auth_sessions"
+
+    id: Mapped[PublicId]
+    company_id: Mapped[CompanyRef] = mapped_column(ForeignKey("companies.id"))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    created_at: Mapped[CreatedAt]
+    last_used_at: Mapped[Timestamp | None]
+    expires_at: Mapped[datetime] = mapped_column()
+    revoked_at: Mapped[Timestamp | None]
+    revoked_reason: Mapped[str | None] = mapped_column(String(40))
+    ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(400))
+
+
+class RefreshToken(Base):
+    __tablename__ = "refresh_tokens"
+
+    id: Mapped[PublicId]
+    session_id: Mapped[str] = mapped_column(ForeignKey("auth_sessions.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[CreatedAt]
+    used_at: Mapped[Timestamp | None]
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[PublicId]
+    company_id: Mapped[CompanyRef] = mapped_column(ForeignKey("companies.id"))
+    name: Mapped[str] = mapped_column(String(100))
+    prefix: Mapped[str] = mapped_column(String(20))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scopes: Mapped[list[str]] = mapped_column(ARRAY(String(40)))
+    created_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[CreatedAt]
+    last_used_at: Mapped[Timestamp | None]
+    expires_at: Mapped[Timestamp | None]
+    revoked_at: Mapped[Timestamp | None]

@@ -1,0 +1,130 @@
+"""API shapes for sign-up, sign-in, members and API keys."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+
+from paygate.accounts.permissions import Permission, Role
+
+Email = Annotated[EmailStr, StringConstraints(max_length=320)]
+# Bounded well above the 128-character rule so the refusal can say why.
+Password = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RegisterRequest(Strict):
+    email: Email
+    password: Password
+    company_name: Name
+
+
+class LoginRequest(Strict):
+    email: Email
+    password: Password
+    company_id: str | None = Field(
+        default=None,
+        max_length=40,
+        description="Which company to sign in to, for members of several",
+    )
+
+
+class RefreshRequest(Strict):
+    refresh_token: str = Field(min_length=1, max_length=200)
+
+
+class TokenPair(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int
+
+
+class UserOut(BaseModel):
+    id: str
+    email: str
+
+
+class CompanyOut(BaseModel):
+    id: str
+    name: str
+
+
+class MembershipSummary(BaseModel):
+    company_id: str
+    company_name: str
+    role: Role
+
+
+class MeOut(BaseModel):
+    actor_type: str
+    user: UserOut | None
+    company: CompanyOut
+    role: Role | None
+    permissions: list[Permission]
+    memberships: list[MembershipSummary]
+
+
+class MemberOut(BaseModel):
+    id: str
+    user_id: str
+    email: str
+    role: Role
+    created_at: datetime
+
+
+class InvitationOut(BaseModel):
+    id: str
+    email: str
+    role: Role
+    created_at: datetime
+    expires_at: datetime
+    invite_url: str | None = Field(
+        default=None, description="Returned once, when the invitation is created"
+    )
+
+
+class MembersOut(BaseModel):
+    members: list[MemberOut]
+    invitations: list[InvitationOut]
+
+
+class InviteRequest(Strict):
+    email: Email
+    role: Role
+
+
+class RoleChange(Strict):
+    role: Role
+
+
+class AcceptInvitation(Strict):
+    token: str = Field(min_length=1, max_length=200)
+    password: Password
+
+
+class ApiKeyCreate(Strict):
+    name: Name
+    scopes: list[Permission] = Field(min_length=1, max_length=len(Permission))
+    expires_at: datetime | None = None
+
+
+class ApiKeyOut(BaseModel):
+    id: str
+    name: str
+    prefix: str
+    scopes: list[Permission]
+    created_at: datetime
+    last_used_at: datetime | None
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+class ApiKeyCreated(ApiKeyOut):
+    key: str = Field(description="The key itself: shown this once, store it safely")

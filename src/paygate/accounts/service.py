@@ -1,0 +1,437 @@
+"""Sign-up, sign-in, token rotation, members and API keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from paygate.accounts.auth import API_KEY_PREFIX, AuthContext
+from paygate.accounts.models import (
+    ApiKey,
+    AuthSession,
+    Company,
+    Invitation,
+    Membership,
+    RefreshToken,
+    User,
+)
+from paygate.accounts.permissions import ROLE_PERMISSIONS, Permission, Role
+from paygate.accounts.repository import (
+    ApiKeyRepository,
+    InvitationRepository,
+    MembershipRepository,
+    UserRepository,
+    invitation_by_token,
+)
+from paygate.accounts.schemas import (
+    ApiKeyCreate,
+    InviteRequest,
+    RegisterRequest,
+    TokenPair,
+)
+from paygate.db import Database
+from paygate.kit.clock import utcnow
+from paygate.kit.deps import Origin
+from paygate.kit.errors import (
+    FieldError,
+    Problem,
+    conflict,
+    forbidden,
+    not_found,
+    validation_failed,
+)
+from paygate.kit.ids import new_id
+from paygate.security import audit
+from paygate.security.audit import Actor
+from paygate.security.passwords import (
+    hash_password,
+    needs_rehash,
+    password_problems,
+    verify_password,
+)
+from paygate.security.tokens import issue_access_token, new_opaque_token, token_digest
+from paygate.settings import Settings
+
+INVITATION_TTL = timedelta(days=7)
+SIGN_IN_FAILED = Problem(
+    401, "invalid-credentials", "Sign-in failed", "The email or password is wrong."
+)
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    tokens: TokenPair
+    user: User
+    company_id: str
+
+
+def check_new_password(password: str, *, email: str, company_name: str | None = None) -> None:
+    context = (email, *(name for name in [company_name] if name))
+    problems = password_problems(password, context=context)
+    if problems:
+        raise validation_failed([FieldError("password", " ".join(problems), "weak_password")])
+
+
+class AccountService:
+    def __init__(self, session: AsyncSession, settings: Settings, origin: Origin) -> None:
+        self.session = session
+        self.settings = settings
+        self.origin = origin
+        self.users = UserRepository(session)
+
+    # --- signing in ------------------------------------------------------------
+
+    async def register(self, request: RegisterRequest) -> SignedIn:
+        email = request.email.lower()
+        check_new_password(request.password, email=email, company_name=request.company_name)
+        if await self.users.by_email(email) is not None:
+            raise conflict("An account with this email already exists. Sign in instead.")
+        company = Company(id=new_id("cmp"), name=request.company_name)
+        user = User(id=new_id("usr"), email=email, password_hash=hash_password(request.password))
+        self.session.add_all([company, user])
+        await self.session.flush()
+        self.session.add(
+            Membership(
+                id=new_id("mem"), company_id=company.id, user_id=user.id, role=Role.OWNER.value
+            )
+        )
+        await self.session.flush()
+        actor = Actor("user", user.id, email)
+        await audit.record(
+            self.session,
+            company_id=company.id,
+            actor=actor,
+            origin=self.origin,
+            action="account.registered",
+            object_type="company",
+            object_id=company.id,
+        )
+        return await self._start_session(user, company.id)
+
+    async def login(
+        self, email: str, password: str, company_id: str | None, database: Database
+    ) -> SignedIn:
+        email = email.lower()
+        user = await self.users.by_email(email)
+        memberships = await self.users.memberships(user.id) if user else []
+        if user is None or not verify_password(user.password_hash, password):
+            # The request is rolled back on failure: record the attempt in its own transaction.
+            company_ids: list[str | None] = [m.company_id for m, _ in memberships] or [None]
+            for company_id_seen in company_ids:
+                await audit.record_detached(
+                    database,
+                    company_id=company_id_seen,
+                    actor=Actor(
+                        "anonymous" if user is None else "user", user.id if user else None, email
+                    ),
+                    origin=self.origin,
+                    action="auth.sign_in",
+                    object_type="user",
+                    object_id=user.id if user else None,
+                    outcome="failure",
+                    detail="wrong email or password",
+                )
+            raise SIGN_IN_FAILED
+        chosen = next((m for m, _ in memberships if company_id in (None, m.company_id)), None)
+        if chosen is None:
+            raise SIGN_IN_FAILED
+        if needs_rehash(user.password_hash):
+            user.password_hash = hash_password(password)
+        user.last_sign_in_at = utcnow()
+        await audit.record(
+            self.session,
+            company_id=chosen.company_id,
+            actor=Actor("user", user.id, user.email),
+            origin=self.origin,
+            action="auth.sign_in",
+            object_type="user",
+            object_id=user.id,
+        )
+        return await self._start_session(user, chosen.company_id)
+
+    async def _start_session(self, user: User, company_id: str) -> SignedIn:
+        now = utcnow()
+        auth_session = AuthSession(
+            id=new_id("ses"),
+            company_id=company_id,
+            user_id=user.id,
+            expires_at=now + timedelta(seconds=self.settings.refresh_token_ttl_seconds),
+            last_used_at=now,
+            ip=self.origin.ip,
+            user_agent=self.origin.user_agent,
+        )
+        self.session.add(auth_session)
+        await self.session.flush()
+        return SignedIn(await self._issue(auth_session), user, company_id)
+
+    async def _issue(self, auth_session: AuthSession) -> TokenPair:
+        refresh = new_opaque_token("pgr")
+        self.session.add(
+            RefreshToken(
+                id=new_id("rt"), session_id=auth_session.id, token_hash=token_digest(refresh)
+            )
+        )
+        await self.session.flush()
+        access, _ = issue_access_token(
+            self.settings.jwt_secret.get_secret_value(),
+            user_id=auth_session.user_id,
+            company_id=auth_session.company_id,
+            session_id=auth_session.id,
+            ttl_seconds=self.settings.access_token_ttl_seconds,
+        )
+        return TokenPair(
+            access_token=access,
+            refresh_token=refresh,
+            expires_in=self.settings.access_token_ttl_seconds,
+        )
+
+    async def refresh(self, refresh_token: str, database: Database) -> TokenPair:
+        """Rotate: the old token is spent; presenting a spent one revokes its whole family."""
+        found = await self.users.refresh_token(token_digest(refresh_token))
+        invalid = Problem(
+            401,
+            "invalid-refresh-token",
+            "Refresh failed",
+            "The refresh token is invalid, expired or revoked.",
+        )
+        if found is None:
+            raise invalid
+        token, auth_session = found
+        now = utcnow()
+        if token.used_at is not None:
+            # Reuse means the token leaked (or a race lost): end the family, in a transaction
+            # that commits even though this request answers 401.
+            async with database.transaction() as other:
+                await UserRepository(other).revoke_sessions(
+                    reason="refresh_token_reused", session_id=auth_session.id
+                )
+                await audit.record(
+                    other,
+                    company_id=auth_session.company_id,
+                    actor=Actor("user", auth_session.user_id, None),
+                    origin=self.origin,
+                    action="auth.refresh_token_reused",
+                    object_type="session",
+                    object_id=auth_session.id,
+                    outcome="denied",
+                )
+            raise invalid
+        if auth_session.revoked_at is not None or auth_session.expires_at <= now:
+            raise invalid
+        token.used_at = now
+        auth_session.last_used_at = now
+        return await self._issue(auth_session)
+
+    async def logout(self, auth: AuthContext) -> None:
+        if auth.session_id is None:
+            raise Problem(
+                400, "not-a-session", "Not a session", "API keys are revoked, not signed out."
+            )
+        await self.users.revoke_sessions(reason="signed_out", session_id=auth.session_id)
+        await audit.record(
+            self.session,
+            company_id=auth.company_id,
+            actor=auth.actor,
+            origin=self.origin,
+            action="auth.sign_out",
+            object_type="session",
+            object_id=auth.session_id,
+        )
+
+    # --- members -----------------------------------------------------------------
+
+    async def invite(self, auth: AuthContext, request: InviteRequest) -> tuple[Invitation, str]:
+        email = request.email.lower()
+        members = MembershipRepository(self.session, auth.company_id)
+        existing = await self.users.by_email(email)
+        if existing is not None and await members.of_user(existing.id) is not None:
+            raise conflict("This person is already a member.")
+        invitations = InvitationRepository(self.session, auth.company_id)
+        for earlier in await invitations.pending_for(email):
+            earlier.revoked_at = utcnow()
+        token = new_opaque_token("pgi")
+        invitation = await invitations.add(
+            Invitation(
+                id=new_id("ivt"),
+                company_id=auth.company_id,
+                email=email,
+                role=request.role.value,
+                token_hash=token_digest(token),
+                invited_by=auth.user_id or "",
+                expires_at=utcnow() + INVITATION_TTL,
+            )
+        )
+        await audit.record(
+            self.session,
+            company_id=auth.company_id,
+            actor=auth.actor,
+            origin=self.origin,
+            action="member.invited",
+            object_type="invitation",
+            object_id=invitation.id,
+            changes={
+                "email": {"before": None, "after": email},
+                "role": {"before": None, "after": request.role.value},
+            },
+        )
+        return invitation, f"{self.settings.base_url}/invite/{token}"
+
+    async def revoke_invitation(self, auth: AuthContext, invitation_id: str) -> None:
+        invitation = await InvitationRepository(self.session, auth.company_id).get(
+            invitation_id, for_update=True
+        )
+        if invitation.accepted_at is None and invitation.revoked_at is None:
+            invitation.revoked_at = utcnow()
+        await audit.record(
+            self.session,
+            company_id=auth.company_id,
+            actor=auth.actor,
+            origin=self.origin,
+            action="member.invitation_revoked",
+            object_type="invitation",
+            object_id=invitation.id,
+        )
+
+    async def accept_invitation(self, token: str, password: str) -> SignedIn:
+        invitation = await invitation_by_token(self.session, token_digest(token), utcnow())
+        if invitation is None:
+            raise not_found("invitation (it may have expired or been used)")
+        user = await self.users.by_email(invitation.email)
+        if user is None:
+            check_new_password(password, email=invitation.email)
+            user = User(
+                id=new_id("usr"), email=invitation.email, password_hash=hash_password(password)
+            )
+            self.session.add(user)
+            await self.session.flush()
+        elif not verify_password(user.password_hash, password):
+            raise SIGN_IN_FAILED
+        members = MembershipRepository(self.session, invitation.company_id)
+        if await members.of_user(user.id) is None:
+            await members.add(
+                Membership(
+                    id=new_id("mem"),
+                    company_id=invitation.company_id,
+                    user_id=user.id,
+                    role=invitation.role,
+                )
+            )
+        invitation.accepted_at = utcnow()
+        await audit.record(
+            self.session,
+            company_id=invitation.company_id,
+            actor=Actor("user", user.id, user.email),
+            origin=self.origin,
+            action="member.joined",
+            object_type="user",
+            object_id=user.id,
+            changes={"role": {"before": None, "after": invitation.role}},
+        )
+        return await self._start_session(user, invitation.company_id)
+
+    async def change_role(self, auth: AuthContext, membership_id: str, role: Role) -> Membership:
+        members = MembershipRepository(self.session, auth.company_id)
+        await members.lock_company()
+        membership = await members.get(membership_id, for_update=True)
+        before = membership.role
+        if (
+            before == Role.OWNER.value
+            and role is not Role.OWNER
+            and await members.count_owners() <= 1
+        ):
+            raise conflict("A company keeps at least one owner. Make someone else owner first.")
+        membership.role = role.value
+        await audit.record(
+            self.session,
+            company_id=auth.company_id,
+            actor=auth.actor,
+            origin=self.origin,
+            action="member.role_changed",
+            object_type="member",
+            object_id=membership.id,
+            changes={"role": {"before": before, "after": role.value}}
+            if before != role.value
+            else None,
+        )
+        return membership
+
+    async def remove_member(self, auth: AuthContext, membership_id: str) -> None:
+        members = MembershipRepository(self.session, auth.company_id)
+        await members.lock_company()
+        membership = await members.get(membership_id, for_update=True)
+        if membership.role == Role.OWNER.value and await members.count_owners() <= 1:
+            raise conflict("A company keeps at least one owner. Make someone else owner first.")
+        await self.session.delete(membership)
+        # Their sessions in this company end at once.
+        await self.users.revoke_sessions(
+            reason="member_removed", user_id=membership.user_id, company_id=auth.company_id
+        )
+        await audit.record(
+            self.session,
+            company_id=auth.company_id,
+            actor=auth.actor,
+            origin=self.origin,
+            action="member.removed",
+            object_type="member",
+            object_id=membership.id,
+            changes={"role": {"before": membership.role, "after": None}},
+        )
+
+    # --- API keys ----------------------------------------------------------------
+
+    async def create_api_key(self, auth: AuthContext, request: ApiKeyCreate) -> tuple[ApiKey, str]:
+        scopes = set(request.scopes)
+        # A key can never do more than the person who made it.
+        beyond = sorted(scope.value for scope in scopes - auth.permissions)
+        if beyond:
+            raise forbidden(f"You cannot grant scopes you do not hold: {', '.join(beyond)}.")
+        if request.expires_at is not None and request.expires_at <= utcnow():
+            raise validation_failed([FieldError("expires_at", "must be in the future")])
+        key = new_opaque_token(API_KEY_PREFIX.rstrip("_"))
+        api_key = await ApiKeyRepository(self.session, auth.company_id).add(
+            ApiKey(
+                id=new_id("key"),
+                company_id=auth.company_id,
+                name=request.name,
+                prefix=key[: len(API_KEY_PREFIX) + 8],
+                key_hash=token_digest(key),
+                scopes=sorted(scope.value for scope in scopes),
+                created_by=auth.user_id,
+                expires_at=request.expires_at,
+            )
+        )
+        await audit.record(
+            self.session,
+            company_id=auth.company_id,
+            actor=auth.actor,
+            origin=self.origin,
+            action="api_key.created",
+            object_type="api_key",
+            object_id=api_key.id,
+            changes={
+                "name": {"before": None, "after": api_key.name},
+                "scopes": {"before": None, "after": api_key.scopes},
+            },
+        )
+        return api_key, key
+
+    async def revoke_api_key(self, auth: AuthContext, key_id: str) -> ApiKey:
+        api_key = await ApiKeyRepository(self.session, auth.company_id).get(key_id, for_update=True)
+        if api_key.revoked_at is None:
+            api_key.revoked_at = utcnow()
+            await audit.record(
+                self.session,
+                company_id=auth.company_id,
+                actor=auth.actor,
+                origin=self.origin,
+                action="api_key.revoked",
+                object_type="api_key",
+                object_id=api_key.id,
+            )
+        return api_key
+
+
+def permissions_of(role: Role) -> list[Permission]:
+    return sorted(ROLE_PERMISSIONS[role], key=lambda p: p.value)

@@ -1,0 +1,110 @@
+"""create_app(): routers, middleware, lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from paygate.accounts.endpoints import router as accounts_router
+from paygate.db import Database, resolve_database_url
+from paygate.gateways.endpoints import router as gateways_router
+from paygate.jobs import start_worker_task
+from paygate.kit.errors import install_problem_handlers
+from paygate.kit.logging import configure_logging
+from paygate.kit.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from paygate.migrations_check import current_revision, head_revision
+from paygate.security.crypto import Keyring
+from paygate.security.endpoints import router as audit_router
+from paygate.settings import Mode, Settings, get_settings
+from paygate.web.pages import router as web_router
+
+STATIC_DIR = Path(__file__).parent / "web" / "static"
+
+
+def create_app(settings: Settings | None = None, *, database: Database | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    json_logs = settings.log_format == "json" or (
+        settings.log_format == "auto" and settings.mode is Mode.PRODUCTION
+    )
+    configure_logging(json_logs=json_logs, level=settings.log_level)
+    # Parse the keys before serving: a bad key configuration fails at start, not mid-request.
+    keyring = Keyring.parse(settings.master_keys_text())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = database or Database(resolve_database_url(settings))
+        app.state.database = db
+        worker = start_worker_task(db) if settings.run_worker else None
+        try:
+            yield
+        finally:
+            if worker is not None:
+                worker.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await worker
+            if database is None:
+                await db.dispose()
+
+    app = FastAPI(
+        title="paygate",
+        version="0.1.0",
+        description="Multi-tenant payment gateway service. Errors are RFC 9457 problem+json.",
+        lifespan=lifespan,
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
+    app.state.settings = settings
+    app.state.keyring = keyring
+    if database is not None:
+        app.state.database = database
+    install_problem_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware)
+
+    for router in (accounts_router, gateways_router, audit_router):
+        app.include_router(router)
+    app.include_router(web_router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    head = head_revision()
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        db: Database = app.state.database
+        try:
+            async with db.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+                current = await current_revision(connection)
+        except Exception:
+            return JSONResponse(
+                {"status": "unavailable", "database": "unreachable"}, status_code=503
+            )
+        if current != head:
+            return JSONResponse(
+                {
+                    "status": "unavailable",
+                    "database": "ok",
+                    "migrations": f"at {current}, head is {head}",
+                },
+                status_code=503,
+            )
+        return JSONResponse({"status": "ok", "database": "ok", "migrations": "current"})
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app

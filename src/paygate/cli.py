@@ -1,0 +1,283 @@
+"""The `paygate` command: serve, worker, migrate, demo, users, keys."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from typing import Annotated
+
+import typer
+import uvicorn
+from alembic import command
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from paygate.db import Database, resolve_database_url
+from paygate.migrations_check import alembic_config
+from paygate.security.crypto import Keyring, KeyringError, generate_master_key
+from paygate.settings import Settings, get_settings
+
+app = typer.Typer(
+    help="paygate: a multi-tenant payment gateway service.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # locals may hold secrets
+)
+users_app = typer.Typer(help="Manage users.", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="Master keys for the encryption of gateway credentials.", no_args_is_help=True
+)
+app.add_typer(users_app, name="users")
+app.add_typer(keys_app, name="keys")
+console = Console()
+
+DEMO_EMAIL = "admin@demo.example.com"
+DEMO_COMPANY = "Demo Company"
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except ValueError as exc:  # pydantic wraps the production checks
+        console.print(f"[red]Configuration refused:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _database_url(settings: Settings) -> str:
+    url = resolve_database_url(settings)
+    # Later steps in this process (and the server) use the same database.
+    settings.database_url = url
+    return url
+
+
+def _migrate(url: str) -> None:
+    command.upgrade(alembic_config(url), "head")
+
+
+@app.command()
+def migrate() -> None:
+    """Apply every database migration (safe to run again)."""
+    settings = _settings()
+    _migrate(_database_url(settings))
+    console.print("Database is at the newest migration.")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on")] = None,
+    demo: Annotated[bool, typer.Option(help="Migrate and create the demo data first")] = False,
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 1,
+) -> None:
+    """Run the API and web UI (with an in-process job worker unless PAYGATE_RUN_WORKER=false)."""
+    settings = _settings()
+    if host:
+        settings.host = host
+    if port:
+        settings.port = port
+    url = _database_url(settings)
+    _migrate(url)
+    if demo:
+        asyncio.run(_create_demo(settings, url))
+    console.print(f"paygate is listening on [bold]{settings.base_url}[/bold]")
+    if workers > 1:
+        # Separate processes read their settings from the environment.
+        import os
+
+        os.environ["PAYGATE_DATABASE_URL"] = url
+        uvicorn.run(
+            "paygate.app:create_app",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=workers,
+        )
+    else:
+        from paygate.app import create_app
+
+        uvicorn.run(
+            create_app(settings), host=settings.host, port=settings.port, log_level="warning"
+        )
+
+
+@app.command()
+def worker(concurrency: Annotated[int, typer.Option(help="Jobs run at once")] = 4) -> None:
+    """Run a background job worker (for scaling out; `serve` runs one in-process by default)."""
+    from paygate.jobs import run_worker
+    from paygate.kit.logging import configure_logging
+
+    settings = _settings()
+    configure_logging(json_logs=settings.log_format == "json", level=settings.log_level)
+    database = Database(_database_url(settings))
+
+    async def main() -> None:
+        try:
+            await run_worker(database, concurrency=concurrency)
+        finally:
+            await database.dispose()
+
+    asyncio.run(main())
+
+
+async def _create_demo(settings: Settings, url: str) -> None:
+    from paygate.demo import create_demo
+
+    database = Database(url)
+    try:
+        result = await create_demo(database, settings, email=DEMO_EMAIL, company_name=DEMO_COMPANY)
+    finally:
+        await database.dispose()
+    console.print()
+    console.print(f"  Open      [bold]{settings.base_url}/login[/bold]")
+    console.print(f"  Email     [bold]{DEMO_EMAIL}[/bold]")
+    if result.password:
+        console.print(
+            f"  Password  [bold]{result.password}[/bold]  (kept in {result.password_file})"
+        )
+    else:
+        console.print("  Password  as printed when the demo was created")
+    console.print()
+
+
+@app.command()
+def demo() -> None:
+    """Create a demo company, its admin user and a sandbox gateway (once), and print the login."""
+    settings = _settings()
+    url = _database_url(settings)
+    _migrate(url)
+    asyncio.run(_create_demo(settings, url))
+
+
+@users_app.command("create-admin")
+def create_admin(
+    email: Annotated[str, typer.Option(prompt=True, help="The admin's email")],
+    company: Annotated[str, typer.Option(prompt=True, help="The company's name")],
+    password: Annotated[
+        str | None, typer.Option(help="Leave out to be asked (or to generate one with --generate)")
+    ] = None,
+    generate: Annotated[bool, typer.Option(help="Generate a strong password and print it")] = False,
+) -> None:
+    """Create a company and its owner."""
+    from paygate.demo import create_owner
+
+    settings = _settings()
+    if password is None:
+        password = (
+            secrets.token_urlsafe(18)
+            if generate
+            else typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+        )
+    url = _database_url(settings)
+    _migrate(url)
+
+    async def main() -> str:
+        database = Database(url)
+        try:
+            return await create_owner(
+                database, settings, email=email, password=password, company_name=company
+            )
+        finally:
+            await database.dispose()
+
+    try:
+        company_id = asyncio.run(main())
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    console.print(f"Created {email} as owner of {company} ({company_id}).")
+    if generate:
+        console.print(f"Password: [bold]{password}[/bold]")
+
+
+@keys_app.command("generate")
+def keys_generate(
+    key_id: Annotated[str, typer.Argument(help="A name for the key, e.g. 2026-11")],
+) -> None:
+    """Print a new master key entry to put first in PAYGATE_MASTER_KEYS (or the key file)."""
+    typer.echo(generate_master_key(key_id))
+
+
+def _keyring(settings: Settings) -> Keyring:
+    try:
+        return Keyring.parse(settings.master_keys_text())
+    except KeyringError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+@keys_app.command("status")
+def keys_status() -> None:
+    """How many gateway configurations each master key wraps."""
+    from paygate.gateways.repository import count_by_key_id
+
+    settings = _settings()
+    keyring = _keyring(settings)
+    database = Database(_database_url(settings))
+
+    async def main() -> dict[str, int]:
+        try:
+            async with database.transaction() as session:
+                return await count_by_key_id(session)
+        finally:
+            await database.dispose()
+
+    counts = asyncio.run(main())
+    table = Table("key id", "configurations", "status")
+    for key_id in sorted(set(counts) | set(keyring.key_ids)):
+        if key_id == keyring.primary_key_id:
+            state = "primary"
+        elif key_id in keyring.key_ids:
+            state = "configured" if counts.get(key_id) else "configured, unused: can be retired"
+        else:
+            state = "MISSING: configurations under it cannot be read"
+        table.add_row(key_id, str(counts.get(key_id, 0)), state)
+    console.print(table)
+
+
+@keys_app.command("rotate")
+def keys_rotate(batch_size: Annotated[int, typer.Option(min=1, max=10_000)] = 100) -> None:
+    """Re-wrap every data key under the primary master key, while paygate keeps serving."""
+    from paygate.gateways.repository import count_by_key_id
+    from paygate.gateways.service import rewrap_all
+
+    settings = _settings()
+    keyring = _keyring(settings)
+    database = Database(_database_url(settings))
+
+    async def main() -> int:
+        try:
+            async with database.transaction() as session:
+                counts = await count_by_key_id(session)
+            total = sum(n for key_id, n in counts.items() if key_id != keyring.primary_key_id)
+            with Progress(
+                TextColumn("Re-wrapping under [bold]{task.fields[key]}[/bold]"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                console=console,
+            ) as progress:
+                task = progress.add_task("rotate", total=total, key=keyring.primary_key_id)
+                remaining = total
+                async for step in rewrap_all(database, keyring, batch_size=batch_size):
+                    progress.update(
+                        task, completed=step.rewrapped, total=step.rewrapped + step.remaining
+                    )
+                    remaining = step.remaining
+            return remaining
+        finally:
+            await database.dispose()
+
+    try:
+        remaining = asyncio.run(main())
+    except KeyringError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    if remaining:
+        console.print(f"[yellow]{remaining} configurations were busy; run it again.[/yellow]")
+        raise typer.Exit(1)
+    console.print(
+        f"Every configuration is wrapped by {keyring.primary_key_id}. Older keys can be retired."
+    )
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,165 @@
+"""The gateways JSON API: the eight endpoints of gateway configuration."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Response, status
+
+from paygate.accounts.auth import AuthContext, require
+from paygate.accounts.permissions import Permission
+from paygate.gateways.adapters.base import Environment, GatewayType, GatewayTypeSpec
+from paygate.gateways.adapters.registry import all_specs
+from paygate.gateways.models import Gateway
+from paygate.gateways.schemas import (
+    ConnectionTestOut,
+    CredentialOut,
+    FieldSpecOut,
+    GatewayCreate,
+    GatewayOut,
+    GatewayTypeOut,
+    GatewayUpdate,
+    LastTest,
+)
+from paygate.gateways.service import GatewayService
+from paygate.kit.clock import utcnow
+from paygate.kit.deps import KeyringDep, SessionDep, SettingsDep
+
+router = APIRouter(prefix="/api/v1", tags=["gateways"])
+
+
+def _service(
+    auth: AuthContext, session: SessionDep, keyring: KeyringDep, settings: SettingsDep
+) -> GatewayService:
+    return GatewayService(session, keyring, settings, auth)
+
+
+def reader(
+    auth: Annotated[AuthContext, Depends(require(Permission.GATEWAYS_READ))],
+    session: SessionDep,
+    keyring: KeyringDep,
+    settings: SettingsDep,
+) -> GatewayService:
+    return _service(auth, session, keyring, settings)
+
+
+def writer(
+    auth: Annotated[AuthContext, Depends(require(Permission.GATEWAYS_WRITE))],
+    session: SessionDep,
+    keyring: KeyringDep,
+    settings: SettingsDep,
+) -> GatewayService:
+    return _service(auth, session, keyring, settings)
+
+
+Reader = Annotated[GatewayService, Depends(reader)]
+Writer = Annotated[GatewayService, Depends(writer)]
+
+
+def gateway_out(gateway: Gateway) -> GatewayOut:
+    hints = gateway.secret_hints or {}
+    last_test = (
+        LastTest(
+            at=gateway.last_test_at,
+            ok=bool(gateway.last_test_ok),
+            latency_ms=gateway.last_test_latency_ms,
+            message=gateway.last_test_message,
+        )
+        if gateway.last_test_at
+        else None
+    )
+    return GatewayOut(
+        id=gateway.id,
+        name=gateway.name,
+        gateway_type=GatewayType(gateway.gateway_type),
+        environment=Environment(gateway.environment),
+        enabled=gateway.enabled,
+        configuration={**gateway.public_config, **{k: v["masked"] for k, v in hints.items()}},
+        credentials={
+            k: CredentialOut(masked=v["masked"], changed_at=v["changed_at"])
+            for k, v in hints.items()
+        },
+        supported_currencies=list(gateway.supported_currencies),
+        min_amount=gateway.min_amount,
+        max_amount=gateway.max_amount,
+        priority=gateway.priority,
+        payment_method_types=list(gateway.payment_method_types),
+        last_test=last_test,
+        created_at=gateway.created_at,
+        updated_at=gateway.updated_at,
+    )
+
+
+def gateway_type_out(spec: GatewayTypeSpec) -> GatewayTypeOut:
+    return GatewayTypeOut(
+        type=spec.type,
+        display_name=spec.display_name,
+        description=spec.description,
+        payment_method_types=list(spec.payment_method_types),
+        fields=[
+            FieldSpecOut(
+                name=f.name,
+                label=f.label,
+                kind=f.kind,
+                required=f.required,
+                secret=f.secret,
+                help=f.help,
+                prefixes={env: list(group) for env, group in f.prefixes.items()},
+                pattern=f.pattern,
+                max_length=f.max_length,
+            )
+            for f in spec.fields
+        ],
+        default_api_base_url=dict(spec.default_api_base_url),
+    )
+
+
+@router.get("/gateway-types", response_model=list[GatewayTypeOut])
+async def list_gateway_types(
+    auth: Annotated[AuthContext, Depends(require(Permission.GATEWAYS_READ))],
+) -> list[GatewayTypeOut]:
+    return [gateway_type_out(spec) for spec in all_specs()]
+
+
+@router.get("/gateways", response_model=list[GatewayOut])
+async def list_gateways(gateways: Reader) -> list[GatewayOut]:
+    return [gateway_out(g) for g in await gateways.list_all()]
+
+
+@router.post("/gateways", status_code=status.HTTP_201_CREATED, response_model=GatewayOut)
+async def create_gateway(body: GatewayCreate, gateways: Writer) -> GatewayOut:
+    return gateway_out(await gateways.create(body))
+
+
+@router.get("/gateways/{gateway_id}", response_model=GatewayOut)
+async def get_gateway(gateway_id: str, gateways: Reader) -> GatewayOut:
+    return gateway_out(await gateways.get(gateway_id))
+
+
+@router.patch("/gateways/{gateway_id}", response_model=GatewayOut)
+async def update_gateway(gateway_id: str, body: GatewayUpdate, gateways: Writer) -> GatewayOut:
+    return gateway_out(await gateways.update(gateway_id, body))
+
+
+@router.delete("/gateways/{gateway_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_gateway(gateway_id: str, gateways: Writer) -> Response:
+    await gateways.delete(gateway_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/gateways/{gateway_id}/enable", response_model=GatewayOut)
+async def enable_gateway(gateway_id: str, gateways: Writer) -> GatewayOut:
+    return gateway_out(await gateways.set_enabled(gateway_id, True))
+
+
+@router.post("/gateways/{gateway_id}/disable", response_model=GatewayOut)
+async def disable_gateway(gateway_id: str, gateways: Writer) -> GatewayOut:
+    return gateway_out(await gateways.set_enabled(gateway_id, False))
+
+
+@router.post("/gateways/{gateway_id}/test", response_model=ConnectionTestOut)
+async def test_gateway(gateway_id: str, gateways: Writer) -> ConnectionTestOut:
+    result = await gateways.test_connection(gateway_id)
+    return ConnectionTestOut(
+        ok=result.ok, message=result.message, latency_ms=result.latency_ms, tested_at=utcnow()
+    )

@@ -1,0 +1,80 @@
+"""A company's configured payment gateways."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from paygate.db import Base
+from paygate.kit.columns import CompanyRef, CreatedAt, PublicId, Timestamp
+
+
+class Gateway(Base):
+    __tablename__ = "gateways"
+    __table_args__ = (Index("ix_gateways_company_live", "company_id", "archived_at"),)
+
+    id: Mapped[PublicId]
+    company_id: Mapped[CompanyRef] = mapped_column(ForeignKey("companies.id"))
+    name: Mapped[str] = mapped_column(String(100))
+    gateway_type: Mapped[str] = mapped_column(String(20))
+    environment: Mapped[str] = mapped_column(String(10))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    # Non-secret settings in clear (publishable key, location id, base URL).
+    public_config: Mapped[dict[str, str]] = mapped_column(JSONB, default=dict)
+    # Per secret field: its mask ("sk_test_...4242") and when it last changed.
+    secret_hints: Mapped[dict[str, dict[str, str]]] = mapped_column(JSONB, default=dict)
+    # Envelope-encrypted secret fields (see security/crypto.py).
+    key_id: Mapped[str] = mapped_column(String(64), index=True)
+    wrapped_data_key: Mapped[bytes] = mapped_column(LargeBinary)
+    secret_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+
+    supported_currencies: Mapped[list[str]] = mapped_column(ARRAY(String(3)), default=list)
+    min_amount: Mapped[int | None] = mapped_column(BigInteger)
+    max_amount: Mapped[int | None] = mapped_column(BigInteger)
+    priority: Mapped[int] = mapped_column(Integer, default=100)
+    payment_method_types: Mapped[list[str]] = mapped_column(ARRAY(String(30)), default=list)
+
+    last_test_at: Mapped[Timestamp | None]
+    last_test_ok: Mapped[bool | None]
+    last_test_latency_ms: Mapped[int | None]
+    last_test_message: Mapped[str | None] = mapped_column(Text)
+
+    created_at: Mapped[CreatedAt]
+    updated_at: Mapped[CreatedAt]
+    archived_at: Mapped[Timestamp | None]
+
+    def aad(self) -> str:
+        """Associated data binding the ciphertext to this company and configuration."""
+        return f"paygate/gateway/{self.company_id}/{self.id}"
+
+    def snapshot(self) -> dict[str, Any]:
+        """What the audit log compares before and after a change (secrets as masks)."""
+        return {
+            "name": self.name,
+            "environment": self.environment,
+            "enabled": self.enabled,
+            "configuration": {
+                **self.public_config,
+                # A secret is compared by when it changed, never by its value.
+                **{name: hint["changed_at"] for name, hint in self.secret_hints.items()},
+            },
+            "supported_currencies": list(self.supported_currencies),
+            "min_amount": self.min_amount,
+            "max_amount": self.max_amount,
+            "priority": self.priority,
+            "payment_method_types": list(self.payment_method_types),
+        }

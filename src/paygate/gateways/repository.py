@@ -1,0 +1,45 @@
+"""Every query of the gateways table."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from paygate.gateways.models import Gateway
+from paygate.kit.repository import TenantRepository
+
+
+class GatewayRepository(TenantRepository[Gateway]):
+    model = Gateway
+    what = "gateway"
+
+    def scoped(self) -> Select[Gateway]:
+        # Archived gateways are kept for history but are gone from every list and lookup.
+        return super().scoped().where(Gateway.archived_at.is_(None))
+
+    async def listing(self) -> Sequence[Gateway]:
+        statement = self.scoped().order_by(Gateway.priority, Gateway.created_at)
+        return (await self.session.execute(statement)).scalars().all()
+
+
+async def count_by_key_id(session: AsyncSession) -> dict[str, int]:
+    """How many configurations each master key wraps (archived ones included)."""
+    rows = await session.execute(select(Gateway.key_id, func.count()).group_by(Gateway.key_id))
+    return {key_id: int(count) for key_id, count in rows.tuples()}
+
+
+async def lock_batch_not_under(session: AsyncSession, key_id: str, size: int) -> Sequence[Gateway]:
+    """Up to `size` configurations wrapped by another key than `key_id`, row-locked.
+
+    SKIP LOCKED lets rotation run beside live traffic (and beside another rotation).
+    """
+    statement = (
+        select(Gateway)
+        .where(Gateway.key_id != key_id)
+        .order_by(Gateway.id)
+        .limit(size)
+        .with_for_update(skip_locked=True)
+    )
+    return (await session.execute(statement)).scalars().all()

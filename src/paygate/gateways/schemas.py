@@ -1,0 +1,110 @@
+"""API shapes of gateway configurations and gateway types."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    StringConstraints,
+)
+
+from paygate.gateways.adapters.base import Environment, FieldKind, GatewayType
+
+GatewayName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+ConfigValue = Annotated[StrictStr, StringConstraints(max_length=2048)]
+Amount = Annotated[StrictInt, Field(ge=0, le=10**15)]
+CurrencyCode = Annotated[StrictStr, StringConstraints(min_length=3, max_length=3)]
+MethodType = Annotated[StrictStr, StringConstraints(min_length=1, max_length=30)]
+
+
+class GatewayFields(BaseModel):
+    """What can be set on create and update (the type is fixed at creation)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: GatewayName | None = None
+    environment: Environment | None = None
+    enabled: StrictBool | None = None
+    configuration: dict[Annotated[str, StringConstraints(max_length=64)], ConfigValue] | None = (
+        Field(default=None, max_length=32)
+    )
+    supported_currencies: list[CurrencyCode] | None = Field(default=None, max_length=200)
+    min_amount: Amount | None = None
+    max_amount: Amount | None = None
+    priority: Annotated[StrictInt, Field(ge=0, le=10_000)] | None = None
+    payment_method_types: list[MethodType] | None = Field(default=None, max_length=20)
+
+
+class GatewayCreate(GatewayFields):
+    gateway_type: GatewayType
+
+
+class GatewayUpdate(GatewayFields):
+    """A secret field left out (or sent empty) keeps its stored value."""
+
+
+class LastTest(BaseModel):
+    at: datetime
+    ok: bool
+    latency_ms: int | None
+    message: str | None
+
+
+class CredentialOut(BaseModel):
+    masked: str
+    changed_at: datetime
+
+
+class GatewayOut(BaseModel):
+    id: str
+    name: str
+    gateway_type: GatewayType
+    environment: Environment
+    enabled: bool
+    configuration: dict[str, str] = Field(description="Settings, with every secret masked")
+    credentials: dict[str, CredentialOut] = Field(
+        description="Each secret's mask and when it last changed"
+    )
+    supported_currencies: list[str]
+    min_amount: int | None
+    max_amount: int | None
+    priority: int
+    payment_method_types: list[str]
+    last_test: LastTest | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ConnectionTestOut(BaseModel):
+    ok: bool
+    message: str
+    latency_ms: int
+    tested_at: datetime
+
+
+class FieldSpecOut(BaseModel):
+    name: str
+    label: str
+    kind: FieldKind
+    required: bool
+    secret: bool
+    help: str
+    prefixes: dict[Environment, list[str]]
+    pattern: str | None
+    max_length: int
+
+
+class GatewayTypeOut(BaseModel):
+    type: GatewayType
+    display_name: str
+    description: str
+    payment_method_types: list[str]
+    fields: list[FieldSpecOut]
+    default_api_base_url: dict[Environment, str]

@@ -1,0 +1,412 @@
+"""Gateway configurations: validate, encrypt, mask, toggle, test, delete, and re-wrap keys."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from paygate.accounts.auth import AuthContext
+from paygate.db import Database
+from paygate.gateways.adapters.base import (
+    AdapterConfig,
+    Environment,
+    FieldKind,
+    FieldSpec,
+    GatewayError,
+    GatewayType,
+    GatewayTypeSpec,
+)
+from paygate.gateways.adapters.registry import build_adapter, spec_for
+from paygate.gateways.models import Gateway
+from paygate.gateways.repository import GatewayRepository, count_by_key_id, lock_batch_not_under
+from paygate.gateways.schemas import GatewayCreate, GatewayFields, GatewayUpdate
+from paygate.kit.clock import utcnow
+from paygate.kit.errors import FieldError, validation_failed
+from paygate.kit.ids import new_id
+from paygate.kit.money import is_currency
+from paygate.security import audit
+from paygate.security.crypto import Keyring, SealedSecrets
+from paygate.settings import Settings
+
+MASK_GAP = "..."
+DEFAULT_CURRENCIES = ["USD"]
+
+
+def mask(value: str, spec: FieldSpec) -> str:
+    """The known prefix plus the last 4 characters; short secrets show no tail at all."""
+    prefix = next((p for p in spec.known_prefixes() if value.startswith(p)), "")
+    rest = value[len(prefix) :]
+    tail = rest[-4:] if len(rest) >= 12 else ""
+    return f"{prefix}{MASK_GAP}{tail}"
+
+
+def _url_problem(value: str, environment: Environment) -> str | None:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "must be an http(s) URL with a host"
+    if parts.username or parts.password:
+        return "must not contain a user name or password"
+    if environment is Environment.LIVE and parts.scheme != "https":
+        return "must use https for a live gateway"
+    return None
+
+
+@dataclass
+class CheckedConfiguration:
+    public: dict[str, str]
+    secrets: dict[str, str]
+    changed_secrets: set[str]
+
+
+def check_configuration(
+    spec: GatewayTypeSpec,
+    environment: Environment,
+    given: Mapping[str, str],
+    *,
+    stored_public: Mapping[str, str] | None = None,
+    stored_secrets: Mapping[str, str] | None = None,
+) -> CheckedConfiguration:
+    """Validate a configuration against its type's field specs; field errors name the field.
+
+    On update, a secret left out or sent empty keeps its stored value; other fields left
+    out keep theirs, and an empty optional field is cleared.
+    """
+    errors: list[FieldError] = []
+    for name in given:
+        if spec.field(name) is None:
+            errors.append(
+                FieldError(
+                    f"configuration.{name}",
+                    f"is not a {spec.display_name} setting",
+                    "unknown_field",
+                )
+            )
+    public: dict[str, str] = {}
+    secrets: dict[str, str] = {}
+    changed: set[str] = set()
+    for field in spec.fields:
+        path = f"configuration.{field.name}"
+        raw = given.get(field.name)
+        value = raw.strip() if raw is not None else None
+        stored = (stored_secrets if field.secret else stored_public) or {}
+        if not value:
+            # Absent: keep what is stored. Empty: keep a secret, clear anything else.
+            value = stored.get(field.name, "") if field.secret or value is None else ""
+        elif field.secret and value != stored.get(field.name):
+            changed.add(field.name)
+        if not value:
+            if field.required:
+                errors.append(FieldError(path, "is required", "missing"))
+            continue
+        problem = _value_problem(field, value, environment)
+        if problem:
+            errors.append(FieldError(path, problem, "invalid"))
+            continue
+        (secrets if field.secret else public)[field.name] = value
+    if errors:
+        raise validation_failed(errors)
+    return CheckedConfiguration(public, secrets, changed)
+
+
+def _value_problem(field: FieldSpec, value: str, environment: Environment) -> str | None:
+    # Never echo the value: it may be a secret.
+    if len(value) > field.max_length:
+        return f"must be at most {field.max_length} characters"
+    if any(c.isspace() for c in value):
+        return "must not contain spaces"
+    if field.kind is FieldKind.URL:
+        return _url_problem(value, environment)
+    allowed = field.prefixes.get(environment)
+    if allowed and not value.startswith(allowed):
+        other = [
+            p for env, group in field.prefixes.items() if env is not environment for p in group
+        ]
+        if any(value.startswith(p) for p in other):
+            needed = " or ".join(allowed)
+            return f"is for the other environment: a {environment.value} gateway needs {needed}"
+        return f"must start with {' or '.join(allowed)}"
+    if field.pattern and not re.fullmatch(field.pattern, value):
+        return "has the wrong format"
+    return None
+
+
+def _check_commercial_terms(spec: GatewayTypeSpec, gateway: Gateway) -> None:
+    errors: list[FieldError] = []
+    for index, code in enumerate(gateway.supported_currencies):
+        if not is_currency(code):
+            errors.append(
+                FieldError(
+                    f"supported_currencies.{index}",
+                    "is not an ISO 4217 currency code",
+                    "unsupported_currency",
+                )
+            )
+    if not gateway.supported_currencies:
+        errors.append(FieldError("supported_currencies", "needs at least one currency", "missing"))
+    if (
+        gateway.min_amount is not None
+        and gateway.max_amount is not None
+        and gateway.min_amount > gateway.max_amount
+    ):
+        errors.append(FieldError("min_amount", "must not exceed max_amount", "invalid"))
+    for index, method in enumerate(gateway.payment_method_types):
+        if method not in spec.payment_method_types:
+            errors.append(
+                FieldError(
+                    f"payment_method_types.{index}",
+                    f"{spec.display_name} offers {', '.join(spec.payment_method_types)}",
+                    "unsupported_method",
+                )
+            )
+    if not gateway.payment_method_types:
+        errors.append(
+            FieldError("payment_method_types", "needs at least one payment method type", "missing")
+        )
+    if errors:
+        raise validation_failed(errors)
+
+
+@dataclass(frozen=True)
+class ConnectionResult:
+    ok: bool
+    message: str
+    latency_ms: int
+
+
+class GatewayService:
+    def __init__(
+        self, session: AsyncSession, keyring: Keyring, settings: Settings, auth: AuthContext
+    ) -> None:
+        self.session = session
+        self.keyring = keyring
+        self.settings = settings
+        self.auth = auth
+        self.gateways = GatewayRepository(session, auth.company_id)
+
+    # --- reading -----------------------------------------------------------------
+
+    async def list_all(self) -> list[Gateway]:
+        return list(await self.gateways.listing())
+
+    async def get(self, gateway_id: str) -> Gateway:
+        return await self.gateways.get(gateway_id)
+
+    def secrets_of(self, gateway: Gateway) -> dict[str, str]:
+        return self.keyring.open(
+            SealedSecrets(gateway.key_id, gateway.wrapped_data_key, gateway.secret_ciphertext),
+            gateway.aad(),
+        )
+
+    def adapter_config(self, gateway: Gateway) -> AdapterConfig:
+        return AdapterConfig(
+            gateway_type=GatewayType(gateway.gateway_type),
+            environment=Environment(gateway.environment),
+            values={**gateway.public_config, **self.secrets_of(gateway)},
+            timeout_seconds=self.settings.gateway_timeout_seconds,
+        )
+
+    # --- writing -----------------------------------------------------------------
+
+    async def create(self, request: GatewayCreate) -> Gateway:
+        spec = spec_for(request.gateway_type)
+        environment = request.environment or Environment.TEST
+        checked = check_configuration(spec, environment, request.configuration or {})
+        gateway = Gateway(
+            id=new_id("gw"),
+            company_id=self.auth.company_id,
+            name=request.name or spec.display_name,
+            gateway_type=spec.type.value,
+            environment=environment.value,
+            enabled=True if request.enabled is None else request.enabled,
+            supported_currencies=[
+                c.upper() for c in request.supported_currencies or DEFAULT_CURRENCIES
+            ],
+            min_amount=request.min_amount,
+            max_amount=request.max_amount,
+            priority=100 if request.priority is None else request.priority,
+            payment_method_types=list(request.payment_method_types or spec.payment_method_types),
+            secret_hints={},
+        )
+        _check_commercial_terms(spec, gateway)
+        self._store(gateway, spec, checked)
+        await self.gateways.add(gateway)
+        await self._audit(
+            "gateway.created",
+            gateway,
+            changes=audit.diff({}, gateway.snapshot(), secret_keys=self._secret_paths(spec)),
+        )
+        return gateway
+
+    async def update(self, gateway_id: str, request: GatewayUpdate) -> Gateway:
+        gateway = await self.gateways.get(gateway_id, for_update=True)
+        spec = spec_for(GatewayType(gateway.gateway_type))
+        before = gateway.snapshot()
+        environment = request.environment or Environment(gateway.environment)
+        checked = check_configuration(
+            spec,
+            environment,
+            request.configuration or {},
+            stored_public=gateway.public_config,
+            stored_secrets=self.secrets_of(gateway),
+        )
+        self._apply_terms(gateway, request)
+        gateway.environment = environment.value
+        _check_commercial_terms(spec, gateway)
+        self._store(gateway, spec, checked)
+        gateway.updated_at = utcnow()
+        await self.session.flush()
+        await self._audit(
+            "gateway.updated",
+            gateway,
+            changes=audit.diff(before, gateway.snapshot(), secret_keys=self._secret_paths(spec)),
+        )
+        return gateway
+
+    def _apply_terms(self, gateway: Gateway, request: GatewayFields) -> None:
+        if request.name is not None:
+            gateway.name = request.name
+        if request.enabled is not None:
+            gateway.enabled = request.enabled
+        if request.supported_currencies is not None:
+            gateway.supported_currencies = [c.upper() for c in request.supported_currencies]
+        fields = request.model_fields_set
+        if "min_amount" in fields:
+            gateway.min_amount = request.min_amount
+        if "max_amount" in fields:
+            gateway.max_amount = request.max_amount
+        if request.priority is not None:
+            gateway.priority = request.priority
+        if request.payment_method_types is not None:
+            gateway.payment_method_types = list(request.payment_method_types)
+
+    def _store(
+        self, gateway: Gateway, spec: GatewayTypeSpec, checked: CheckedConfiguration
+    ) -> None:
+        now = utcnow().isoformat()
+        sealed = self.keyring.seal(checked.secrets, gateway.aad())
+        gateway.key_id = sealed.key_id
+        gateway.wrapped_data_key = sealed.wrapped_data_key
+        gateway.secret_ciphertext = sealed.ciphertext
+        gateway.public_config = checked.public
+        hints: dict[str, dict[str, str]] = {}
+        for name, value in checked.secrets.items():
+            field = spec.field(name)
+            assert field is not None
+            previous = (gateway.secret_hints or {}).get(name)
+            changed_at = (
+                previous["changed_at"] if previous and name not in checked.changed_secrets else now
+            )
+            hints[name] = {"masked": mask(value, field), "changed_at": changed_at}
+        gateway.secret_hints = hints
+
+    @staticmethod
+    def _secret_paths(spec: GatewayTypeSpec) -> list[str]:
+        return [f"configuration.{f.name}" for f in spec.fields if f.secret]
+
+    async def set_enabled(self, gateway_id: str, enabled: bool) -> Gateway:
+        gateway = await self.gateways.get(gateway_id, for_update=True)
+        if gateway.enabled != enabled:
+            gateway.enabled = enabled
+            gateway.updated_at = utcnow()
+            await self.session.flush()
+        action = "gateway.enabled" if enabled else "gateway.disabled"
+        await self._audit(
+            action, gateway, changes={"enabled": {"before": not enabled, "after": enabled}}
+        )
+        return gateway
+
+    async def delete(self, gateway_id: str) -> str:
+        """Delete; a gateway that other rows (payments) refer to is archived instead."""
+        gateway = await self.gateways.get(gateway_id, for_update=True)
+        try:
+            async with self.session.begin_nested():
+                await self.session.delete(gateway)
+                await self.session.flush()
+            outcome = "deleted"
+        except IntegrityError:
+            gateway = await self.gateways.get(gateway_id, for_update=True)
+            gateway.archived_at = utcnow()
+            gateway.enabled = False
+            await self.session.flush()
+            outcome = "archived"
+        await self._audit(f"gateway.{outcome}", gateway)
+        return outcome
+
+    async def test_connection(self, gateway_id: str) -> ConnectionResult:
+        gateway = await self.gateways.get(gateway_id)
+        started = time.perf_counter()
+        try:
+            adapter = build_adapter(self.adapter_config(gateway))
+            # The adapter's own timeout applies per call; this bounds the whole check.
+            async with asyncio.timeout(self.settings.gateway_timeout_seconds * 2 + 1):
+                check = await adapter.test_connection()
+            ok, message = True, check.message
+        except GatewayError as exc:
+            ok, message = False, exc.message
+        except TimeoutError:
+            ok, message = False, f"Timed out after {self.settings.gateway_timeout_seconds:g} s."
+        latency_ms = round((time.perf_counter() - started) * 1000)
+        gateway = await self.gateways.get(gateway_id, for_update=True)
+        gateway.last_test_at = utcnow()
+        gateway.last_test_ok = ok
+        gateway.last_test_latency_ms = latency_ms
+        gateway.last_test_message = message
+        await self.session.flush()
+        await self._audit(
+            "gateway.tested", gateway, outcome="success" if ok else "failure", detail=message
+        )
+        return ConnectionResult(ok, message, latency_ms)
+
+    async def _audit(self, action: str, gateway: Gateway, **fields: Any) -> None:
+        await audit.record(
+            self.session,
+            company_id=self.auth.company_id,
+            actor=self.auth.actor,
+            origin=self.auth.origin,
+            action=action,
+            object_type="gateway",
+            object_id=gateway.id,
+            **fields,
+        )
+
+
+@dataclass(frozen=True)
+class RotationProgress:
+    rewrapped: int
+    remaining: int
+
+
+async def rewrap_all(
+    database: Database, keyring: Keyring, *, batch_size: int = 100
+) -> AsyncIterator[RotationProgress]:
+    """Re-wrap every data key under the primary master key, one small transaction per batch.
+
+    Rows are locked only while their batch is re-wrapped, so paygate keeps serving.
+    """
+    done = 0
+    while True:
+        async with database.transaction() as session:
+            batch = await lock_batch_not_under(session, keyring.primary_key_id, batch_size)
+            for gateway in batch:
+                sealed = keyring.rewrap(
+                    SealedSecrets(
+                        gateway.key_id, gateway.wrapped_data_key, gateway.secret_ciphertext
+                    ),
+                    gateway.aad(),
+                )
+                gateway.key_id = sealed.key_id
+                gateway.wrapped_data_key = sealed.wrapped_data_key
+            counts = await count_by_key_id(session)
+        done += len(batch)
+        remaining = sum(n for key_id, n in counts.items() if key_id != keyring.primary_key_id)
+        yield RotationProgress(done, remaining)
+        if not batch:
+            return

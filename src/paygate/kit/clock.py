@@ -1,0 +1,9 @@
+"""Time is timezone-aware UTC, always."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,31 @@
+"""Alembic locations, and whether the database is at the newest migration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def alembic_config(database_url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    # ConfigParser interpolation: a literal % in the URL must be doubled.
+    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    return config
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+
+
+async def current_revision(connection: AsyncConnection) -> str | None:
+    exists = (await connection.execute(text("SELECT to_regclass('alembic_version')"))).scalar()
+    if exists is None:
+        return None
+    return (await connection.execute(text("SELECT version_num FROM alembic_version"))).scalar()

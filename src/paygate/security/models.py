@@ -1,0 +1,37 @@
+"""The audit log: append-only (a trigger refuses UPDATE and DELETE)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Index, String, Text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from paygate.db import Base
+from paygate.kit.columns import CreatedAt, PublicId
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit_entries"
+    __table_args__ = (
+        Index("ix_audit_entries_company_object", "company_id", "object_type", "object_id"),
+        Index("ix_audit_entries_company_actor", "company_id", "actor_id"),
+    )
+
+    id: Mapped[PublicId]
+    # Null for events that belong to no company (a failed sign-in with an unknown email).
+    company_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    occurred_at: Mapped[CreatedAt]
+    actor_type: Mapped[str] = mapped_column(String(20))  # user, api_key, system, anonymous
+    actor_id: Mapped[str | None] = mapped_column(String(40))
+    actor_label: Mapped[str | None] = mapped_column(String(320))
+    action: Mapped[str] = mapped_column(String(60))
+    object_type: Mapped[str | None] = mapped_column(String(40))
+    object_id: Mapped[str | None] = mapped_column(String(40))
+    outcome: Mapped[str] = mapped_column(String(20))  # success, failure, denied
+    ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(400))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    changes: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    detail: Mapped[str | None] = mapped_column(Text)

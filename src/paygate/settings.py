@@ -1,0 +1,84 @@
+"""All configuration, read once from the environment (prefix PAYGATE_)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Development defaults: refused in production (see `Settings.refuse_defaults_in_production`).
+DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-0123456789abcdef"
+DEV_MASTER_KEYS = "dev-2026:ZGV2LW9ubHktbWFzdGVyLWtleS0zMi1ieXRlcyEhISE="
+
+
+class Mode(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PAYGATE_", extra="ignore")
+
+    mode: Mode = Mode.DEVELOPMENT
+    # Unset: paygate starts an embedded PostgreSQL with its data under data_dir/pgdata.
+    database_url: str | None = None
+    redis_url: str | None = None
+    data_dir: Path = Path("var")
+
+    # Master keys for envelope encryption: "keyid:base64key" entries separated by commas
+    # (or lines, in master_key_file); the first is the primary used for new data keys.
+    master_keys: SecretStr | None = None
+    master_key_file: Path | None = None
+    jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
+
+    access_token_ttl_seconds: int = Field(default=900, ge=30, le=86400)
+    refresh_token_ttl_seconds: int = Field(default=30 * 86400, ge=300)
+    gateway_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str | None = None
+    run_worker: bool = True
+    log_format: str = "auto"  # auto: console in development, JSON otherwise
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def refuse_defaults_in_production(self) -> Settings:
+        if self.mode is Mode.PRODUCTION:
+            if self.jwt_secret.get_secret_value() == DEV_JWT_SECRET:
+                raise ValueError("PAYGATE_JWT_SECRET must be set in production")
+            if len(self.jwt_secret.get_secret_value()) < 32:
+                raise ValueError("PAYGATE_JWT_SECRET must be at least 32 characters")
+            raw = self.master_keys_text()
+            if not raw or DEV_MASTER_KEYS.split(":", 1)[1] in raw:
+                raise ValueError(
+                    "PAYGATE_MASTER_KEYS or PAYGATE_MASTER_KEY_FILE must name a real master key "
+                    "in production (generate one with `paygate keys generate`)"
+                )
+        return self
+
+    def master_keys_text(self) -> str:
+        """The configured master key entries, from the environment or the key file."""
+        if self.master_keys is not None:
+            return self.master_keys.get_secret_value()
+        if self.master_key_file is not None:
+            return self.master_key_file.read_text()
+        return DEV_MASTER_KEYS if self.mode is not Mode.PRODUCTION else ""
+
+    @property
+    def development(self) -> bool:
+        return self.mode is not Mode.PRODUCTION
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
