@@ -24,7 +24,7 @@ from paygate.kit.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from paygate.migrations_check import current_revision, head_revision
 from paygate.security.crypto import Keyring
 from paygate.security.endpoints import router as audit_router
-from paygate.settings import Mode, Settings, get_settings
+from paygate.settings import Settings, get_settings
 from paygate.web.pages import router as web_router
 
 STATIC_DIR = Path(__file__).parent / "web" / "static"
@@ -32,10 +32,7 @@ STATIC_DIR = Path(__file__).parent / "web" / "static"
 
 def create_app(settings: Settings | None = None, *, database: Database | None = None) -> FastAPI:
     settings = settings or get_settings()
-    json_logs = settings.log_format == "json" or (
-        settings.log_format == "auto" and settings.mode is Mode.PRODUCTION
-    )
-    configure_logging(json_logs=json_logs, level=settings.log_level)
+    configure_logging(json_logs=settings.json_logs, level=settings.log_level)
     # Parse the keys before serving: a bad key configuration fails at start, not mid-request.
     keyring = Keyring.parse(settings.master_keys_text())
 

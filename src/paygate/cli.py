@@ -107,7 +107,7 @@ def worker(concurrency: Annotated[int, typer.Option(help="Jobs run at once")] = 
     from paygate.kit.logging import configure_logging
 
     settings = _settings()
-    configure_logging(json_logs=settings.log_format == "json", level=settings.log_level)
+    configure_logging(json_logs=settings.json_logs, level=settings.log_level)
     database = Database(_database_url(settings))
 
     async def main() -> None:

@@ -20,6 +20,12 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
+def include_name(name: str | None, type_: str, parent_names: object) -> bool:
+    """Procrastinate owns its tables; autogenerate must not try to drop them."""
+    owned_by_procrastinate = (name or "").startswith(("procrastinate_", "idx_procrastinate"))
+    return not (type_ in ("table", "index") and owned_by_procrastinate)
+
+
 def head_revision() -> str | None:
     return ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
 

@@ -71,6 +71,12 @@ class Settings(BaseSettings):
         return DEV_MASTER_KEYS if self.mode is not Mode.PRODUCTION else ""
 
     @property
+    def json_logs(self) -> bool:
+        return self.log_format == "json" or (
+            self.log_format == "auto" and self.mode is Mode.PRODUCTION
+        )
+
+    @property
     def development(self) -> bool:
         return self.mode is not Mode.PRODUCTION
 

@@ -9,7 +9,9 @@ import httpx
 from tests.conftest import Tenant
 
 
-def stripe_payload(base_url: str, *, secret_key: str = "sk_test_" + "4eC39HqLyjWDarjtT1zdp7dc4242") -> dict[str, Any]:
+def stripe_payload(
+    base_url: str, *, secret_key: str = "sk_test_" + "4eC39HqLyjWDarjtT1zdp7dc4242"
+) -> dict[str, Any]:
     return {
         "name": "Stripe US",
         "gateway_type": "stripe",
@@ -30,14 +32,18 @@ def sandbox_payload(name: str = "Sandbox") -> dict[str, Any]:
     return {"name": name, "gateway_type": "sandbox", "supported_currencies": ["USD"]}
 
 
-async def create_gateway(client: httpx.AsyncClient, tenant: Tenant, payload: dict[str, Any]) -> dict[str, Any]:
+async def create_gateway(
+    client: httpx.AsyncClient, tenant: Tenant, payload: dict[str, Any]
+) -> dict[str, Any]:
     response = await client.post("/api/v1/gateways", json=payload, headers=tenant.headers)
     assert response.status_code == 201, response.text
     body: dict[str, Any] = response.json()
     return body
 
 
-async def audit_entries(client: httpx.AsyncClient, tenant: Tenant, **filters: str) -> list[dict[str, Any]]:
+async def audit_entries(
+    client: httpx.AsyncClient, tenant: Tenant, **filters: str
+) -> list[dict[str, Any]]:
     response = await client.get("/api/v1/audit-log", params=filters, headers=tenant.headers)
     assert response.status_code == 200, response.text
     data: list[dict[str, Any]] = response.json()["data"]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from sqlalchemy import ARRAY, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -49,9 +47,10 @@ class Invitation(Base):
     email: Mapped[str] = mapped_column(String(320))
     role: Mapped[str] = mapped_column(String(20))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    invited_by: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    # None when an API key sent it (the audit log names the key).
+    invited_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[CreatedAt]
-    expires_at: Mapped[datetime] = mapped_column()
+    expires_at: Mapped[Timestamp]
     accepted_at: Mapped[Timestamp | None]
     revoked_at: Mapped[Timestamp | None]
 
@@ -66,7 +65,7 @@ class AuthSession(Base):
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
     created_at: Mapped[CreatedAt]
     last_used_at: Mapped[Timestamp | None]
-    expires_at: Mapped[datetime] = mapped_column()
+    expires_at: Mapped[Timestamp]
     revoked_at: Mapped[Timestamp | None]
     revoked_reason: Mapped[str | None] = mapped_column(String(40))
     ip: Mapped[str | None] = mapped_column(String(64))

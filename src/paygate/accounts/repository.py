@@ -48,19 +48,14 @@ class UserRepository:
         return [(m, c) for m, c in rows.tuples()]
 
     async def refresh_token(self, token_hash: str) -> tuple[RefreshToken, AuthSession] | None:
-        row = (
-            (
-                await self.session.execute(
-                    select(RefreshToken, AuthSession)
-                    .join(AuthSession, AuthSession.id == RefreshToken.session_id)
-                    .where(RefreshToken.token_hash == token_hash)
-                    .with_for_update()
-                )
-            )
-            .tuples()
-            .one_or_none()
+        statement = (
+            select(RefreshToken, AuthSession)
+            .join(AuthSession, AuthSession.id == RefreshToken.session_id)
+            .where(RefreshToken.token_hash == token_hash)
+            # Only the token row: a reuse revokes the session from another transaction.
+            .with_for_update(of=RefreshToken)
         )
-        return row
+        return (await self.session.execute(statement)).tuples().one_or_none()
 
     async def revoke_sessions(
         self,

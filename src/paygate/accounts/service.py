@@ -259,7 +259,7 @@ class AccountService:
                 email=email,
                 role=request.role.value,
                 token_hash=token_digest(token),
-                invited_by=auth.user_id or "",
+                invited_by=auth.user_id,
                 expires_at=utcnow() + INVITATION_TTL,
             )
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response, status
+from fastapi import APIRouter, Depends, status
 
 from paygate.accounts.auth import AuthContext, require
 from paygate.accounts.permissions import Permission
@@ -16,6 +16,7 @@ from paygate.gateways.schemas import (
     CredentialOut,
     FieldSpecOut,
     GatewayCreate,
+    GatewayDeleted,
     GatewayOut,
     GatewayTypeOut,
     GatewayUpdate,
@@ -141,10 +142,10 @@ async def update_gateway(gateway_id: str, body: GatewayUpdate, gateways: Writer)
     return gateway_out(await gateways.update(gateway_id, body))
 
 
-@router.delete("/gateways/{gateway_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_gateway(gateway_id: str, gateways: Writer) -> Response:
-    await gateways.delete(gateway_id)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/gateways/{gateway_id}", response_model=GatewayDeleted)
+async def delete_gateway(gateway_id: str, gateways: Writer) -> GatewayDeleted:
+    """Deletes the gateway; once payments refer to it, archives it instead (kept for history)."""
+    return GatewayDeleted(id=gateway_id, outcome=await gateways.delete(gateway_id))
 
 
 @router.post("/gateways/{gateway_id}/enable", response_model=GatewayOut)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
@@ -80,6 +80,11 @@ class GatewayOut(BaseModel):
     last_test: LastTest | None
     created_at: datetime
     updated_at: datetime
+
+
+class GatewayDeleted(BaseModel):
+    id: str
+    outcome: Literal["deleted", "archived"]
 
 
 class ConnectionTestOut(BaseModel):

@@ -7,9 +7,10 @@ import re
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
+import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -33,10 +34,16 @@ from paygate.kit.errors import FieldError, validation_failed
 from paygate.kit.ids import new_id
 from paygate.kit.money import is_currency
 from paygate.security import audit
-from paygate.security.crypto import Keyring, SealedSecrets
+from paygate.security.crypto import Keyring, KeyringError, SealedSecrets
 from paygate.settings import Settings
 
+logger = structlog.get_logger(__name__)
+
 MASK_GAP = "..."
+UNDECRYPTABLE = (
+    "The stored credentials cannot be decrypted with the configured master keys. "
+    "Restore the missing key, or edit the gateway and enter its secrets again."
+)
 DEFAULT_CURRENCIES = ["USD"]
 
 
@@ -138,6 +145,11 @@ def _value_problem(field: FieldSpec, value: str, environment: Environment) -> st
     return None
 
 
+def _currencies(codes: list[str]) -> list[str]:
+    """Upper-cased, each once, in the order given."""
+    return list(dict.fromkeys(code.upper() for code in codes))
+
+
 def _check_commercial_terms(spec: GatewayTypeSpec, gateway: Gateway) -> None:
     errors: list[FieldError] = []
     for index, code in enumerate(gateway.supported_currencies):
@@ -200,10 +212,20 @@ class GatewayService:
         return await self.gateways.get(gateway_id)
 
     def secrets_of(self, gateway: Gateway) -> dict[str, str]:
-        return self.keyring.open(
-            SealedSecrets(gateway.key_id, gateway.wrapped_data_key, gateway.secret_ciphertext),
-            gateway.aad(),
-        )
+        try:
+            return self.keyring.open(
+                SealedSecrets(gateway.key_id, gateway.wrapped_data_key, gateway.secret_ciphertext),
+                gateway.aad(),
+            )
+        except KeyringError as exc:
+            # Loud, never silent: the operator must restore the key or the admin re-enter secrets.
+            logger.error(
+                "gateway_secrets_undecryptable",
+                gateway_id=gateway.id,
+                key_id=gateway.key_id,
+                reason=str(exc),
+            )
+            raise
 
     def adapter_config(self, gateway: Gateway) -> AdapterConfig:
         return AdapterConfig(
@@ -226,9 +248,7 @@ class GatewayService:
             gateway_type=spec.type.value,
             environment=environment.value,
             enabled=True if request.enabled is None else request.enabled,
-            supported_currencies=[
-                c.upper() for c in request.supported_currencies or DEFAULT_CURRENCIES
-            ],
+            supported_currencies=_currencies(request.supported_currencies or DEFAULT_CURRENCIES),
             min_amount=request.min_amount,
             max_amount=request.max_amount,
             priority=100 if request.priority is None else request.priority,
@@ -255,7 +275,7 @@ class GatewayService:
             environment,
             request.configuration or {},
             stored_public=gateway.public_config,
-            stored_secrets=self.secrets_of(gateway),
+            stored_secrets=self._stored_secrets_or_none(gateway),
         )
         self._apply_terms(gateway, request)
         gateway.environment = environment.value
@@ -270,13 +290,20 @@ class GatewayService:
         )
         return gateway
 
+    def _stored_secrets_or_none(self, gateway: Gateway) -> dict[str, str]:
+        """The stored secrets; none when they cannot be decrypted, so an update re-enters them."""
+        try:
+            return self.secrets_of(gateway)
+        except KeyringError:
+            return {}
+
     def _apply_terms(self, gateway: Gateway, request: GatewayFields) -> None:
         if request.name is not None:
             gateway.name = request.name
         if request.enabled is not None:
             gateway.enabled = request.enabled
         if request.supported_currencies is not None:
-            gateway.supported_currencies = [c.upper() for c in request.supported_currencies]
+            gateway.supported_currencies = _currencies(request.supported_currencies)
         fields = request.model_fields_set
         if "min_amount" in fields:
             gateway.min_amount = request.min_amount
@@ -323,14 +350,14 @@ class GatewayService:
         )
         return gateway
 
-    async def delete(self, gateway_id: str) -> str:
+    async def delete(self, gateway_id: str) -> Literal["deleted", "archived"]:
         """Delete; a gateway that other rows (payments) refer to is archived instead."""
         gateway = await self.gateways.get(gateway_id, for_update=True)
         try:
             async with self.session.begin_nested():
                 await self.session.delete(gateway)
                 await self.session.flush()
-            outcome = "deleted"
+            outcome: Literal["deleted", "archived"] = "deleted"
         except IntegrityError:
             gateway = await self.gateways.get(gateway_id, for_update=True)
             gateway.archived_at = utcnow()
@@ -351,6 +378,8 @@ class GatewayService:
             ok, message = True, check.message
         except GatewayError as exc:
             ok, message = False, exc.message
+        except KeyringError:
+            ok, message = False, UNDECRYPTABLE
         except TimeoutError:
             ok, message = False, f"Timed out after {self.settings.gateway_timeout_seconds:g} s."
         latency_ms = round((time.perf_counter() - started) * 1000)

@@ -152,13 +152,16 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def handle_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         slug, title = _STATUS_SLUGS.get(exc.status_code, ("http-error", "HTTP error"))
-        detail = exc.detail if isinstance(exc.detail, str) and exc.detail != title else None
+        detail: str | None = exc.detail if isinstance(exc.detail, str) else None
+        if detail and detail.lower() == title.lower():
+            detail = "No such route." if exc.status_code == 404 else None
         problem = Problem(exc.status_code, slug, title, detail, headers=dict(exc.headers or {}))
         return problem_response(problem, request)
 
-    @app.exception_handler(Exception)
-    async def handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
-        # The exception goes to the log (by type only: its text might hold data we must not log).
-        logger.error("unhandled_error", error_type=type(exc).__name__, path=request.url.path)
-        problem = Problem(500, "internal-error", "Internal error", "Something went wrong.")
-        return problem_response(problem, request)
+
+INTERNAL_ERROR = Problem(
+    500,
+    "internal-error",
+    "Internal error",
+    "Something went wrong. Quote the request id to support.",
+)

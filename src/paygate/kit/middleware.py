@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import secrets
 import time
+import traceback
 
 import structlog
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from paygate.kit.errors import PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_BASE
+from paygate.kit.errors import INTERNAL_ERROR, PROBLEM_CONTENT_TYPE, Problem
 
 logger = structlog.get_logger("paygate.http")
 
@@ -39,12 +40,14 @@ class RequestContextMiddleware:
         )
         scope.setdefault("state", {})["request_id"] = request_id
         status = 500
-        started = time.perf_counter()
+        started = False
+        began = time.perf_counter()
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
                 status = message["status"]
+                started = True
                 message["headers"] = [
                     *message.get("headers", []),
                     (b"x-request-id", request_id.encode()),
@@ -54,8 +57,19 @@ class RequestContextMiddleware:
         structlog.contextvars.bind_contextvars(request_id=request_id)
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            # Logged by type and frames only: an exception's text may hold data we must not log.
+            logger.error(
+                "unhandled_error",
+                error_type=type(exc).__name__,
+                frames=traceback.format_tb(exc.__traceback__)[-5:],
+                path=scope["path"],
+            )
+            if status != 500 or started:
+                raise
+            await send_problem(send_with_id, INTERNAL_ERROR.status, INTERNAL_ERROR.body())
         finally:
-            elapsed = time.perf_counter() - started
+            elapsed = time.perf_counter() - began
             route = _route_of(scope)
             REQUESTS.labels(scope["method"], route, str(status)).inc()
             LATENCY.labels(scope["method"], route).observe(elapsed)
@@ -70,10 +84,6 @@ class RequestContextMiddleware:
             structlog.contextvars.unbind_contextvars("request_id")
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
 class BodyLimitMiddleware:
     """Refuses request bodies over `max_bytes` with a 413 problem, declared or streamed."""
 
@@ -86,50 +96,59 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+        if declared is not None and not declared.isdigit():
+            await send_problem(
+                send,
+                400,
+                _problem(400, "bad-request", "Bad request", "Content-Length is not a number."),
+            )
+            return
+        if declared is not None and int(declared) > self.max_bytes:
             await self._refuse(send)
             return
         received = 0
-        started = False
+        refused = False
 
         async def counting_receive() -> Message:
-            nonlocal received
+            nonlocal received, refused
             message = await receive()
-            if message["type"] == "http.request":
+            if message["type"] == "http.request" and not refused:
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise BodyTooLarge
+                    # Answer now and tell the app the client left: it stops reading.
+                    refused = True
+                    await self._refuse(send)
+                    return {"type": "http.disconnect"}
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
+        async def guarded_send(message: Message) -> None:
+            if not refused:  # the app's own answer to the cut-off body is dropped
+                await send(message)
 
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except BodyTooLarge:
-            if not started:
-                await self._refuse(send)
+        await self.app(scope, counting_receive, guarded_send)
 
     async def _refuse(self, send: Send) -> None:
-        body = json.dumps(
-            {
-                "type": PROBLEM_TYPE_BASE + "payload-too-large",
-                "title": "Payload too large",
-                "status": 413,
-                "detail": f"The request body is larger than {self.max_bytes} bytes.",
-            }
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
+        detail = f"The request body is larger than {self.max_bytes} bytes."
+        await send_problem(
+            send, 413, _problem(413, "payload-too-large", "Payload too large", detail)
         )
-        await send({"type": "http.response.body", "body": body})
+
+
+def _problem(status: int, slug: str, title: str, detail: str) -> dict[str, object]:
+    return Problem(status, slug, title, detail).body()
+
+
+async def send_problem(send: Send, status: int, body: dict[str, object]) -> None:
+    """Answer a problem+json directly from ASGI middleware (outside FastAPI's handlers)."""
+    payload = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
+                (b"content-length", str(len(payload)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import create_engine, pool
+from sqlalchemy import create_engine, pool, text
 
 import paygate.accounts.models
 import paygate.gateways.models
 import paygate.security.models  # noqa: F401  (registers the tables on Base.metadata)
 from paygate.db import Base, sqlalchemy_url
+from paygate.migrations_check import include_name
 
 config = context.config
 target_metadata = Base.metadata
@@ -18,8 +19,15 @@ def run_migrations_online() -> None:
     url = sqlalchemy_url(config.get_main_option("sqlalchemy.url") or "")
     engine = create_engine(url, poolclass=pool.NullPool)
     with engine.connect() as connection:
-        context.configure(connection=connection, target_metadata=target_metadata, compare_type=True)
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            compare_type=True,
+            include_name=include_name,
+        )
         with context.begin_transaction():
+            # Processes starting together take turns; the later ones find nothing to do.
+            connection.execute(text("SELECT pg_advisory_xact_lock(7265676174650001)"))
             context.run_migrations()
 
 

@@ -208,9 +208,7 @@ async def call_gateway(
         ) from None
     except httpx.TransportError:
         outcome = "unreachable"
-        raise GatewayUnavailable(
-            "The gateway could not be reached (connection failed)."
-        ) from None
+        raise GatewayUnavailable("The gateway could not be reached (connection failed).") from None
     except GatewayError as exc:
         outcome = exc.code
         raise

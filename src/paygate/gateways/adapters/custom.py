@@ -10,6 +10,7 @@ import httpx
 from paygate.gateways.adapters.base import (
     AdapterConfig,
     ConnectionCheck,
+    Environment,
     FieldKind,
     FieldSpec,
     GatewayError,
@@ -53,10 +54,13 @@ SPEC = GatewayTypeSpec(
             name="webhook_secret",
             label="Webhook signing secret",
             kind=FieldKind.SECRET,
+            required=False,
             help=(
                 "The Standard Webhooks secret (whsec_ followed by base64) the gateway signs "
-                "its webhooks with; its operator gives it to you with the API key."
+                "its webhooks with; its operator gives it to you with the API key. "
+                "Optional: needed only to verify webhooks."
             ),
+            prefixes={Environment.TEST: ("whsec_",), Environment.LIVE: ("whsec_",)},
         ),
     ),
 )

