@@ -152,7 +152,8 @@ async def test_a_gateway_that_history_refers_to_is_archived_not_deleted(
     async with database.transaction() as session:
         await session.execute(
             text(
-                "CREATE TABLE IF NOT EXISTS test_gateway_history (gateway_id varchar(40) REFERENCES gateways(id))"
+                "CREATE TABLE IF NOT EXISTS test_gateway_history"
+                " (gateway_id varchar(40) REFERENCES gateways(id))"
             )
         )
         await session.execute(

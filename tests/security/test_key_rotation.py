@@ -45,7 +45,9 @@ async def client_with_keys(settings: Settings, database: Database) -> Any:
     clients: list[httpx.AsyncClient] = []
 
     def make(keys: str) -> httpx.AsyncClient:
-        app = create_app(settings.model_copy(update={"master_keys": SecretStr(keys)}), database=database)
+        app = create_app(
+            settings.model_copy(update={"master_keys": SecretStr(keys)}), database=database
+        )
         client = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://paygate.test"
         )

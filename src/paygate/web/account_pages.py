@@ -1,0 +1,261 @@
+"""API keys and members pages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+
+from paygate.accounts.auth import AuthContext
+from paygate.accounts.permissions import ROLE_DESCRIPTIONS, Permission, Role
+from paygate.accounts.repository import ApiKeyRepository, InvitationRepository, MembershipRepository
+from paygate.accounts.schemas import ApiKeyCreate, InviteRequest, RoleChange
+from paygate.accounts.service import AccountService
+from paygate.kit.deps import OriginDep, SessionDep, SettingsDep
+from paygate.kit.errors import Problem
+from paygate.web.forms import FormErrors, parse, text, texts
+from paygate.web.render import Notice, PageRoute, is_htmx, redirect, render
+from paygate.web.session import User, flash, need
+
+router = APIRouter(route_class=PageRoute)
+
+SCOPE_DESCRIPTIONS: dict[Permission, str] = {
+    Permission.GATEWAYS_READ: "See gateway configurations (secrets stay masked)",
+    Permission.GATEWAYS_WRITE: "Add, change, test and delete gateways",
+    Permission.API_KEYS_READ: "List API keys",
+    Permission.API_KEYS_WRITE: "Create and revoke API keys",
+    Permission.MEMBERS_READ: "List members and invitations",
+    Permission.MEMBERS_WRITE: "Invite, change roles and remove members",
+    Permission.AUDIT_READ: "Read the audit log",
+}
+
+
+def _accounts(session: SessionDep, settings: SettingsDep, origin: OriginDep) -> AccountService:
+    return AccountService(session, settings, origin)
+
+
+# --- API keys ---------------------------------------------------------------------------
+
+
+async def _keys_context(session: SessionDep, auth: AuthContext, **extra: Any) -> dict[str, Any]:
+    context: dict[str, Any] = {
+        "keys": await ApiKeyRepository(session, auth.company_id).active(),
+        "scopes": list(Permission),
+        "scope_descriptions": SCOPE_DESCRIPTIONS,
+        "errors": FormErrors(),
+        "values": {"name": "", "scopes": []},
+        "created": None,
+    }
+    context.update(extra)
+    return context
+
+
+def _keys_response(
+    request: Request,
+    auth: AuthContext,
+    context: dict[str, Any],
+    *,
+    status_code: int = 200,
+    notice: Notice | None = None,
+) -> Response:
+    template = "api_keys/_section.html" if is_htmx(request) else "api_keys/index.html"
+    return render(request, template, context, auth=auth, status_code=status_code, notice=notice)
+
+
+@router.get("/api-keys")
+async def api_keys_page(request: Request, auth: User, session: SessionDep) -> Response:
+    need(auth, Permission.API_KEYS_READ)
+    return render(request, "api_keys/index.html", await _keys_context(session, auth), auth=auth)
+
+
+@router.post("/api-keys")
+async def create_api_key(
+    request: Request, auth: User, session: SessionDep, settings: SettingsDep, origin: OriginDep
+) -> Response:
+    need(auth, Permission.API_KEYS_WRITE)
+    form = await request.form()
+    values = {"name": text(form, "name"), "scopes": texts(form, "scopes")}
+    try:
+        # A savepoint: a refused change leaves nothing behind, even in memory.
+        async with session.begin_nested():
+            body = parse(ApiKeyCreate, {"name": values["name"], "scopes": values["scopes"]})
+            api_key, key = await _accounts(session, settings, origin).create_api_key(auth, body)
+    except Problem as problem:
+        errors = FormErrors.from_problem(
+            problem, ["name", "scopes"], labels={"name": "Name", "scopes": "Scopes"}
+        )
+        # "scopes.3" (an unknown scope) belongs next to the scope checkboxes.
+        for message in list(errors.general):
+            if message.lower().startswith("scopes"):
+                errors.general.remove(message)
+                errors.fields.setdefault("scopes", []).append(message)
+        context = await _keys_context(session, auth, errors=errors, values=values)
+        return _keys_response(request, auth, context, status_code=422)
+    # The key itself is rendered this once, into a no-store response; only its prefix is kept.
+    context = await _keys_context(session, auth, created={"name": api_key.name, "key": key})
+    return _keys_response(
+        request, auth, context, notice=Notice("success", f"API key {api_key.name} created.")
+    )
+
+
+@router.post("/api-keys/{key_id}/revoke")
+async def revoke_api_key(
+    request: Request,
+    key_id: str,
+    auth: User,
+    session: SessionDep,
+    settings: SettingsDep,
+    origin: OriginDep,
+) -> Response:
+    need(auth, Permission.API_KEYS_WRITE)
+    api_key = await _accounts(session, settings, origin).revoke_api_key(auth, key_id)
+    if not is_htmx(request):
+        flash(request, "api_key_revoked")
+        return redirect("/api-keys", request)
+    context = await _keys_context(session, auth)
+    return _keys_response(
+        request, auth, context, notice=Notice("success", f"API key {api_key.name} revoked.")
+    )
+
+
+# --- members ----------------------------------------------------------------------------
+
+
+async def _members_context(session: SessionDep, auth: AuthContext, **extra: Any) -> dict[str, Any]:
+    context: dict[str, Any] = {
+        "members": await MembershipRepository(session, auth.company_id).with_users(),
+        "invitations": await InvitationRepository(session, auth.company_id).pending(),
+        "roles": list(Role),
+        "role_descriptions": ROLE_DESCRIPTIONS,
+        "errors": FormErrors(),
+        "values": {"email": "", "role": Role.DEVELOPER.value},
+        "invite_url": None,
+    }
+    context.update(extra)
+    return context
+
+
+def _members_response(
+    request: Request,
+    auth: AuthContext,
+    context: dict[str, Any],
+    *,
+    status_code: int = 200,
+    notice: Notice | None = None,
+) -> Response:
+    template = "members/_section.html" if is_htmx(request) else "members/index.html"
+    return render(request, template, context, auth=auth, status_code=status_code, notice=notice)
+
+
+@router.get("/members")
+async def members_page(request: Request, auth: User, session: SessionDep) -> Response:
+    need(auth, Permission.MEMBERS_READ)
+    return render(request, "members/index.html", await _members_context(session, auth), auth=auth)
+
+
+@router.post("/members/invite")
+async def invite_member(
+    request: Request, auth: User, session: SessionDep, settings: SettingsDep, origin: OriginDep
+) -> Response:
+    need(auth, Permission.MEMBERS_WRITE)
+    form = await request.form()
+    values = {"email": text(form, "email").strip(), "role": text(form, "role")}
+    try:
+        # A savepoint: a refused change leaves nothing behind, even in memory.
+        async with session.begin_nested():
+            body = parse(InviteRequest, values)
+            invitation, url = await _accounts(session, settings, origin).invite(auth, body)
+    except Problem as problem:
+        errors = FormErrors.from_problem(
+            problem, ["email", "role"], labels={"email": "Email", "role": "Role"}
+        )
+        context = await _members_context(session, auth, errors=errors, values=values)
+        return _members_response(request, auth, context, status_code=422)
+    context = await _members_context(session, auth, invite_url=url, invited=invitation.email)
+    return _members_response(
+        request,
+        auth,
+        context,
+        notice=Notice("success", f"Invitation created for {invitation.email}."),
+    )
+
+
+async def _member_action(
+    request: Request, auth: AuthContext, session: SessionDep, flash_key: str, done: str, action: Any
+) -> Response:
+    """Run one member change; a refusal (the last owner rule) is shown, the list reloaded."""
+    try:
+        # A savepoint: a refused change leaves nothing behind, even in memory.
+        async with session.begin_nested():
+            await action
+    except Problem as problem:
+        if problem.status == 404:
+            raise
+        notice = Notice("error", problem.detail or problem.title)
+        if not is_htmx(request):
+            return render(
+                request,
+                "members/index.html",
+                await _members_context(session, auth),
+                auth=auth,
+                notice=notice,
+                status_code=problem.status,
+            )
+        return _members_response(
+            request, auth, await _members_context(session, auth), notice=notice
+        )
+    if not is_htmx(request):
+        flash(request, flash_key)
+        return redirect("/members", request)
+    return _members_response(
+        request, auth, await _members_context(session, auth), notice=Notice("success", done)
+    )
+
+
+@router.post("/members/{membership_id}/role")
+async def change_role(
+    request: Request,
+    membership_id: str,
+    auth: User,
+    session: SessionDep,
+    settings: SettingsDep,
+    origin: OriginDep,
+) -> Response:
+    need(auth, Permission.MEMBERS_WRITE)
+    form = await request.form()
+    try:
+        body = parse(RoleChange, {"role": text(form, "role")})
+    except Problem as problem:
+        raise Problem(400, "bad-request", "Bad request", "Choose one of the roles.") from problem
+    action = _accounts(session, settings, origin).change_role(auth, membership_id, body.role)
+    return await _member_action(request, auth, session, "member_updated", "Role changed.", action)
+
+
+@router.post("/members/{membership_id}/remove")
+async def remove_member(
+    request: Request,
+    membership_id: str,
+    auth: User,
+    session: SessionDep,
+    settings: SettingsDep,
+    origin: OriginDep,
+) -> Response:
+    need(auth, Permission.MEMBERS_WRITE)
+    action = _accounts(session, settings, origin).remove_member(auth, membership_id)
+    return await _member_action(request, auth, session, "member_removed", "Member removed.", action)
+
+
+@router.post("/invitations/{invitation_id}/revoke")
+async def revoke_invitation(
+    request: Request,
+    invitation_id: str,
+    auth: User,
+    session: SessionDep,
+    settings: SettingsDep,
+    origin: OriginDep,
+) -> Response:
+    need(auth, Permission.MEMBERS_WRITE)
+    action = _accounts(session, settings, origin).revoke_invitation(auth, invitation_id)
+    return await _member_action(
+        request, auth, session, "invitation_revoked", "Invitation revoked.", action
+    )

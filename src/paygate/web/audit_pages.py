@@ -1,0 +1,153 @@
+"""The audit log page: filters, newest-first paging, readable before/after diffs."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Query, Request, Response
+
+from paygate.accounts.permissions import Permission
+from paygate.kit.deps import SessionDep
+from paygate.kit.pagination import PageParams
+from paygate.security.audit import CHANGED
+from paygate.security.models import AuditEntry
+from paygate.security.repository import AuditFilters, AuditRepository
+from paygate.web.forms import FormErrors
+from paygate.web.render import PageRoute, render
+from paygate.web.session import User, need
+
+router = APIRouter(route_class=PageRoute)
+
+PAGE_SIZE = 50
+Short = Annotated[str, Query(max_length=60)]
+
+# Offered as suggestions in the filter inputs; any value may still be typed.
+OBJECT_TYPES = ("gateway", "api_key", "member", "invitation", "user", "session", "company")
+ACTIONS = (
+    "gateway.created",
+    "gateway.updated",
+    "gateway.enabled",
+    "gateway.disabled",
+    "gateway.tested",
+    "gateway.deleted",
+    "gateway.archived",
+    "api_key.created",
+    "api_key.revoked",
+    "member.invited",
+    "member.joined",
+    "member.role_changed",
+    "member.removed",
+    "member.invitation_revoked",
+    "auth.sign_in",
+    "auth.sign_out",
+    "auth.refresh_token_reused",
+    "account.registered",
+)
+
+
+@dataclass(frozen=True)
+class Change:
+    field: str
+    before: str
+    after: str
+
+
+@dataclass(frozen=True)
+class Row:
+    entry: AuditEntry
+    changes: list[Change]
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "—"
+    if value == CHANGED:
+        return "changed (secret, not shown)"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value) or "(none)"
+    if isinstance(value, (dict, bool)):
+        return json.dumps(value, sort_keys=True)
+    return str(value)
+
+
+def _changes(entry: AuditEntry) -> list[Change]:
+    result = []
+    for name, change in sorted((entry.changes or {}).items()):
+        if isinstance(change, dict) and set(change) <= {"before", "after"}:
+            result.append(Change(name, _show(change.get("before")), _show(change.get("after"))))
+        else:
+            result.append(Change(name, "", _show(change)))
+    return result
+
+
+def _day(raw: str, name: str, errors: FormErrors) -> date | None:
+    if not raw:
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        errors.fields.setdefault(name, []).append("Enter a date as YYYY-MM-DD.")
+        return None
+
+
+@router.get("/audit")
+async def audit_page(
+    request: Request,
+    auth: User,
+    session: SessionDep,
+    object_type: Short = "",
+    object_id: Short = "",
+    actor_id: Short = "",
+    action: Short = "",
+    since: Short = "",
+    until: Short = "",
+    cursor: Annotated[str, Query(max_length=64)] = "",
+) -> Response:
+    need(auth, Permission.AUDIT_READ)
+    values = {
+        "object_type": object_type.strip(),
+        "object_id": object_id.strip(),
+        "actor_id": actor_id.strip(),
+        "action": action.strip(),
+        "since": since.strip(),
+        "until": until.strip(),
+    }
+    errors = FormErrors()
+    since_day = _day(values["since"], "since", errors)
+    until_day = _day(values["until"], "until", errors)
+    filters = AuditFilters(
+        object_type=values["object_type"] or None,
+        object_id=values["object_id"] or None,
+        actor_id=values["actor_id"] or None,
+        action=values["action"] or None,
+        since=datetime.combine(since_day, time(), tzinfo=UTC) if since_day else None,
+        # "Until" a day includes that whole day (UTC).
+        until=datetime.combine(until_day + timedelta(days=1), time(), tzinfo=UTC)
+        if until_day
+        else None,
+    )
+    rows, next_cursor = await AuditRepository(session, auth.company_id).search(
+        filters, PageParams(limit=PAGE_SIZE, cursor=cursor or None)
+    )
+    active = {k: v for k, v in values.items() if v}
+    return render(
+        request,
+        "audit/index.html",
+        {
+            "rows": [Row(entry, _changes(entry)) for entry in rows],
+            "values": values,
+            "errors": errors,
+            "filtered": bool(active),
+            "older_url": f"/audit?{urlencode({**active, 'cursor': next_cursor})}"
+            if next_cursor
+            else None,
+            "newest_url": f"/audit?{urlencode(active)}" if cursor else None,
+            "object_types": OBJECT_TYPES,
+            "actions": ACTIONS,
+        },
+        auth=auth,
+    )

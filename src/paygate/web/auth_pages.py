@@ -1,0 +1,190 @@
+"""Sign up, sign in, sign out, and accepting an invitation."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+
+from paygate.accounts.repository import UserRepository, invitation_by_token
+from paygate.accounts.schemas import AcceptInvitation, LoginRequest, RegisterRequest
+from paygate.accounts.service import AccountService
+from paygate.kit.clock import utcnow
+from paygate.kit.deps import DatabaseDep, OriginDep, SessionDep, SettingsDep
+from paygate.kit.errors import Problem
+from paygate.security.tokens import token_digest
+from paygate.web.forms import FormErrors, parse, text
+from paygate.web.render import PageRoute, redirect, render
+from paygate.web.session import MaybeUser, end_session, flash, safe_next, start_session
+
+router = APIRouter(route_class=PageRoute)
+
+NextParam = Annotated[str | None, Query(alias="next", max_length=500)]
+
+
+@router.get("/")
+async def home(auth: MaybeUser) -> Response:
+    return Response(status_code=303, headers={"Location": "/gateways" if auth else "/login"})
+
+
+# --- sign in ----------------------------------------------------------------------------
+
+
+@router.get("/login")
+async def login_page(request: Request, auth: MaybeUser, next_: NextParam = None) -> Response:
+    if auth is not None:
+        return redirect(safe_next(next_), request)
+    return render(
+        request, "auth/login.html", {"email": "", "next": safe_next(next_), "errors": FormErrors()}
+    )
+
+
+@router.post("/login")
+async def login(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    origin: OriginDep,
+    database: DatabaseDep,
+) -> Response:
+    form = await request.form()
+    email = text(form, "email").strip()
+    target = safe_next(text(form, "next"))
+    try:
+        # A savepoint: a refused change leaves nothing behind, even in memory.
+        async with session.begin_nested():
+            body = parse(LoginRequest, {"email": email, "password": text(form, "password")})
+            signed_in = await AccountService(session, settings, origin).login(
+                body.email, body.password, None, database
+            )
+    except Problem as problem:
+        errors = FormErrors.from_problem(problem, ["email", "password"], labels={"email": "Email"})
+        return render(
+            request,
+            "auth/login.html",
+            {"email": email, "next": target, "errors": errors},
+            status_code=problem.status if problem.status in (401, 422) else 400,
+        )
+    start_session(request, signed_in.tokens)
+    return redirect(target, request)
+
+
+# --- sign up ----------------------------------------------------------------------------
+
+
+@router.get("/signup")
+async def signup_page(request: Request, auth: MaybeUser) -> Response:
+    if auth is not None:
+        return redirect("/gateways", request)
+    return render(request, "auth/signup.html", {"values": {}, "errors": FormErrors()})
+
+
+@router.post("/signup")
+async def signup(
+    request: Request, session: SessionDep, settings: SettingsDep, origin: OriginDep
+) -> Response:
+    form = await request.form()
+    values = {"email": text(form, "email").strip(), "company_name": text(form, "company_name")}
+    try:
+        # A savepoint: a refused change leaves nothing behind, even in memory.
+        async with session.begin_nested():
+            body = parse(RegisterRequest, {**values, "password": text(form, "password")})
+            signed_in = await AccountService(session, settings, origin).register(body)
+    except Problem as problem:
+        errors = FormErrors.from_problem(
+            problem,
+            ["email", "password", "company_name"],
+            labels={"email": "Email", "company_name": "Company name"},
+        )
+        return render(
+            request,
+            "auth/signup.html",
+            {"values": values, "errors": errors, "conflict": problem.status == 409},
+            status_code=problem.status if problem.status in (409, 422) else 400,
+        )
+    start_session(request, signed_in.tokens)
+    flash(request, "welcome")
+    return redirect("/gateways", request)
+
+
+# --- sign out ---------------------------------------------------------------------------
+
+
+@router.post("/logout")
+async def logout(
+    request: Request, auth: MaybeUser, session: SessionDep, settings: SettingsDep, origin: OriginDep
+) -> Response:
+    if auth is not None:
+        await AccountService(session, settings, origin).logout(auth)
+    end_session(request)
+    flash(request, "signed_out")
+    return redirect("/login", request)
+
+
+# --- invitations --------------------------------------------------------------------------
+
+
+async def _invitation_view(session: SessionDep, token: str) -> dict[str, str] | None:
+    """Who is invited where, and whether they already have a password to enter."""
+    invitation = await invitation_by_token(session, token_digest(token), utcnow())
+    if invitation is None:
+        return None
+    users = UserRepository(session)
+    company = await users.company(invitation.company_id)
+    existing = await users.by_email(invitation.email)
+    return {
+        "email": invitation.email,
+        "role": invitation.role,
+        "company": company.name if company else "",
+        "mode": "existing" if existing else "new",
+    }
+
+
+def _invalid_invitation() -> Problem:
+    return Problem(
+        404,
+        "not-found",
+        "Invitation not found",
+        "This invitation link is invalid, has expired, or was already used. "
+        "Ask for a new invitation.",
+    )
+
+
+@router.get("/invite/{token}")
+async def invitation_page(request: Request, token: str, session: SessionDep) -> Response:
+    view = await _invitation_view(session, token)
+    if view is None:
+        raise _invalid_invitation()
+    return render(
+        request, "auth/invite.html", {"invite": view, "token": token, "errors": FormErrors()}
+    )
+
+
+@router.post("/invite/{token}")
+async def accept_invitation(
+    request: Request, token: str, session: SessionDep, settings: SettingsDep, origin: OriginDep
+) -> Response:
+    form = await request.form()
+    try:
+        # A savepoint: a refused change leaves nothing behind, even in memory.
+        async with session.begin_nested():
+            body = parse(AcceptInvitation, {"token": token, "password": text(form, "password")})
+            signed_in = await AccountService(session, settings, origin).accept_invitation(
+                body.token, body.password
+            )
+    except Problem as problem:
+        view = await _invitation_view(session, token)
+        if view is None:
+            raise _invalid_invitation() from None
+        errors = FormErrors.from_problem(problem, ["password"])
+        if problem.status == 401:
+            errors = FormErrors(fields={"password": ["The password is wrong."]})
+        return render(
+            request,
+            "auth/invite.html",
+            {"invite": view, "token": token, "errors": errors},
+            status_code=422,
+        )
+    start_session(request, signed_in.tokens)
+    flash(request, "joined")
+    return redirect("/gateways", request)

@@ -1,0 +1,20 @@
+"""Server-rendered pages (Jinja2 + htmx).
+
+Every page route uses `PageRoute` (HTML error pages, login redirects, cookies) and the
+router-wide CSRF check; the pages themselves call the same services as the JSON API.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from paygate.web import account_pages, audit_pages, auth_pages, gateway_pages
+from paygate.web.render import PageRoute
+from paygate.web.session import verify_csrf
+
+router = APIRouter(
+    include_in_schema=False, route_class=PageRoute, dependencies=[Depends(verify_csrf)]
+)
+
+for module in (auth_pages, gateway_pages, audit_pages, account_pages):
+    router.include_router(module.router)

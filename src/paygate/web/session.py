@@ -1,0 +1,270 @@
+"""Browser sessions for the pages: token cookies, refresh rotation, CSRF and flash notices.
+
+The pages authenticate exactly like the JSON API (`authenticate_token` on the access
+token), but read the tokens from HttpOnly cookies instead of an Authorization header.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from dataclasses import dataclass
+from typing import Annotated
+from urllib.parse import quote, urlsplit
+
+from fastapi import Depends, Request, Response
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from paygate.accounts.auth import AuthContext, authenticate_token
+from paygate.accounts.permissions import Permission
+from paygate.accounts.repository import UserRepository
+from paygate.accounts.schemas import TokenPair
+from paygate.accounts.service import AccountService
+from paygate.kit.deps import DatabaseDep, OriginDep, SessionDep, SettingsDep
+from paygate.kit.errors import Problem, forbidden
+from paygate.settings import Settings
+
+ACCESS_COOKIE = "pg_access"
+REFRESH_COOKIE = "pg_refresh"
+CSRF_COOKIE = "pg_csrf"
+FLASH_COOKIE = "pg_flash"
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "x-csrf-token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+# Flash notices are keys, never free text: a cookie cannot inject words into a page.
+FLASH_MESSAGES: dict[str, tuple[str, str]] = {
+    "welcome": ("success", "Welcome to paygate. Add a gateway to start accepting payments."),
+    "signed_in": ("success", "Signed in."),
+    "signed_out": ("info", "You are signed out."),
+    "joined": ("success", "Invitation accepted: welcome to the team."),
+    "gateway_created": ("success", "Gateway added."),
+    "gateway_saved": ("success", "Gateway saved."),
+    "gateway_deleted": ("success", "Gateway deleted."),
+    "gateway_archived": ("info", "Gateway archived: payments refer to it, so it was kept."),
+    "gateway_enabled": ("success", "Gateway enabled."),
+    "gateway_disabled": ("info", "Gateway disabled."),
+    "gateway_tested": ("info", "Connection test finished."),
+    "api_key_revoked": ("success", "API key revoked."),
+    "member_updated": ("success", "Role changed."),
+    "member_removed": ("success", "Member removed."),
+    "invitation_revoked": ("success", "Invitation revoked."),
+    "session_expired": ("info", "Your session ended. Sign in again."),
+}
+
+
+class LoginRequired(Exception):
+    """Raised by a page that needs a signed-in user; answered with a redirect to /login."""
+
+
+class CsrfRefused(Exception):
+    """The form or htmx request did not carry the CSRF token of this browser."""
+
+
+@dataclass
+class CookieChanges:
+    """What the response must do to the browser's cookies, decided during the request."""
+
+    tokens: TokenPair | None = None
+    clear_session: bool = False
+    new_csrf: str | None = None
+    flash: str | None = None
+    clear_flash: bool = False
+
+
+def cookie_changes(request: Request) -> CookieChanges:
+    changes: CookieChanges | None = getattr(request.state, "cookie_changes", None)
+    if changes is None:
+        changes = CookieChanges()
+        request.state.cookie_changes = changes
+    return changes
+
+
+# --- CSRF (double submit) -------------------------------------------------------------
+
+
+def csrf_token(request: Request) -> str:
+    """This browser's CSRF token: the cookie's value, or a new one the response will set."""
+    changes = cookie_changes(request)
+    if changes.new_csrf:
+        return changes.new_csrf
+    current = request.cookies.get(CSRF_COOKIE, "")
+    if 20 <= len(current) <= 100:
+        return current
+    changes.new_csrf = secrets.token_urlsafe(32)
+    return changes.new_csrf
+
+
+def rotate_csrf(request: Request) -> None:
+    """A new token at sign-in and sign-out, so a token planted before cannot be reused."""
+    cookie_changes(request).new_csrf = secrets.token_urlsafe(32)
+
+
+async def verify_csrf(request: Request) -> None:
+    """Router dependency: every unsafe request must echo the cookie's token."""
+    if request.method in SAFE_METHODS:
+        return
+    # Browsers say when a request comes from another site: refuse it outright.
+    if request.headers.get("sec-fetch-site") == "cross-site":
+        raise CsrfRefused
+    expected = request.cookies.get(CSRF_COOKIE, "")
+    sent = request.headers.get(CSRF_HEADER, "")
+    if not sent and request.headers.get("content-type", "").startswith(
+        ("application/x-www-form-urlencoded", "multipart/form-data")
+    ):
+        value = (await request.form()).get(CSRF_FIELD, "")
+        sent = value if isinstance(value, str) else ""
+    if not expected or not sent or not hmac.compare_digest(expected.encode(), sent.encode()):
+        raise CsrfRefused
+
+
+# --- sign-in state ------------------------------------------------------------------------
+
+
+def start_session(request: Request, tokens: TokenPair) -> None:
+    changes = cookie_changes(request)
+    changes.tokens = tokens
+    changes.clear_session = False
+    rotate_csrf(request)
+
+
+def end_session(request: Request) -> None:
+    changes = cookie_changes(request)
+    changes.tokens = None
+    changes.clear_session = True
+    rotate_csrf(request)
+
+
+def flash(request: Request, key: str) -> None:
+    cookie_changes(request).flash = key
+
+
+def take_flash(request: Request) -> tuple[str, str] | None:
+    """The notice set by the previous response (shown once)."""
+    key = request.cookies.get(FLASH_COOKIE)
+    if not key:
+        return None
+    cookie_changes(request).clear_flash = True
+    return FLASH_MESSAGES.get(key)
+
+
+def apply_cookie_changes(request: Request, response: Response, settings: Settings) -> None:
+    changes = cookie_changes(request)
+    secure = not settings.development
+    if changes.tokens is not None:
+        response.set_cookie(
+            ACCESS_COOKIE,
+            changes.tokens.access_token,
+            max_age=settings.access_token_ttl_seconds,
+            path="/",
+            httponly=True,
+            secure=secure,
+            samesite="lax",
+        )
+        response.set_cookie(
+            REFRESH_COOKIE,
+            changes.tokens.refresh_token,
+            max_age=settings.refresh_token_ttl_seconds,
+            path="/",
+            httponly=True,
+            secure=secure,
+            samesite="lax",
+        )
+    elif changes.clear_session:
+        for name in (ACCESS_COOKIE, REFRESH_COOKIE):
+            response.delete_cookie(name, path="/", httponly=True, secure=secure, samesite="lax")
+    if changes.new_csrf:
+        response.set_cookie(
+            CSRF_COOKIE, changes.new_csrf, path="/", httponly=True, secure=secure, samesite="lax"
+        )
+    if changes.flash:
+        response.set_cookie(
+            FLASH_COOKIE,
+            changes.flash,
+            max_age=60,
+            path="/",
+            httponly=True,
+            secure=secure,
+            samesite="lax",
+        )
+    elif changes.clear_flash:
+        response.delete_cookie(FLASH_COOKIE, path="/", httponly=True, secure=secure, samesite="lax")
+
+
+async def resolve_auth(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    database: DatabaseDep,
+    origin: OriginDep,
+) -> AuthContext | None:
+    """The signed-in user of this browser, rotating the tokens when the access token expired."""
+    secret = settings.jwt_secret.get_secret_value()
+    access = request.cookies.get(ACCESS_COOKIE)
+    if access:
+        context = await authenticate_token(session, secret, access, origin)
+        # Pages are for people: an API key pasted into the cookie is not a session.
+        if context is not None and context.actor_type == "user":
+            return await _remember(request, session, context)
+    refresh = request.cookies.get(REFRESH_COOKIE)
+    if not refresh:
+        if access:
+            cookie_changes(request).clear_session = True
+        return None
+    try:
+        # Its own transaction: the rotation must stick even if this page then fails.
+        async with database.transaction() as own:
+            tokens = await AccountService(own, settings, origin).refresh(refresh, database)
+    except Problem:
+        cookie_changes(request).clear_session = True
+        return None
+    cookie_changes(request).tokens = tokens
+    context = await authenticate_token(session, secret, tokens.access_token, origin)
+    if context is None or context.actor_type != "user":
+        return None
+    return await _remember(request, session, context)
+
+
+async def _remember(request: Request, session: AsyncSession, context: AuthContext) -> AuthContext:
+    """Keep what the layout shows (and error pages need after a rollback) on the request."""
+    company = await UserRepository(session).company(context.company_id)
+    request.state.page_auth = context
+    request.state.company_name = company.name if company else ""
+    return context
+
+
+async def require_user(
+    auth: Annotated[AuthContext | None, Depends(resolve_auth)],
+) -> AuthContext:
+    if auth is None:
+        raise LoginRequired
+    return auth
+
+
+MaybeUser = Annotated[AuthContext | None, Depends(resolve_auth)]
+User = Annotated[AuthContext, Depends(require_user)]
+
+
+def need(auth: AuthContext, permission: Permission) -> None:
+    """The same permission the JSON endpoint requires, checked before the service runs."""
+    if not auth.can(permission):
+        raise forbidden(f"This needs the {permission.value} permission.")
+
+
+def safe_next(target: str | None, default: str = "/gateways") -> str:
+    """Only a same-site path: never another host, scheme, or a protocol-relative URL."""
+    if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
+        return default
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or any(c in target for c in "\r\n\t\\"):
+        return default
+    return target
+
+
+def login_url_for(request: Request) -> str:
+    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    if request.method not in SAFE_METHODS or request.headers.get("hx-request"):
+        # After signing in, go back to the page, not to a fragment or a form post.
+        here = request.headers.get("hx-current-url") or "/gateways"
+        here = urlsplit(here).path or "/gateways"
+    return f"/login?next={quote(safe_next(here), safe='/')}"

@@ -1,0 +1,234 @@
+// paygate web UI behaviour. All scripting lives here (no inline scripts or handlers), so a
+// strict Content-Security-Policy can forbid them.
+(function () {
+  "use strict";
+
+  const modal = () => document.getElementById("modal");
+  const modalBody = () => document.getElementById("modal-body");
+  let modalOpener = null;
+  let lastFocusedId = null;
+
+  const FOCUSABLE = "input:not([type=hidden]):not([disabled]), select:not([disabled]), textarea, button:not([disabled]), a[href]";
+
+  function focusFirst(container) {
+    if (!container) return;
+    const target =
+      container.querySelector("[aria-invalid=true]") ||
+      container.querySelector("[data-focus-first]") ||
+      container.querySelector(".type-card") ||
+      container.querySelector("form " + FOCUSABLE.split(",").join(", form ")) ||
+      container.querySelector(FOCUSABLE);
+    if (target) target.focus();
+  }
+
+  // --- modal ---------------------------------------------------------------------------
+
+  function openModal() {
+    const dialog = modal();
+    if (!dialog) return;
+    if (!dialog.open) {
+      modalOpener = document.activeElement;
+      dialog.showModal();
+    }
+    focusFirst(modalBody());
+  }
+
+  function closeModal() {
+    const dialog = modal();
+    if (dialog && dialog.open) dialog.close();
+  }
+
+  document.addEventListener("close", function (event) {
+    if (event.target !== modal()) return;
+    modalBody().replaceChildren();
+    // Back to the button that opened it (it may have been re-rendered: find it by id).
+    const opener = modalOpener && (document.getElementById(modalOpener.id) || modalOpener);
+    if (opener && document.contains(opener)) opener.focus();
+    modalOpener = null;
+  }, true);
+
+  document.addEventListener("click", function (event) {
+    const closer = event.target.closest("[data-close-modal]");
+    if (closer && closer.closest("dialog")) {
+      event.preventDefault();
+      closeModal();
+      return;
+    }
+    // A click on the backdrop (outside the dialog's box) closes it too.
+    const dialog = modal();
+    if (dialog && event.target === dialog) {
+      const box = dialog.getBoundingClientRect();
+      const inside = event.clientX >= box.left && event.clientX <= box.right &&
+        event.clientY >= box.top && event.clientY <= box.bottom;
+      if (!inside) closeModal();
+    }
+  });
+
+  document.body.addEventListener("pg:close-modal", closeModal);
+
+  // --- confirmation dialog ---------------------------------------------------------------
+
+  function confirmWith(source) {
+    return new Promise(function (resolve) {
+      const dialog = document.getElementById("confirm-dialog");
+      if (!dialog) { resolve(window.confirm(source.dataset.confirm)); return; }
+      const opener = document.activeElement;
+      dialog.querySelector("#confirm-title").textContent = source.dataset.confirmTitle || "Are you sure?";
+      dialog.querySelector("#confirm-message").textContent = source.dataset.confirm;
+      dialog.querySelector("#confirm-ok").textContent = source.dataset.confirmAction || "Confirm";
+      dialog.returnValue = "";
+      dialog.addEventListener("close", function done() {
+        dialog.removeEventListener("close", done);
+        const ok = dialog.returnValue === "confirm";
+        if (!ok && opener && document.contains(opener)) opener.focus();
+        resolve(ok);
+      });
+      dialog.showModal();
+    });
+  }
+
+  document.addEventListener("htmx:confirm", function (event) {
+    const source = event.detail.elt.closest("[data-confirm]");
+    if (!source) return;
+    event.preventDefault();
+    confirmWith(source).then(function (ok) {
+      if (ok) event.detail.issueRequest(true);
+    });
+  });
+
+  // --- notices ------------------------------------------------------------------------------
+
+  function armNotice(notice) {
+    if (notice.dataset.armed) return;
+    notice.dataset.armed = "1";
+    // Errors stay until dismissed; the rest fade after a while.
+    if (!notice.classList.contains("notice-error")) {
+      setTimeout(function () { notice.remove(); }, 7000);
+    }
+  }
+
+  function armNotices(root) {
+    (root || document).querySelectorAll("[data-notice]").forEach(armNotice);
+    // Newest first; a burst of actions keeps only the latest few on screen.
+    const region = document.getElementById("notices");
+    if (region) Array.from(region.querySelectorAll("[data-notice]")).slice(3).forEach(function (n) { n.remove(); });
+  }
+
+  function showNotice(kind, text) {
+    const region = document.getElementById("notices");
+    if (!region) return;
+    const notice = document.createElement("div");
+    notice.className = "notice notice-" + kind;
+    notice.setAttribute("role", kind === "error" ? "alert" : "status");
+    notice.dataset.notice = "";
+    const icon = document.createElement("span");
+    icon.className = "notice-icon";
+    icon.setAttribute("aria-hidden", "true");
+    const p = document.createElement("p");
+    p.textContent = text;
+    const close = document.createElement("button");
+    close.type = "button";
+    close.className = "notice-close";
+    close.dataset.dismiss = "";
+    close.setAttribute("aria-label", "Dismiss notice");
+    close.textContent = "\u00d7";
+    notice.append(icon, p, close);
+    region.prepend(notice);
+    armNotices(region);
+  }
+
+  document.addEventListener("click", function (event) {
+    const dismiss = event.target.closest("[data-dismiss]");
+    if (dismiss) dismiss.closest("[data-notice]").remove();
+  });
+
+  // --- copy to clipboard --------------------------------------------------------------------
+
+  document.addEventListener("click", function (event) {
+    const button = event.target.closest("[data-copy]");
+    if (!button) return;
+    const input = document.querySelector(button.dataset.copy);
+    if (!input) return;
+    const label = button.querySelector("[data-copy-label]");
+    const done = function () {
+      if (label) {
+        label.textContent = "Copied";
+        setTimeout(function () { label.textContent = "Copy"; }, 2000);
+      }
+    };
+    input.select();
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(input.value).then(done, function () { document.execCommand("copy"); done(); });
+    } else {
+      document.execCommand("copy");
+      done();
+    }
+  });
+
+  // --- role selects submit on change (the Save button is the no-JS fallback) --------------
+
+  function armAutosubmit(root) {
+    (root || document).querySelectorAll("form[data-autosubmit]").forEach(function (form) {
+      form.querySelectorAll("[data-save]").forEach(function (b) { b.hidden = true; });
+    });
+  }
+
+  document.addEventListener("change", function (event) {
+    const form = event.target.closest("form[data-autosubmit]");
+    if (form) form.requestSubmit();
+  });
+
+  // --- htmx lifecycle ------------------------------------------------------------------------
+
+  document.addEventListener("htmx:beforeRequest", function () {
+    const active = document.activeElement;
+    lastFocusedId = active && active.id ? active.id : null;
+  });
+
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    const xhr = event.detail.xhr;
+    if (xhr.status >= 400 && xhr.status !== 422) {
+      const type = xhr.getResponseHeader("content-type") || "";
+      // Only our HTML notices go into the page; anything else becomes a plain message.
+      if (!type.startsWith("text/html")) {
+        event.detail.shouldSwap = false;
+        showNotice("error", xhr.status === 413 ? "That was too large to send." : "Something went wrong (" + xhr.status + "). Please try again.");
+      }
+    }
+  });
+
+  document.addEventListener("htmx:afterSettle", function (event) {
+    // After an outerHTML swap the target is the old, detached element: find its successor.
+    let target = event.detail.target;
+    if (target && !target.isConnected && target.id) target = document.getElementById(target.id);
+    armNotices(document.getElementById("notices"));
+    if (target) armAutosubmit(target);
+    const dialog = modal();
+    if (target && target.id === "modal-body") {
+      openModal();
+      return;
+    }
+    if (dialog && dialog.open && target && dialog.contains(target)) {
+      // A form came back with errors: go to the first one.
+      focusFirst(modalBody());
+      return;
+    }
+    if (target && target.id === "notices") return;
+    // A swap replaced the focused control (a switch, a button): put focus back on its twin.
+    if (lastFocusedId && (document.activeElement === document.body || !document.activeElement)) {
+      const again = document.getElementById(lastFocusedId);
+      if (again) again.focus();
+    }
+    const first = target && target.querySelector && target.querySelector("[data-focus-first], [aria-invalid=true]");
+    if (first) first.focus();
+  });
+
+  document.addEventListener("htmx:sendError", function () {
+    showNotice("error", "paygate could not be reached. Check your connection and try again.");
+  });
+
+  document.addEventListener("DOMContentLoaded", function () {
+    armNotices(document);
+    armAutosubmit(document);
+  });
+})();
