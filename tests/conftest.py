@@ -18,6 +18,7 @@ import httpx
 import psycopg
 import pytest
 from alembic import command
+from sqlalchemy import text
 
 from paygate.app import create_app
 from paygate.db import Database, libpq_url, start_embedded_postgres
@@ -139,3 +140,14 @@ async def tenant(client: httpx.AsyncClient) -> Tenant:
 async def other_tenant(client: httpx.AsyncClient) -> Tenant:
     """The second company every scenario keeps in the database."""
     return await register(client, "Globex Billing")
+
+
+async def age_spent_refresh_tokens(database: Database) -> None:
+    """Move every spent refresh token past the reuse grace period, as time would."""
+    async with database.transaction() as session:
+        await session.execute(
+            text(
+                "UPDATE refresh_tokens SET used_at = used_at - interval '1 minute'"
+                " WHERE used_at IS NOT NULL"
+            )
+        )

@@ -200,9 +200,10 @@ class AccountService:
             raise invalid
         token, auth_session = found
         now = utcnow()
-        if token.used_at is not None:
-            # Reuse means the token leaked (or a race lost): end the family, in a transaction
-            # that commits even though this request answers 401.
+        grace = timedelta(seconds=self.settings.refresh_reuse_grace_seconds)
+        if token.used_at is not None and now - token.used_at > grace:
+            # Reuse means the token leaked: end the family, in a transaction that commits
+            # even though this request answers 401.
             async with database.transaction() as other:
                 await UserRepository(other).revoke_sessions(
                     reason="refresh_token_reused", session_id=auth_session.id
@@ -220,7 +221,9 @@ class AccountService:
             raise invalid
         if auth_session.revoked_at is not None or auth_session.expires_at <= now:
             raise invalid
-        token.used_at = now
+        # Within the grace period a second use is two requests of one browser racing
+        # after the access token expired, not a theft: both get fresh tokens.
+        token.used_at = token.used_at or now
         auth_session.last_used_at = now
         return await self._issue(auth_session)
 
