@@ -21,7 +21,7 @@ KEEP_ENDED_SESSIONS = timedelta(days=30)
 
 
 @blueprint.periodic(cron="17 3 * * *")
-@blueprint.task(name="accounts.purge_expired_sessions", queue="maintenance")
+@blueprint.task(name="purge_expired_sessions", queue="maintenance")
 async def purge_expired_sessions(timestamp: int) -> None:
     """Delete sign-in sessions (with their refresh tokens) and invitations long past use."""
     cutoff = utcnow() - KEEP_ENDED_SESSIONS

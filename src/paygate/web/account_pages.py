@@ -50,15 +50,17 @@ async def _keys_context(session: SessionDep, auth: AuthContext, **extra: Any) ->
     return context
 
 
-def _keys_response(
+def _section_response(
     request: Request,
     auth: AuthContext,
+    folder: str,
     context: dict[str, Any],
     *,
     status_code: int = 200,
     notice: Notice | None = None,
 ) -> Response:
-    template = "api_keys/_section.html" if is_htmx(request) else "api_keys/index.html"
+    """htmx swaps just the page's section; a plain form post gets the whole page."""
+    template = f"{folder}/_section.html" if is_htmx(request) else f"{folder}/index.html"
     return render(request, template, context, auth=auth, status_code=status_code, notice=notice)
 
 
@@ -90,11 +92,15 @@ async def create_api_key(
                 errors.general.remove(message)
                 errors.fields.setdefault("scopes", []).append(message)
         context = await _keys_context(session, auth, errors=errors, values=values)
-        return _keys_response(request, auth, context, status_code=422)
+        return _section_response(request, auth, "api_keys", context, status_code=422)
     # The key itself is rendered this once, into a no-store response; only its prefix is kept.
     context = await _keys_context(session, auth, created={"name": api_key.name, "key": key})
-    return _keys_response(
-        request, auth, context, notice=Notice("success", f"API key {api_key.name} created.")
+    return _section_response(
+        request,
+        auth,
+        "api_keys",
+        context,
+        notice=Notice("success", f"API key {api_key.name} created."),
     )
 
 
@@ -113,8 +119,12 @@ async def revoke_api_key(
         flash(request, "api_key_revoked")
         return redirect("/api-keys", request)
     context = await _keys_context(session, auth)
-    return _keys_response(
-        request, auth, context, notice=Notice("success", f"API key {api_key.name} revoked.")
+    return _section_response(
+        request,
+        auth,
+        "api_keys",
+        context,
+        notice=Notice("success", f"API key {api_key.name} revoked."),
     )
 
 
@@ -133,18 +143,6 @@ async def _members_context(session: SessionDep, auth: AuthContext, **extra: Any)
     }
     context.update(extra)
     return context
-
-
-def _members_response(
-    request: Request,
-    auth: AuthContext,
-    context: dict[str, Any],
-    *,
-    status_code: int = 200,
-    notice: Notice | None = None,
-) -> Response:
-    template = "members/_section.html" if is_htmx(request) else "members/index.html"
-    return render(request, template, context, auth=auth, status_code=status_code, notice=notice)
 
 
 @router.get("/members")
@@ -170,11 +168,12 @@ async def invite_member(
             problem, ["email", "role"], labels={"email": "Email", "role": "Role"}
         )
         context = await _members_context(session, auth, errors=errors, values=values)
-        return _members_response(request, auth, context, status_code=422)
+        return _section_response(request, auth, "members", context, status_code=422)
     context = await _members_context(session, auth, invite_url=url, invited=invitation.email)
-    return _members_response(
+    return _section_response(
         request,
         auth,
+        "members",
         context,
         notice=Notice("success", f"Invitation created for {invitation.email}."),
     )
@@ -201,14 +200,18 @@ async def _member_action(
                 notice=notice,
                 status_code=problem.status,
             )
-        return _members_response(
-            request, auth, await _members_context(session, auth), notice=notice
+        return _section_response(
+            request, auth, "members", await _members_context(session, auth), notice=notice
         )
     if not is_htmx(request):
         flash(request, flash_key)
         return redirect("/members", request)
-    return _members_response(
-        request, auth, await _members_context(session, auth), notice=Notice("success", done)
+    return _section_response(
+        request,
+        auth,
+        "members",
+        await _members_context(session, auth),
+        notice=Notice("success", done),
     )
 
 

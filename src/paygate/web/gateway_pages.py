@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from starlette.datastructures import FormData
 
 from paygate.accounts.auth import AuthContext
 from paygate.accounts.permissions import Permission
@@ -189,15 +190,7 @@ async def create_gateway(
     except Problem as problem:
         if problem.status != 422:
             raise
-        # The form comes back with what was typed, except secrets: those inputs are empty.
-        errors = FormErrors.from_problem(
-            problem,
-            gateway_known_fields(spec),
-            labels=gateway_labels(spec),
-            values=gateway_list_values(form),
-        )
-        context = _form_context(spec, GatewayFormValues.from_form(form, spec), errors, None)
-        return render(request, "gateways/form.html", context, auth=auth, status_code=422)
+        return _refused_form(request, auth, problem, spec, form, None)
     response = _list_response(
         request,
         auth,
@@ -207,6 +200,25 @@ async def create_gateway(
     )
     _close_modal(request, response)
     return response
+
+
+def _refused_form(
+    request: Request,
+    auth: AuthContext,
+    problem: Problem,
+    spec: GatewayTypeSpec,
+    form: FormData,
+    gateway: Gateway | None,
+) -> Response:
+    """The form again with the field errors inline and what was typed, except secrets."""
+    errors = FormErrors.from_problem(
+        problem,
+        gateway_known_fields(spec),
+        labels=gateway_labels(spec),
+        values=gateway_list_values(form),
+    )
+    context = _form_context(spec, GatewayFormValues.from_form(form, spec), errors, gateway)
+    return render(request, "gateways/form.html", context, auth=auth, status_code=422)
 
 
 def _close_modal(request: Request, response: Response) -> None:
@@ -247,14 +259,7 @@ async def update_gateway(
             raise
         # The savepoint expired what the service changed in memory: read the row again.
         gateway = await gateways.get(gateway_id)
-        errors = FormErrors.from_problem(
-            problem,
-            gateway_known_fields(spec),
-            labels=gateway_labels(spec),
-            values=gateway_list_values(form),
-        )
-        context = _form_context(spec, GatewayFormValues.from_form(form, spec), errors, gateway)
-        return render(request, "gateways/form.html", context, auth=auth, status_code=422)
+        return _refused_form(request, auth, problem, spec, form, gateway)
     response = _list_response(
         request,
         auth,

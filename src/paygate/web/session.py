@@ -152,24 +152,13 @@ def apply_cookie_changes(request: Request, response: Response, settings: Setting
     changes = cookie_changes(request)
     secure = not settings.development
     if changes.tokens is not None:
-        response.set_cookie(
-            ACCESS_COOKIE,
-            changes.tokens.access_token,
-            max_age=settings.access_token_ttl_seconds,
-            path="/",
-            httponly=True,
-            secure=secure,
-            samesite="lax",
-        )
-        response.set_cookie(
-            REFRESH_COOKIE,
-            changes.tokens.refresh_token,
-            max_age=settings.refresh_token_ttl_seconds,
-            path="/",
-            httponly=True,
-            secure=secure,
-            samesite="lax",
-        )
+        for name, value, max_age in (
+            (ACCESS_COOKIE, changes.tokens.access_token, settings.access_token_ttl_seconds),
+            (REFRESH_COOKIE, changes.tokens.refresh_token, settings.refresh_token_ttl_seconds),
+        ):
+            response.set_cookie(
+                name, value, max_age=max_age, path="/", httponly=True, secure=secure, samesite="lax"
+            )
     elif changes.clear_session:
         for name in (ACCESS_COOKIE, REFRESH_COOKIE):
             response.delete_cookie(name, path="/", httponly=True, secure=secure, samesite="lax")
