@@ -28,8 +28,8 @@ async def test_purge_keeps_live_sessions_and_removes_long_expired_ones(
 
     async with database.transaction() as session:
         assert await session.get(AuthSession, old.id) is None
-        tokens = await session.execute(select(RefreshToken).where(RefreshToken.session_id == old.id))
-        assert tokens.first() is None
+        tokens = select(RefreshToken).where(RefreshToken.session_id == old.id)
+        assert (await session.execute(tokens)).first() is None
     # The other company's owner is still signed in.
     assert (await client.get("/api/v1/me", headers=other_tenant.headers)).status_code == 200
     assert (await client.get("/api/v1/me", headers=tenant.headers)).status_code == 401
