@@ -10,7 +10,8 @@ Routes (all need `Authorization: Bearer <api_key>`):
 
 Payment methods: `tok_<card number>` for any card of paygate's sandbox table
 (`paygate.gateways.adapters.sandbox.SANDBOX_CARDS`) gives that card's outcome
-(the slow card answers `processing`); `tok_visa` succeeds; anything else is a 400.
+(the slow card answers `processing`, the amount-mismatch card pays but reports one minor
+unit less); `tok_visa` succeeds; anything else is a 400.
 
 Webhooks are not sent by themselves: every status change after creation is put in
 `outbox` as a `WebhookDelivery` (body bytes plus Standard Webhooks headers signed
@@ -224,12 +225,15 @@ class CustomGatewayEmulator(Emulator):
             SandboxOutcome.DECLINED: "failed",
             SandboxOutcome.REQUIRES_ACTION: "requires_action",
             SandboxOutcome.UNKNOWN: "processing",
+            # Like paygate's sandbox: it pays, but reports one minor unit less than asked.
+            SandboxOutcome.AMOUNT_MISMATCH: "succeeded",
         }[outcome]
+        amount = body["amount"] - 1 if outcome is SandboxOutcome.AMOUNT_MISMATCH else body["amount"]
         now = _now()
         payment: dict[str, Any] = {
             "id": payment_id,
             "status": status,
-            "amount": body["amount"],
+            "amount": amount,
             "currency": body["currency"],
             "amount_refunded": 0,
             "payment_method": token,

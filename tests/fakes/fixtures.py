@@ -16,6 +16,7 @@ from tests.fakes.custom_gateway import CustomGatewayEmulator
 from tests.fakes.paypal import PayPalEmulator
 from tests.fakes.servers import serve_asgi, serve_localstripe
 from tests.fakes.square import SquareEmulator
+from tests.fakes.stripe_checkout import StripeCheckoutEmulator
 from tests.fakes.stripe_faults import StripeFaultProxy
 
 
@@ -93,3 +94,21 @@ def stripe_faults(_stripe_fault_server: StripeFaultProxy) -> Iterator[StripeFaul
     _stripe_fault_server.reset()
     yield _stripe_fault_server
     _stripe_fault_server.reset()
+
+
+@pytest.fixture(scope="session")
+def _stripe_api_server(localstripe_url: str) -> Iterator[StripeCheckoutEmulator]:
+    emulator = StripeCheckoutEmulator(localstripe_url)
+    with serve_asgi(emulator.app) as url:
+        emulator.base_url = url
+        yield emulator
+
+
+@pytest.fixture
+def stripe_api(_stripe_api_server: StripeCheckoutEmulator) -> Iterator[StripeCheckoutEmulator]:
+    """The whole Stripe API at one `.base_url`: localstripe behind an emulator that adds
+    Checkout sessions (and their hosted page), Stripe's Idempotency-Key replay, the fault
+    knobs and `answer_delay_seconds` (see tests/fakes/stripe_checkout.py)."""
+    _stripe_api_server.reset()
+    yield _stripe_api_server
+    _stripe_api_server.reset()

@@ -296,8 +296,10 @@ async def test_gateway_types_describe_their_fields(
         "secret_key",
         "publishable_key",
         "webhook_secret",
+        "payment_page_flow",
         "api_base_url",
     ]
+    assert stripe_fields["payment_page_flow"]["choices"] == ["elements", "checkout"]
     assert stripe_fields["secret_key"]["secret"] is True
     assert stripe_fields["secret_key"]["prefixes"]["live"] == ["sk_live_", "rk_live_"]
     assert stripe_fields["api_base_url"]["required"] is False

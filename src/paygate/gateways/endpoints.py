@@ -108,6 +108,7 @@ def gateway_type_out(spec: GatewayTypeSpec) -> GatewayTypeOut:
                 prefixes={env: list(group) for env, group in f.prefixes.items()},
                 pattern=f.pattern,
                 max_length=f.max_length,
+                choices=list(f.choices),
             )
             for f in spec.fields
         ],

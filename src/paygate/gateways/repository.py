@@ -19,6 +19,22 @@ class GatewayRepository(TenantRepository[Gateway]):
         # Archived gateways are kept for history but are gone from every list and lookup.
         return super().scoped().where(Gateway.archived_at.is_(None))
 
+    async def eligible(self, currency: str, amount: int, method_type: str) -> Sequence[Gateway]:
+        """Enabled gateways that take this currency, amount and method: the routing candidates,
+        best first (priority, then the oldest)."""
+        statement = (
+            self.scoped()
+            .where(
+                Gateway.enabled.is_(True),
+                Gateway.supported_currencies.contains([currency]),
+                Gateway.payment_method_types.contains([method_type]),
+                (Gateway.min_amount.is_(None)) | (Gateway.min_amount <= amount),
+                (Gateway.max_amount.is_(None)) | (Gateway.max_amount >= amount),
+            )
+            .order_by(Gateway.priority, Gateway.created_at)
+        )
+        return (await self.session.execute(statement)).scalars().all()
+
     async def listing(self) -> Sequence[Gateway]:
         statement = self.scoped().order_by(Gateway.priority, Gateway.created_at)
         return (await self.session.execute(statement)).scalars().all()

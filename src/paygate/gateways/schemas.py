@@ -104,6 +104,7 @@ class FieldSpecOut(BaseModel):
     prefixes: dict[Environment, list[str]]
     pattern: str | None
     max_length: int
+    choices: list[str]
 
 
 class GatewayTypeOut(BaseModel):

@@ -131,6 +131,8 @@ def _value_problem(field: FieldSpec, value: str, environment: Environment) -> st
         return "must not contain spaces"
     if field.kind is FieldKind.URL:
         return _url_problem(value, environment)
+    if field.kind is FieldKind.CHOICE and value not in field.choices:
+        return f"must be one of: {', '.join(field.choices)}"
     allowed = field.prefixes.get(environment)
     if allowed and not value.startswith(allowed):
         other = [
@@ -186,6 +188,35 @@ def _check_commercial_terms(spec: GatewayTypeSpec, gateway: Gateway) -> None:
         raise validation_failed(errors)
 
 
+def secrets_of(gateway: Gateway, keyring: Keyring) -> dict[str, str]:
+    """A gateway's decrypted secrets, for one call; raises KeyringError loudly."""
+    try:
+        return keyring.open(
+            SealedSecrets(gateway.key_id, gateway.wrapped_data_key, gateway.secret_ciphertext),
+            gateway.aad(),
+        )
+    except KeyringError as exc:
+        # Loud, never silent: the operator must restore the key or the admin re-enter secrets.
+        logger.error(
+            "gateway_secrets_undecryptable",
+            gateway_id=gateway.id,
+            key_id=gateway.key_id,
+            reason=str(exc),
+        )
+        raise
+
+
+def adapter_config(gateway: Gateway, keyring: Keyring, settings: Settings) -> AdapterConfig:
+    """What an adapter is built from: the gateway's settings and decrypted secrets."""
+    return AdapterConfig(
+        gateway_type=GatewayType(gateway.gateway_type),
+        environment=Environment(gateway.environment),
+        values={**gateway.public_config, **secrets_of(gateway, keyring)},
+        timeout_seconds=settings.gateway_timeout_seconds,
+        public_base_url=settings.base_url,
+    )
+
+
 @dataclass(frozen=True)
 class ConnectionResult:
     ok: bool
@@ -212,28 +243,10 @@ class GatewayService:
         return await self.gateways.get(gateway_id)
 
     def secrets_of(self, gateway: Gateway) -> dict[str, str]:
-        try:
-            return self.keyring.open(
-                SealedSecrets(gateway.key_id, gateway.wrapped_data_key, gateway.secret_ciphertext),
-                gateway.aad(),
-            )
-        except KeyringError as exc:
-            # Loud, never silent: the operator must restore the key or the admin re-enter secrets.
-            logger.error(
-                "gateway_secrets_undecryptable",
-                gateway_id=gateway.id,
-                key_id=gateway.key_id,
-                reason=str(exc),
-            )
-            raise
+        return secrets_of(gateway, self.keyring)
 
     def adapter_config(self, gateway: Gateway) -> AdapterConfig:
-        return AdapterConfig(
-            gateway_type=GatewayType(gateway.gateway_type),
-            environment=Environment(gateway.environment),
-            values={**gateway.public_config, **self.secrets_of(gateway)},
-            timeout_seconds=self.settings.gateway_timeout_seconds,
-        )
+        return adapter_config(gateway, self.keyring, self.settings)
 
     # --- writing -----------------------------------------------------------------
 

@@ -7,10 +7,12 @@ An adapter is built per call from one company's decrypted configuration
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import ClassVar, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import httpx
 import structlog
@@ -37,6 +39,8 @@ class FieldKind(StrEnum):
     TEXT = "text"
     SECRET = "secret"
     URL = "url"
+    # One of `FieldSpec.choices`, shown as a select.
+    CHOICE = "choice"
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,8 @@ class FieldSpec:
     prefixes: Mapping[Environment, tuple[str, ...]] = field(default_factory=dict)
     pattern: str | None = None
     max_length: int = 512
+    # The accepted values of a CHOICE field, the first being the default.
+    choices: tuple[str, ...] = ()
 
     @property
     def secret(self) -> bool:
@@ -85,6 +91,8 @@ class AdapterConfig:
     environment: Environment
     values: Mapping[str, str]
     timeout_seconds: float = 10.0
+    # paygate's own public URL: the sandbox's hosted customer-action page lives there.
+    public_base_url: str = ""
 
     def value(self, name: str) -> str:
         return self.values.get(name) or ""
@@ -134,18 +142,25 @@ class GatewayDeclined(GatewayError):
 
 
 class GatewayUnavailable(GatewayError):
-    """Network error, timeout or 5xx: safe to retry or fail over."""
+    """Network error, timeout or 5xx: safe to retry or fail over once the outcome is known."""
 
     code = "unavailable"
+
+    def __init__(
+        self, message: str, *, request_sent: bool = True, gateway_code: str | None = None
+    ) -> None:
+        super().__init__(message, gateway_code=gateway_code)
+        # False only when the request certainly never reached the gateway (connect failed):
+        # otherwise the gateway may have acted on it and the outcome is unknown.
+        self.request_sent = request_sent
 
 
 class GatewayTimeout(GatewayUnavailable):
     code = "timeout"
 
     def __init__(self, message: str, *, request_sent: bool) -> None:
-        super().__init__(message)
         # A timeout after the request was sent leaves the outcome unknown.
-        self.request_sent = request_sent
+        super().__init__(message, request_sent=request_sent)
 
 
 class GatewayMisconfigured(GatewayError):
@@ -160,6 +175,109 @@ class GatewayRejected(GatewayError):
     code = "rejected"
 
 
+# --- payments at the gateway boundary ---------------------------------------------
+
+
+class DeclineCode(StrEnum):
+    """paygate's standard decline codes; adapters map the provider's codes onto these."""
+
+    CARD_DECLINED = "card_declined"
+    INSUFFICIENT_FUNDS = "insufficient_funds"
+    EXPIRED_CARD = "expired_card"
+    INCORRECT_CVC = "incorrect_cvc"
+    PROCESSING_ERROR = "processing_error"
+    FRAUD_SUSPECTED = "fraud_suspected"
+    AUTHENTICATION_FAILED = "authentication_failed"
+    CUSTOMER_CANCELED = "customer_canceled"
+
+
+class PaymentFlow(StrEnum):
+    # The customer's payment method token is charged by paygate's server.
+    DIRECT = "direct"
+    # The customer is sent to the gateway's hosted page (Stripe Checkout, PayPal approval,
+    # Square payment link) and comes back to `return_url`.
+    HOSTED = "hosted"
+
+
+@dataclass(frozen=True)
+class PaymentRequest:
+    """One attempt to collect `amount` (minor units) in `currency`."""
+
+    reference: str  # paygate's payment id: shown in the gateway's dashboard
+    idempotency_key: str  # the attempt's id: the same key never charges twice
+    amount: int
+    currency: str
+    flow: PaymentFlow = PaymentFlow.DIRECT
+    payment_method: str | None = None  # pm_..., a Square nonce, tok_..., a sandbox card
+    return_url: str | None = None  # where a hosted flow or a customer action comes back
+    cancel_url: str | None = None
+    description: str = ""
+    customer_email: str | None = None
+
+
+class GatewayPaymentStatus(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    REQUIRES_ACTION = "requires_action"
+    PROCESSING = "processing"
+    CANCELED = "canceled"
+
+
+@dataclass(frozen=True)
+class NextAction:
+    """What the customer must do before the gateway can finish the payment."""
+
+    type: str  # "redirect" or "stripe_sdk" (3-D Secure through Stripe.js)
+    redirect_url: str | None = None
+    client_secret: str | None = None
+
+
+@dataclass(frozen=True)
+class Decline:
+    code: DeclineCode
+    message: str  # plain words for the customer
+    hard: bool  # a hard decline fails again whatever happens
+    gateway_code: str | None = None  # the provider's own code, kept for support
+
+
+@dataclass(frozen=True)
+class PaymentResult:
+    """The gateway's answer. The caller checks `amount` and `currency` against the request."""
+
+    gateway_reference: str  # the provider's id (pi_..., order id, payment id)
+    status: GatewayPaymentStatus
+    amount: int
+    currency: str
+    next_action: NextAction | None = None
+    decline: Decline | None = None  # set when status is FAILED
+    raw_status: str = ""  # the provider's own status word
+
+
+@dataclass(frozen=True)
+class RefundRequest:
+    reference: str  # paygate's refund id
+    idempotency_key: str
+    gateway_payment_reference: str
+    amount: int
+    currency: str
+    reason: str | None = None
+
+
+class GatewayRefundStatus(StrEnum):
+    SUCCEEDED = "succeeded"
+    PENDING = "pending"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class RefundResult:
+    gateway_reference: str
+    status: GatewayRefundStatus
+    amount: int
+    currency: str
+    raw_status: str = ""
+
+
 class GatewayAdapter(Protocol):
     spec: ClassVar[GatewayTypeSpec]
 
@@ -170,6 +288,42 @@ class GatewayAdapter(Protocol):
 
         Returns what was found, or raises a `GatewayError` saying in plain words what is wrong.
         """
+        ...
+
+    async def create_payment(self, request: PaymentRequest) -> PaymentResult:
+        """Start (and where the flow allows, finish) a payment.
+
+        A decline is a `GatewayDeclined`; a timeout after the request was sent is a
+        `GatewayTimeout(request_sent=True)`: the outcome is then unknown, not failed.
+        """
+        ...
+
+    async def complete_payment(
+        self, request: PaymentRequest, gateway_reference: str, return_params: Mapping[str, str]
+    ) -> PaymentResult:
+        """Finish a payment after the customer acted (came back from a redirect or
+        3-D Secure): confirm, capture or re-read it at the gateway, never trusting the browser.
+        `return_params` are the query parameters the gateway sent the customer back with."""
+        ...
+
+    async def fetch_payment(
+        self, request: PaymentRequest, gateway_reference: str | None
+    ) -> PaymentResult:
+        """Ask the gateway what became of a payment. Without a reference (the create call
+        timed out), find it by the request's idempotency key."""
+        ...
+
+    async def refund_payment(self, request: RefundRequest) -> RefundResult:
+        """Refund part or all of a succeeded payment."""
+        ...
+
+    async def cancel_payment(
+        self, request: PaymentRequest, gateway_reference: str
+    ) -> PaymentResult:
+        """Withdraw a payment the customer abandoned (it waits for their action), so it can
+        never be completed later. Returns the gateway's state: CANCELED, or the real state
+        when the payment already moved on. Raises GatewayRejected where the provider cannot
+        withdraw it; paygate then keeps it open."""
         ...
 
 
@@ -185,39 +339,94 @@ def http_client(config: AdapterConfig, *, base_url: str) -> httpx.AsyncClient:
     )
 
 
+@dataclass
+class GatewayCallRecord:
+    """One gateway call as the payments service stores it (`GET /api/v1/gateway-calls`).
+
+    `request` and `response` are redacted summaries an adapter builds from non-secret
+    fields only (ids, amounts, statuses, error codes): never a key, token or card number.
+    """
+
+    operation: str
+    outcome: str = "ok"
+    latency_ms: float = 0.0
+    http_status: int | None = None
+    request: dict[str, Any] = field(default_factory=dict)
+    response: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+_recorder: ContextVar[list[GatewayCallRecord] | None] = ContextVar("gateway_calls", default=None)
+_current: ContextVar[GatewayCallRecord | None] = ContextVar("gateway_call", default=None)
+
+
+@contextmanager
+def recording_gateway_calls() -> Iterator[list[GatewayCallRecord]]:
+    """Collect the records of every gateway call made inside the block."""
+    calls: list[GatewayCallRecord] = []
+    token = _recorder.set(calls)
+    try:
+        yield calls
+    finally:
+        _recorder.reset(token)
+
+
+def record_response(http_status: int | None, summary: Mapping[str, Any]) -> None:
+    """Called by an adapter inside `send` with the gateway's answer (redacted)."""
+    current = _current.get()
+    if current is not None:
+        current.http_status = http_status
+        current.response = dict(summary)
+
+
 async def call_gateway(
     config: AdapterConfig,
     operation: str,
     send: Callable[[], Awaitable[T]],
+    *,
+    request_summary: Mapping[str, Any] | None = None,
 ) -> T:
-    """Run one gateway call: time it, log its outcome, and map transport failures.
+    """Run one gateway call: time it, log and record its outcome, map transport failures.
 
     Adapters map provider errors (bad credentials, declines) themselves; this maps
     what is common to every HTTP call: timeouts and unreachable hosts.
     """
+    record = GatewayCallRecord(operation=operation, request=dict(request_summary or {}))
+    calls = _recorder.get()
+    if calls is not None:
+        calls.append(record)
+    current = _current.set(record)
     started = time.perf_counter()
-    outcome = "ok"
     try:
         return await send()
     except httpx.TimeoutException as exc:
-        outcome = "timeout"
+        record.outcome = "timeout"
         sent = not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout)
+        record.error = f"timed out ({'after' if sent else 'before'} the request was sent)"
         raise GatewayTimeout(
             f"The gateway did not answer within {config.timeout_seconds:g} s.",
             request_sent=sent,
         ) from None
-    except httpx.TransportError:
-        outcome = "unreachable"
-        raise GatewayUnavailable("The gateway could not be reached (connection failed).") from None
+    except httpx.TransportError as exc:
+        record.outcome = "unreachable"
+        record.error = "connection failed"
+        raise GatewayUnavailable(
+            "The gateway could not be reached (connection failed).",
+            request_sent=not isinstance(exc, httpx.ConnectError),
+        ) from None
     except GatewayError as exc:
-        outcome = exc.code
+        record.outcome = exc.code
+        record.error = exc.message
         raise
     finally:
+        _current.reset(current)
+        record.latency_ms = round((time.perf_counter() - started) * 1000, 1)
         logger.info(
             "gateway_call",
             gateway_type=config.gateway_type.value,
             environment=config.environment.value,
             operation=operation,
-            outcome=outcome,
-            latency_ms=round((time.perf_counter() - started) * 1000, 1),
+            outcome=record.outcome,
+            http_status=record.http_status,
+            latency_ms=record.latency_ms,
         )

@@ -1,7 +1,15 @@
-"""A custom HTTP gateway implementing paygate's contract (docs/custom-gateway.md)."""
+"""A custom HTTP gateway implementing paygate's contract (docs/custom-gateway.md).
+
+Payments: `POST /payments` (a decline is a 201 payment with status "failed"),
+`GET /payments/{id}`, `POST /payments/{id}/refunds`, each POST with the attempt's
+`Idempotency-Key`. The create's body is built only from the request, so re-sending it
+with the same key (which `fetch_payment(request, None)` does after a timeout) replays
+the first answer instead of charging again, as the contract requires.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -10,17 +18,28 @@ import httpx
 from paygate.gateways.adapters.base import (
     AdapterConfig,
     ConnectionCheck,
+    Decline,
+    DeclineCode,
     Environment,
     FieldKind,
     FieldSpec,
+    GatewayDeclined,
     GatewayError,
     GatewayMisconfigured,
+    GatewayPaymentStatus,
+    GatewayRefundStatus,
     GatewayRejected,
     GatewayType,
     GatewayTypeSpec,
     GatewayUnavailable,
+    NextAction,
+    PaymentRequest,
+    PaymentResult,
+    RefundRequest,
+    RefundResult,
     call_gateway,
     http_client,
+    record_response,
 )
 
 SPEC = GatewayTypeSpec(
@@ -95,6 +114,312 @@ class CustomGatewayAdapter:
             raise _map_health_error(response, body)
 
         return await call_gateway(self.config, "test_connection", send)
+
+    # --- payments --------------------------------------------------------------------
+
+    def _post_headers(self, idempotency_key: str) -> dict[str, str]:
+        return {**self._auth_headers(), "Idempotency-Key": idempotency_key}
+
+    async def create_payment(self, request: PaymentRequest) -> PaymentResult:
+        return await self._create(request, "create_payment", raise_decline=True)
+
+    async def complete_payment(
+        self, request: PaymentRequest, gateway_reference: str, return_params: Mapping[str, str]
+    ) -> PaymentResult:
+        # The redirect back (?payment_id=...) is never trusted: read the payment.
+        return await self._get(gateway_reference, "complete_payment")
+
+    async def fetch_payment(
+        self, request: PaymentRequest, gateway_reference: str | None
+    ) -> PaymentResult:
+        if gateway_reference:
+            return await self._get(gateway_reference, "fetch_payment")
+        # The create's outcome is unknown: the same body with the same key replays the
+        # first answer (or creates the payment once if the first never arrived).
+        return await self._create(request, "fetch_payment", raise_decline=False)
+
+    async def cancel_payment(
+        self, request: PaymentRequest, gateway_reference: str
+    ) -> PaymentResult:
+        # The custom-gateway contract has no cancel operation: the payment stays open.
+        raise GatewayRejected(
+            "A custom gateway's payment cannot be withdrawn through its contract.",
+            gateway_code="not_cancelable",
+        )
+
+    async def refund_payment(self, request: RefundRequest) -> RefundResult:
+        body: dict[str, Any] = {"amount": request.amount}
+        if request.reason in REFUND_REASONS:
+            body["reason"] = request.reason
+        payment_id = request.gateway_payment_reference
+
+        async def send() -> RefundResult:
+            async with http_client(self.config, base_url=self._base_url()) as client:
+                response = await client.post(
+                    f"/payments/{payment_id}/refunds",
+                    json=body,
+                    headers=self._post_headers(request.idempotency_key),
+                )
+            answer = _json_object(response)
+            if response.status_code not in (200, 201):
+                record_response(response.status_code, _error_summary(answer))
+                raise _map_payment_error(response, answer)
+            record_response(response.status_code, _refund_summary(answer))
+            return _refund_result(answer)
+
+        return await call_gateway(
+            self.config,
+            "refund_payment",
+            send,
+            request_summary={
+                "payment_id": payment_id,
+                "amount": request.amount,
+                "currency": request.currency,
+                "reason": body.get("reason"),
+                "reference": request.reference,
+                "idempotency_key": request.idempotency_key,
+            },
+        )
+
+    async def _create(
+        self, request: PaymentRequest, operation: str, *, raise_decline: bool
+    ) -> PaymentResult:
+        if not request.payment_method:
+            raise GatewayRejected(
+                "The custom gateway needs a payment method token from its payment form."
+            )
+        # Only the request's fields: the same request always sends the same body.
+        body: dict[str, Any] = {
+            "amount": request.amount,
+            "currency": request.currency.upper(),
+            "payment_method": request.payment_method,
+            "reference": request.reference,
+            "metadata": {"paygate_attempt": request.idempotency_key},
+        }
+        if request.description:
+            body["description"] = request.description[:255]
+        if request.return_url:
+            body["return_url"] = request.return_url
+
+        async def send() -> PaymentResult:
+            async with http_client(self.config, base_url=self._base_url()) as client:
+                response = await client.post(
+                    "/payments", json=body, headers=self._post_headers(request.idempotency_key)
+                )
+            result = _payment_answer(response)
+            if raise_decline and result.decline is not None:
+                decline = result.decline
+                raise GatewayDeclined(
+                    decline.message,
+                    decline_code=decline.code.value,
+                    hard=decline.hard,
+                    gateway_code=decline.gateway_code,
+                )
+            return result
+
+        return await call_gateway(
+            self.config,
+            operation,
+            send,
+            request_summary={
+                "reference": request.reference,
+                "idempotency_key": request.idempotency_key,
+                "amount": request.amount,
+                "currency": request.currency,
+                "return_url": bool(request.return_url),
+            },
+        )
+
+    async def _get(self, payment_id: str, operation: str) -> PaymentResult:
+        async def send() -> PaymentResult:
+            async with http_client(self.config, base_url=self._base_url()) as client:
+                response = await client.get(f"/payments/{payment_id}", headers=self._auth_headers())
+            return _payment_answer(response)
+
+        return await call_gateway(
+            self.config, operation, send, request_summary={"payment_id": payment_id}
+        )
+
+
+# --- payments: answers ---------------------------------------------------------------
+
+REFUND_REASONS = frozenset({"requested_by_customer", "duplicate", "fraudulent"})
+
+# The contract's decline codes and whether each is hard (section 5).
+_DECLINES: dict[str, tuple[DeclineCode, bool]] = {
+    "card_declined": (DeclineCode.CARD_DECLINED, True),
+    "insufficient_funds": (DeclineCode.INSUFFICIENT_FUNDS, False),
+    "expired_card": (DeclineCode.EXPIRED_CARD, True),
+    "incorrect_cvc": (DeclineCode.INCORRECT_CVC, True),
+    "processing_error": (DeclineCode.PROCESSING_ERROR, False),
+    "fraud_suspected": (DeclineCode.FRAUD_SUSPECTED, True),
+}
+
+# Plain words for the payer: the gateway's `decline_message` is kept out of the page.
+DECLINE_MESSAGES: dict[DeclineCode, str] = {
+    DeclineCode.CARD_DECLINED: "The card was declined.",
+    DeclineCode.INSUFFICIENT_FUNDS: "The card has insufficient funds.",
+    DeclineCode.EXPIRED_CARD: "The card has expired.",
+    DeclineCode.INCORRECT_CVC: "The card's security code is incorrect.",
+    DeclineCode.PROCESSING_ERROR: "An error occurred while processing the card; try again.",
+    DeclineCode.FRAUD_SUSPECTED: "The payment was refused.",
+    DeclineCode.AUTHENTICATION_FAILED: "The card's authentication did not succeed.",
+    DeclineCode.CUSTOMER_CANCELED: "The payment was canceled.",
+}
+
+_STATUSES = {
+    "succeeded": GatewayPaymentStatus.SUCCEEDED,
+    "failed": GatewayPaymentStatus.FAILED,
+    "requires_action": GatewayPaymentStatus.REQUIRES_ACTION,
+    "processing": GatewayPaymentStatus.PROCESSING,
+}
+
+_REFUND_STATUSES = {
+    "succeeded": GatewayRefundStatus.SUCCEEDED,
+    "pending": GatewayRefundStatus.PENDING,
+    "failed": GatewayRefundStatus.FAILED,
+}
+
+
+def custom_decline(code: str | None) -> Decline:
+    """paygate's reading of the contract's decline code (unknown: card_declined, hard)."""
+    mapped, hard = _DECLINES.get(code or "", (DeclineCode.CARD_DECLINED, True))
+    return Decline(code=mapped, message=DECLINE_MESSAGES[mapped], hard=hard, gateway_code=code)
+
+
+def _payment_answer(response: httpx.Response) -> PaymentResult:
+    """A payment object answer as a result (inside `send`: records the answer)."""
+    body = _json_object(response)
+    if response.status_code not in (200, 201):
+        record_response(response.status_code, _error_summary(body))
+        raise _map_payment_error(response, body)
+    record_response(response.status_code, _payment_summary(body))
+    return _payment_result(body)
+
+
+def _payment_result(body: dict[str, Any]) -> PaymentResult:
+    payment_id = body.get("id")
+    status = _STATUSES.get(str(body.get("status")))
+    amount = body.get("amount")
+    currency = body.get("currency")
+    if (
+        not isinstance(payment_id, str)
+        or status is None
+        or not isinstance(amount, int)
+        or isinstance(amount, bool)
+        or not isinstance(currency, str)
+    ):
+        # Something answered, but not with the contract's payment object: the outcome is
+        # unknown, so it is not read as a failure.
+        raise GatewayUnavailable("The custom gateway answered without a valid payment object.")
+    next_action = None
+    decline = None
+    if status is GatewayPaymentStatus.REQUIRES_ACTION:
+        redirect_url = body.get("redirect_url")
+        if not isinstance(redirect_url, str) or not redirect_url:
+            raise GatewayUnavailable(
+                "The custom gateway asked for a customer action without a redirect_url."
+            )
+        next_action = NextAction(type="redirect", redirect_url=redirect_url)
+    elif status is GatewayPaymentStatus.FAILED:
+        code = body.get("decline_code")
+        decline = custom_decline(code if isinstance(code, str) else None)
+    return PaymentResult(
+        gateway_reference=payment_id,
+        status=status,
+        amount=amount,
+        currency=currency.upper(),
+        next_action=next_action,
+        decline=decline,
+        raw_status=str(body.get("status")),
+    )
+
+
+def _refund_result(body: dict[str, Any]) -> RefundResult:
+    refund_id = body.get("id")
+    status = _REFUND_STATUSES.get(str(body.get("status")))
+    amount = body.get("amount")
+    currency = body.get("currency")
+    if (
+        not isinstance(refund_id, str)
+        or status is None
+        or not isinstance(amount, int)
+        or isinstance(amount, bool)
+        or not isinstance(currency, str)
+    ):
+        raise GatewayUnavailable("The custom gateway answered without a valid refund object.")
+    return RefundResult(
+        gateway_reference=refund_id,
+        status=status,
+        amount=amount,
+        currency=currency.upper(),
+        raw_status=str(body.get("status")),
+    )
+
+
+def _map_payment_error(response: httpx.Response, body: dict[str, Any]) -> GatewayError:
+    """A non-2xx answer to a payment or refund call. The gateway's message is not reused."""
+    status = response.status_code
+    code = _error_type(body)
+    if status in (401, 403):
+        return GatewayMisconfigured(
+            f"The custom gateway rejected the API key (HTTP {status}).", gateway_code=code
+        )
+    if status == 429 or status >= 500:
+        return GatewayUnavailable(
+            f"The custom gateway answered with HTTP {status}.", gateway_code=code
+        )
+    if status == 404 and code is None:
+        # Not the contract's error body: something else answers at this base URL.
+        return GatewayMisconfigured(
+            "The custom gateway has no payments endpoint at this base URL (HTTP 404)."
+        )
+    param = _error_param(body)
+    detail = f" (HTTP {status}, {code}" + (f", param {param})" if param else ")")
+    if status == 404:
+        return GatewayRejected("The custom gateway has no such payment" + detail, gateway_code=code)
+    if code == "idempotency_conflict":
+        return GatewayRejected(
+            "The custom gateway saw this idempotency key with a different request" + detail,
+            gateway_code=code,
+        )
+    return GatewayRejected("The custom gateway refused the request" + detail, gateway_code=code)
+
+
+def _error_param(body: dict[str, Any]) -> str | None:
+    error = body.get("error")
+    if isinstance(error, dict) and isinstance(error.get("param"), str):
+        return str(error["param"])
+    return None
+
+
+# --- redacted summaries: ids, amounts, statuses and codes only -----------------------
+
+
+def _payment_summary(body: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": body.get("id"),
+        "status": body.get("status"),
+        "amount": body.get("amount"),
+        "currency": body.get("currency"),
+        "amount_refunded": body.get("amount_refunded"),
+        "decline_code": body.get("decline_code"),
+        "redirect": bool(body.get("redirect_url")),
+    }
+
+
+def _refund_summary(body: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": body.get("id"),
+        "payment_id": body.get("payment_id"),
+        "status": body.get("status"),
+        "amount": body.get("amount"),
+        "currency": body.get("currency"),
+    }
+
+
+def _error_summary(body: dict[str, Any]) -> dict[str, Any]:
+    return {"error_type": _error_type(body), "param": _error_param(body)}
 
 
 def _json_object(response: httpx.Response) -> dict[str, Any]:

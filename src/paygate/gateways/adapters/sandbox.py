@@ -6,15 +6,34 @@ tests all take their card numbers from this table, so a number never changes mea
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import ClassVar
+from typing import Any, ClassVar
+from urllib.parse import urlencode
 
 from paygate.gateways.adapters.base import (
     AdapterConfig,
     ConnectionCheck,
+    Decline,
+    DeclineCode,
+    GatewayDeclined,
+    GatewayPaymentStatus,
+    GatewayRefundStatus,
+    GatewayRejected,
+    GatewayTimeout,
     GatewayType,
     GatewayTypeSpec,
+    NextAction,
+    PaymentFlow,
+    PaymentRequest,
+    PaymentResult,
+    RefundRequest,
+    RefundResult,
+    call_gateway,
+    record_response,
 )
 
 
@@ -27,6 +46,8 @@ class SandboxOutcome(StrEnum):
     REQUIRES_ACTION = "requires_action"
     # The answer is late and says nothing final: the payment's outcome is unknown.
     UNKNOWN = "unknown"
+    # The sandbox reports one minor unit less than asked: exercises the amount check.
+    AMOUNT_MISMATCH = "amount_mismatch"
 
 
 @dataclass(frozen=True)
@@ -103,6 +124,11 @@ SANDBOX_CARDS: tuple[SandboxCard, ...] = (
         "Answers late without a final outcome: exercises timeouts and reconciliation.",
         delay_seconds=15.0,
     ),
+    SandboxCard(
+        "4000000000000036",
+        SandboxOutcome.AMOUNT_MISMATCH,
+        "Succeeds, but reports one minor unit less than asked: the payment goes to review.",
+    ),
 )
 
 # The card every demo and quick test uses.
@@ -141,7 +167,34 @@ SPEC = GatewayTypeSpec(
 )
 
 
+def _luhn_valid(digits: str) -> bool:
+    total = 0
+    for position, char in enumerate(reversed(digits)):
+        value = int(char) * (2 if position % 2 else 1)
+        total += value - 9 if value > 9 else value
+    return total % 10 == 0
+
+
+def _decline(card: SandboxCard | None) -> Decline:
+    if card is None or card.decline_code is None:
+        raise ValueError("not a declining card")
+    return Decline(
+        code=DeclineCode(card.decline_code),
+        message=card.description,
+        hard=card.hard,
+        gateway_code=f"sandbox_{card.decline_code}",
+    )
+
+
+def _reference(prefix: str, key: str) -> str:
+    # Derived from the idempotency key: the same attempt always has the same reference,
+    # so the sandbox needs no state to answer "what became of it?".
+    return f"{prefix}_{hashlib.sha256(key.encode()).hexdigest()[:24]}"
+
+
 class SandboxAdapter:
+    """Answers from the card table alone; needs no state, network or credentials."""
+
     spec: ClassVar[GatewayTypeSpec] = SPEC
 
     def __init__(self, config: AdapterConfig) -> None:
@@ -150,3 +203,141 @@ class SandboxAdapter:
     async def test_connection(self) -> ConnectionCheck:
         # Nothing to reach: the sandbox lives inside paygate.
         return ConnectionCheck(message="Sandbox is built in: no network call needed.")
+
+    def _card(self, request: PaymentRequest) -> SandboxCard | None:
+        digits = "".join(ch for ch in request.payment_method or "" if ch.isdigit())
+        if not 12 <= len(digits) <= 19 or not _luhn_valid(digits):
+            raise GatewayRejected("The card number is not valid.", gateway_code="invalid_number")
+        return sandbox_card(digits)
+
+    def _result(
+        self, request: PaymentRequest, status: GatewayPaymentStatus, **extra: Any
+    ) -> PaymentResult:
+        return PaymentResult(
+            gateway_reference=_reference("sbx_pay", request.idempotency_key),
+            status=status,
+            amount=extra.pop("amount", request.amount),
+            currency=request.currency,
+            raw_status=status.value,
+            **extra,
+        )
+
+    async def create_payment(self, request: PaymentRequest) -> PaymentResult:
+        summary = {
+            "amount": request.amount,
+            "currency": request.currency,
+            "reference": request.reference,
+        }
+
+        async def send() -> PaymentResult:
+            if request.flow is PaymentFlow.HOSTED or not request.payment_method:
+                raise GatewayRejected(
+                    "The sandbox takes a test card number.", gateway_code="no_card"
+                )
+            card = self._card(request)
+            outcome = card.outcome if card else SandboxOutcome.SUCCEEDED
+            if outcome is SandboxOutcome.DECLINED:
+                decline = _decline(card)
+                raise GatewayDeclined(
+                    decline.message,
+                    decline_code=decline.code.value,
+                    hard=decline.hard,
+                    gateway_code=decline.gateway_code,
+                )
+            if outcome is SandboxOutcome.UNKNOWN:
+                assert card is not None
+                await asyncio.sleep(min(card.delay_seconds, self.config.timeout_seconds))
+                raise GatewayTimeout(
+                    f"The gateway did not answer within {self.config.timeout_seconds:g} s.",
+                    request_sent=True,
+                )
+            if outcome is SandboxOutcome.REQUIRES_ACTION:
+                reference = _reference("sbx_pay", request.idempotency_key)
+                query = urlencode({"return_to": request.return_url or "/"})
+                url = f"{self.config.public_base_url}/sandbox/authorize/{reference}?{query}"
+                result = self._result(
+                    request,
+                    GatewayPaymentStatus.REQUIRES_ACTION,
+                    next_action=NextAction(type="redirect", redirect_url=url),
+                )
+            elif outcome is SandboxOutcome.AMOUNT_MISMATCH:
+                result = self._result(
+                    request, GatewayPaymentStatus.SUCCEEDED, amount=request.amount - 1
+                )
+            else:
+                result = self._result(request, GatewayPaymentStatus.SUCCEEDED)
+            record_response(None, {"status": result.status.value, "amount": result.amount})
+            return result
+
+        return await call_gateway(self.config, "create_payment", send, request_summary=summary)
+
+    async def complete_payment(
+        self, request: PaymentRequest, gateway_reference: str, return_params: Mapping[str, str]
+    ) -> PaymentResult:
+        async def send() -> PaymentResult:
+            # The sandbox's authorize page sends the customer back with their choice.
+            if return_params.get("outcome") == "approved":
+                result = self._result(request, GatewayPaymentStatus.SUCCEEDED)
+            else:
+                decline = Decline(
+                    code=DeclineCode.AUTHENTICATION_FAILED,
+                    message="The customer did not complete authentication.",
+                    hard=False,
+                    gateway_code="sandbox_authentication_failed",
+                )
+                result = self._result(request, GatewayPaymentStatus.FAILED, decline=decline)
+            record_response(None, {"status": result.status.value})
+            return result
+
+        summary = {"reference": gateway_reference}
+        return await call_gateway(self.config, "complete_payment", send, request_summary=summary)
+
+    async def fetch_payment(
+        self, request: PaymentRequest, gateway_reference: str | None
+    ) -> PaymentResult:
+        async def send() -> PaymentResult:
+            card = self._card(request)
+            outcome = card.outcome if card else SandboxOutcome.SUCCEEDED
+            if outcome is SandboxOutcome.DECLINED:
+                result = self._result(request, GatewayPaymentStatus.FAILED, decline=_decline(card))
+            elif outcome is SandboxOutcome.REQUIRES_ACTION:
+                result = self._result(request, GatewayPaymentStatus.REQUIRES_ACTION)
+            elif outcome is SandboxOutcome.AMOUNT_MISMATCH:
+                result = self._result(
+                    request, GatewayPaymentStatus.SUCCEEDED, amount=request.amount - 1
+                )
+            else:
+                # The slow card's payment went through in the end: asking finds it.
+                result = self._result(request, GatewayPaymentStatus.SUCCEEDED)
+            record_response(None, {"status": result.status.value, "amount": result.amount})
+            return result
+
+        summary = {"reference": gateway_reference or _reference("sbx_pay", request.idempotency_key)}
+        return await call_gateway(self.config, "fetch_payment", send, request_summary=summary)
+
+    async def cancel_payment(
+        self, request: PaymentRequest, gateway_reference: str
+    ) -> PaymentResult:
+        async def send() -> PaymentResult:
+            # The sandbox completes a payment only when paygate asks it to: nothing to undo.
+            result = self._result(request, GatewayPaymentStatus.CANCELED)
+            record_response(None, {"status": result.status.value})
+            return result
+
+        summary = {"reference": gateway_reference}
+        return await call_gateway(self.config, "cancel_payment", send, request_summary=summary)
+
+    async def refund_payment(self, request: RefundRequest) -> RefundResult:
+        async def send() -> RefundResult:
+            result = RefundResult(
+                gateway_reference=_reference("sbx_re", request.idempotency_key),
+                status=GatewayRefundStatus.SUCCEEDED,
+                amount=request.amount,
+                currency=request.currency,
+                raw_status="succeeded",
+            )
+            record_response(None, {"status": result.status.value, "amount": result.amount})
+            return result
+
+        summary = {"payment": request.gateway_payment_reference, "amount": request.amount}
+        return await call_gateway(self.config, "refund_payment", send, request_summary=summary)
