@@ -22,8 +22,9 @@ from sqlalchemy import text
 
 from paygate.app import create_app
 from paygate.db import Database, libpq_url, start_embedded_postgres
+from paygate.kit.jobs_context import JobContext, set_job_context
 from paygate.migrations_check import alembic_config
-from paygate.security.crypto import generate_master_key
+from paygate.security.crypto import Keyring, generate_master_key
 from paygate.settings import Mode, Settings
 
 pytest_plugins = ["tests.fakes.fixtures"]
@@ -80,6 +81,14 @@ async def database(database_url: str) -> AsyncIterator[Database]:
     db = Database(database_url)
     yield db
     await db.dispose()
+
+
+@pytest.fixture
+def jobs(database: Database, settings: Settings) -> JobContext:
+    """Jobs run in this process against the test database."""
+    context = JobContext(database, settings, Keyring.parse(settings.master_keys_text()))
+    set_job_context(context)
+    return context
 
 
 @pytest.fixture(scope="session")

@@ -6,11 +6,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine
 
-import paygate.accounts.models
-import paygate.gateways.models
-import paygate.security.models  # noqa: F401
-from paygate.db import Base, sqlalchemy_url
+from paygate.db import sqlalchemy_url
 from paygate.migrations_check import include_name
+from paygate.models import metadata
 
 
 def test_models_and_migrations_agree(database_url: str) -> None:
@@ -20,6 +18,6 @@ def test_models_and_migrations_agree(database_url: str) -> None:
             context = MigrationContext.configure(
                 connection, opts={"compare_type": True, "include_name": include_name}
             )
-            assert compare_metadata(context, Base.metadata) == []
+            assert compare_metadata(context, metadata) == []
     finally:
         engine.dispose()

@@ -17,11 +17,14 @@ from sqlalchemy import text
 from paygate.accounts.endpoints import router as accounts_router
 from paygate.db import Database, resolve_database_url
 from paygate.gateways.endpoints import router as gateways_router
+from paygate.invoices.endpoints import router as invoices_router
 from paygate.jobs import start_worker_task
 from paygate.kit.errors import install_problem_handlers
 from paygate.kit.logging import configure_logging
 from paygate.kit.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from paygate.migrations_check import current_revision, head_revision
+from paygate.payments.endpoints import return_router as payment_return_router
+from paygate.payments.endpoints import router as payments_router
 from paygate.security.crypto import Keyring
 from paygate.security.endpoints import router as audit_router
 from paygate.settings import Settings, get_settings
@@ -40,7 +43,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = database or Database(resolve_database_url(settings))
         app.state.database = db
-        worker = start_worker_task(db) if settings.run_worker else None
+        worker = start_worker_task(db, settings, keyring) if settings.run_worker else None
         try:
             yield
         finally:
@@ -68,7 +71,14 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware)
 
-    for router in (accounts_router, gateways_router, audit_router):
+    for router in (
+        accounts_router,
+        gateways_router,
+        invoices_router,
+        payments_router,
+        payment_return_router,
+        audit_router,
+    ):
         app.include_router(router)
     app.include_router(web_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

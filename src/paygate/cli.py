@@ -91,6 +91,7 @@ def serve(
             host=settings.host,
             port=settings.port,
             workers=workers,
+            log_level="warning",
         )
     else:
         from paygate.app import create_app
@@ -112,7 +113,7 @@ def worker(concurrency: Annotated[int, typer.Option(help="Jobs run at once")] = 
 
     async def main() -> None:
         try:
-            await run_worker(database, concurrency=concurrency)
+            await run_worker(database, settings, _keyring(settings), concurrency=concurrency)
         finally:
             await database.dispose()
 
@@ -128,7 +129,7 @@ async def _create_demo(settings: Settings, url: str) -> None:
     finally:
         await database.dispose()
     console.print()
-    console.print(f"  Open      [bold]{settings.base_url}/login[/bold]")
+    console.print(f"  Open      [bold]{settings.base_url}/login[/bold]", soft_wrap=True)
     console.print(f"  Email     [bold]{DEMO_EMAIL}[/bold]")
     if result.password:
         console.print(
@@ -136,6 +137,11 @@ async def _create_demo(settings: Settings, url: str) -> None:
         )
     else:
         console.print("  Password  as printed when the demo was created")
+    if result.pay_url:
+        console.print(f"  Pay link  [bold]{result.pay_url}[/bold]", soft_wrap=True)
+        console.print(
+            "            a demo invoice: pay it with the sandbox card 4242 4242 4242 4242"
+        )
     console.print()
 
 

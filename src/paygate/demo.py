@@ -15,6 +15,8 @@ from paygate.db import Database
 from paygate.gateways.adapters.base import Environment, GatewayType
 from paygate.gateways.schemas import GatewayCreate
 from paygate.gateways.service import GatewayService
+from paygate.invoices.schemas import Customer, InvoiceCreate, LineItemIn
+from paygate.invoices.service import InvoiceService
 from paygate.kit.deps import Origin
 from paygate.kit.errors import Problem
 from paygate.security.crypto import Keyring
@@ -27,6 +29,7 @@ CLI_ORIGIN = Origin(ip=None, user_agent="paygate-cli", request_id=None)
 class DemoLogin:
     password: str | None  # None when the demo predates the saved login file
     password_file: Path
+    pay_url: str | None = None
 
 
 async def create_owner(
@@ -52,7 +55,11 @@ async def create_demo(
         exists = await UserRepository(session).by_email(email) is not None
     if exists:
         saved = password_file.read_text().split() if password_file.exists() else []
-        return DemoLogin(saved[1] if len(saved) > 1 else None, password_file)
+        return DemoLogin(
+            saved[1] if len(saved) > 1 else None,
+            password_file,
+            saved[2] if len(saved) > 2 else None,
+        )
     password = "-".join(secrets.token_urlsafe(6) for _ in range(3))
     company_id = await create_owner(
         database, settings, email=email, password=password, company_name=company_name
@@ -81,7 +88,19 @@ async def create_demo(
                 supported_currencies=["USD", "EUR", "GBP"],
             )
         )
+        invoice = await InvoiceService(session, auth).create(
+            InvoiceCreate(
+                customer=Customer(name="Jane Buyer", email="jane@example.com"),
+                currency="USD",
+                line_items=[
+                    LineItemIn(description="Website redesign", quantity=1, unit_amount=240_000),
+                    LineItemIn(description="Hosting (12 months)", quantity=12, unit_amount=1_500),
+                ],
+                memo="Thank you for your business.",
+            )
+        )
+        pay_url = f"{settings.base_url}/pay/{invoice.pay_token}"
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    password_file.write_text(f"{email}\n{password}\n")
+    password_file.write_text(f"{email}\n{password}\n{pay_url}\n")
     password_file.chmod(0o600)
-    return DemoLogin(password, password_file)
+    return DemoLogin(password, password_file, pay_url)

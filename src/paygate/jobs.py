@@ -8,7 +8,10 @@ import procrastinate
 
 from paygate.accounts.tasks import blueprint as accounts_tasks
 from paygate.db import Database, libpq_url
-from paygate.kit.jobs_context import set_job_database
+from paygate.kit.jobs_context import JobContext, set_job_context
+from paygate.payments.tasks import blueprint as payments_tasks
+from paygate.security.crypto import Keyring
+from paygate.settings import Settings
 
 
 def build_job_app(database_url: str) -> procrastinate.App:
@@ -16,16 +19,21 @@ def build_job_app(database_url: str) -> procrastinate.App:
         connector=procrastinate.PsycopgConnector(conninfo=libpq_url(database_url))
     )
     app.add_tasks_from(accounts_tasks, namespace="accounts")
+    app.add_tasks_from(payments_tasks, namespace="payments")
     return app
 
 
-async def run_worker(database: Database, *, concurrency: int = 4) -> None:
+async def run_worker(
+    database: Database, settings: Settings, keyring: Keyring, *, concurrency: int = 4
+) -> None:
     """Run a worker until cancelled (inside `paygate serve`, or as `paygate worker`)."""
-    set_job_database(database)
+    set_job_context(JobContext(database, settings, keyring))
     app = build_job_app(database.url)
     async with app.open_async():
         await app.run_worker_async(install_signal_handlers=False, concurrency=concurrency)
 
 
-def start_worker_task(database: Database) -> asyncio.Task[None]:
-    return asyncio.create_task(run_worker(database), name="procrastinate-worker")
+def start_worker_task(
+    database: Database, settings: Settings, keyring: Keyring
+) -> asyncio.Task[None]:
+    return asyncio.create_task(run_worker(database, settings, keyring), name="procrastinate-worker")

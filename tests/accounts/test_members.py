@@ -161,3 +161,15 @@ async def test_invitations_are_single_use_and_revocable(
         headers=tenant.headers,
     )
     assert duplicate.status_code == 409
+
+
+def test_every_permission_is_described_and_held_by_owners() -> None:
+    from paygate.accounts.permissions import (
+        PERMISSION_DESCRIPTIONS,
+        ROLE_PERMISSIONS,
+        Permission,
+        Role,
+    )
+
+    assert set(PERMISSION_DESCRIPTIONS) == set(Permission)
+    assert ROLE_PERMISSIONS[Role.OWNER] == frozenset(Permission)

@@ -8,12 +8,16 @@ from sqlalchemy import select, text
 from paygate.accounts.models import AuthSession, RefreshToken
 from paygate.accounts.tasks import purge_expired_sessions
 from paygate.db import Database
-from paygate.kit.jobs_context import set_job_database
+from paygate.kit.jobs_context import JobContext
 from tests.conftest import Tenant
 
 
 async def test_purge_keeps_live_sessions_and_removes_long_expired_ones(
-    client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant, database: Database
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    other_tenant: Tenant,
+    database: Database,
+    jobs: JobContext,
 ) -> None:
     async with database.transaction() as session:
         old = (
@@ -23,7 +27,6 @@ async def test_purge_keeps_live_sessions_and_removes_long_expired_ones(
             text("UPDATE auth_sessions SET expires_at = now() - interval '31 days' WHERE id = :id"),
             {"id": old.id},
         )
-    set_job_database(database)
     await purge_expired_sessions(timestamp=0)
 
     async with database.transaction() as session:

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from paygate.accounts.models import ApiKey, AuthSession, Membership, User
 from paygate.accounts.permissions import ROLE_PERMISSIONS, Permission, Role
 from paygate.kit.clock import utcnow
-from paygate.kit.deps import Origin, OriginDep, SessionDep, SettingsDep
+from paygate.kit.deps import DatabaseDep, Origin, OriginDep, SettingsDep
 from paygate.kit.errors import forbidden, unauthorized
 from paygate.security.audit import Actor
 from paygate.security.tokens import read_access_token, token_digest
@@ -113,14 +113,17 @@ def bearer_token(request: Request) -> str | None:
 
 
 async def authenticate(
-    request: Request, session: SessionDep, settings: SettingsDep, origin: OriginDep
+    request: Request, database: DatabaseDep, settings: SettingsDep, origin: OriginDep
 ) -> AuthContext:
     token = bearer_token(request)
     if token is None:
         raise unauthorized()
-    context = await authenticate_token(
-        session, settings.jwt_secret.get_secret_value(), token, origin
-    )
+    # A short transaction of its own: an endpoint that calls a gateway must not keep a
+    # pooled connection idle in a transaction for the whole call.
+    async with database.transaction() as session:
+        context = await authenticate_token(
+            session, settings.jwt_secret.get_secret_value(), token, origin
+        )
     if context is None:
         raise unauthorized("The token is invalid, expired or revoked.")
     return context

@@ -20,6 +20,10 @@ class Permission(StrEnum):
     MEMBERS_READ = "members:read"
     MEMBERS_WRITE = "members:write"
     AUDIT_READ = "audit:read"
+    INVOICES_READ = "invoices:read"
+    INVOICES_WRITE = "invoices:write"
+    PAYMENTS_READ = "payments:read"
+    PAYMENTS_WRITE = "payments:write"  # take payments and refunds
 
 
 _VIEWER = frozenset(
@@ -28,9 +32,15 @@ _VIEWER = frozenset(
         Permission.API_KEYS_READ,
         Permission.MEMBERS_READ,
         Permission.AUDIT_READ,
+        Permission.INVOICES_READ,
+        Permission.PAYMENTS_READ,
     }
 )
-_DEVELOPER = _VIEWER | {Permission.API_KEYS_WRITE}
+_DEVELOPER = _VIEWER | {
+    Permission.API_KEYS_WRITE,
+    Permission.INVOICES_WRITE,
+    Permission.PAYMENTS_WRITE,
+}
 _ADMIN = _DEVELOPER | {Permission.GATEWAYS_WRITE}
 _OWNER = _ADMIN | {Permission.MEMBERS_WRITE}
 
@@ -44,6 +54,20 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
 ROLE_DESCRIPTIONS: dict[Role, str] = {
     Role.OWNER: "Everything, including members and roles",
     Role.ADMIN: "Manage gateways and API keys",
-    Role.DEVELOPER: "Read everything, manage API keys",
+    Role.DEVELOPER: "Read everything, manage API keys, invoices and payments",
     Role.VIEWER: "Read only",
+}
+
+PERMISSION_DESCRIPTIONS: dict[Permission, str] = {
+    Permission.GATEWAYS_READ: "See gateway configurations (secrets stay masked)",
+    Permission.GATEWAYS_WRITE: "Add, change, test and delete gateways",
+    Permission.API_KEYS_READ: "List API keys",
+    Permission.API_KEYS_WRITE: "Create and revoke API keys",
+    Permission.MEMBERS_READ: "List members and invitations",
+    Permission.MEMBERS_WRITE: "Invite, change roles and remove members",
+    Permission.AUDIT_READ: "Read the audit log",
+    Permission.INVOICES_READ: "List and read invoices",
+    Permission.INVOICES_WRITE: "Create, finalize and void invoices",
+    Permission.PAYMENTS_READ: "Read payments, refunds and gateway calls",
+    Permission.PAYMENTS_WRITE: "Take payments and refunds, sync payments",
 }

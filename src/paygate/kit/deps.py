@@ -14,17 +14,18 @@ from paygate.security.crypto import Keyring
 from paygate.settings import Settings
 
 
-def get_settings_dep(request: Request) -> Settings:
+# Dependencies are `async def` so FastAPI runs them inline, not in its thread pool.
+async def get_settings_dep(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_database(request: Request) -> Database:
+async def get_database(request: Request) -> Database:
     database: Database = request.app.state.database
     return database
 
 
-def get_keyring(request: Request) -> Keyring:
+async def get_keyring(request: Request) -> Keyring:
     keyring: Keyring = request.app.state.keyring
     return keyring
 
@@ -34,7 +35,8 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
     Scoped to the endpoint function, so the commit happens before the response is sent.
     """
-    async with get_database(request).transaction() as session:
+    database: Database = request.app.state.database
+    async with database.transaction() as session:
         yield session
 
 
@@ -47,7 +49,7 @@ class Origin:
     request_id: str | None
 
 
-def get_origin(request: Request) -> Origin:
+async def get_origin(request: Request) -> Origin:
     return Origin(
         ip=request.client.host if request.client else None,
         user_agent=(request.headers.get("user-agent") or "")[:400] or None,

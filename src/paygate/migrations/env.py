@@ -5,14 +5,12 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, pool, text
 
-import paygate.accounts.models
-import paygate.gateways.models
-import paygate.security.models  # noqa: F401  (registers the tables on Base.metadata)
-from paygate.db import Base, sqlalchemy_url
+from paygate.db import sqlalchemy_url
 from paygate.migrations_check import include_name
+from paygate.models import metadata
 
 config = context.config
-target_metadata = Base.metadata
+target_metadata = metadata
 
 
 def run_migrations_online() -> None:

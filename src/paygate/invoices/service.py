@@ -1,0 +1,138 @@
+"""Invoices: create with computed totals, finalize, void, and follow payments and refunds."""
+
+from __future__ import annotations
+
+import secrets
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from paygate.accounts.auth import AuthContext
+from paygate.invoices.models import Invoice, InvoiceLine
+from paygate.invoices.repository import InvoiceRepository
+from paygate.invoices.schemas import InvoiceCreate, InvoiceStatus
+from paygate.kit.clock import utcnow
+from paygate.kit.errors import FieldError, conflict, validation_failed
+from paygate.kit.ids import new_id
+from paygate.kit.money import is_currency
+from paygate.security import audit
+
+MAX_TOTAL = 10**15
+
+
+def settle(invoice: Invoice) -> None:
+    """Derive the invoice's status from its totals (called after every payment or refund)."""
+    if invoice.status in (InvoiceStatus.VOID, InvoiceStatus.DRAFT):
+        return
+    if invoice.amount_paid >= invoice.amount_total:
+        invoice.status = InvoiceStatus.PAID.value
+        invoice.paid_at = invoice.paid_at or utcnow()
+    elif invoice.amount_paid > 0:
+        invoice.status = InvoiceStatus.PARTIALLY_PAID.value
+    else:
+        invoice.status = InvoiceStatus.OPEN.value
+    invoice.updated_at = utcnow()
+
+
+class InvoiceService:
+    def __init__(self, session: AsyncSession, auth: AuthContext) -> None:
+        self.session = session
+        self.auth = auth
+        self.invoices = InvoiceRepository(session, auth.company_id)
+
+    async def create(self, request: InvoiceCreate) -> Invoice:
+        currency = request.currency.upper()
+        if not is_currency(currency):
+            raise validation_failed(
+                [FieldError("currency", "is not an ISO 4217 currency code", "unsupported_currency")]
+            )
+        lines = [
+            InvoiceLine(
+                id=new_id("li"),
+                position=index,
+                description=item.description,
+                quantity=item.quantity,
+                unit_amount=item.unit_amount,
+                amount=item.quantity * item.unit_amount,
+            )
+            for index, item in enumerate(request.line_items)
+        ]
+        total = sum(line.amount for line in lines)
+        if total > MAX_TOTAL:
+            raise validation_failed(
+                [FieldError("line_items", "the total is too large", "too_large")]
+            )
+        if total == 0:
+            raise validation_failed(
+                [FieldError("line_items", "the total must be more than zero", "zero_total")]
+            )
+        for attempt in range(5):
+            invoice = Invoice(
+                id=new_id("inv"),
+                company_id=self.auth.company_id,
+                number=request.number or f"INV-{await self.invoices.count() + 1 + attempt:06d}",
+                status=(InvoiceStatus.DRAFT if request.draft else InvoiceStatus.OPEN).value,
+                customer_name=request.customer.name,
+                customer_email=request.customer.email.lower(),
+                currency=currency,
+                amount_total=total,
+                amount_paid=0,
+                amount_refunded=0,
+                due_date=request.due_date,
+                memo=request.memo,
+                allow_partial_payments=request.allow_partial_payments,
+                pay_token=secrets.token_urlsafe(32),
+                lines=lines,
+            )
+            try:
+                async with self.session.begin_nested():
+                    await self.invoices.add(invoice)
+                break
+            except IntegrityError:
+                if request.number:
+                    raise conflict(
+                        f"An invoice numbered {request.number} already exists."
+                    ) from None
+        else:
+            raise conflict("Could not number the invoice; try again.")
+        await self._audit(
+            "invoice.created", invoice, changes={"amount_total": {"before": None, "after": total}}
+        )
+        return invoice
+
+    async def finalize(self, invoice_id: str) -> Invoice:
+        invoice = await self.invoices.get(invoice_id, for_update=True)
+        if invoice.status != InvoiceStatus.DRAFT:
+            raise conflict("Only a draft invoice can be finalized.")
+        invoice.status = InvoiceStatus.OPEN.value
+        settle(invoice)
+        await self._audit("invoice.finalized", invoice)
+        return invoice
+
+    async def void(self, invoice_id: str) -> Invoice:
+        invoice = await self.invoices.get(invoice_id, for_update=True)
+        if invoice.status == InvoiceStatus.VOID:
+            return invoice
+        if invoice.amount_paid > 0:
+            raise conflict("An invoice with payments cannot be voided; refund the payments first.")
+        before = invoice.status
+        invoice.status = InvoiceStatus.VOID.value
+        invoice.voided_at = utcnow()
+        invoice.updated_at = utcnow()
+        await self.session.flush()
+        await self._audit(
+            "invoice.voided", invoice, changes={"status": {"before": before, "after": "void"}}
+        )
+        return invoice
+
+    async def _audit(self, action: str, invoice: Invoice, **fields: object) -> None:
+        await audit.record(
+            self.session,
+            company_id=self.auth.company_id,
+            actor=self.auth.actor,
+            origin=self.auth.origin,
+            action=action,
+            object_type="invoice",
+            object_id=invoice.id,
+            **fields,  # type: ignore[arg-type]
+        )

@@ -1,0 +1,12 @@
+"""Imports every model module, so Base.metadata knows every table (Alembic, tests)."""
+
+from __future__ import annotations
+
+import paygate.accounts.models
+import paygate.gateways.models
+import paygate.invoices.models
+import paygate.payments.models
+import paygate.security.models  # noqa: F401
+from paygate.db import Base
+
+metadata = Base.metadata

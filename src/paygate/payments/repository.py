@@ -1,0 +1,224 @@
+"""Every query of payments, attempts, events, refunds, idempotency keys and gateway calls."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import lazyload
+
+from paygate.invoices.models import Invoice
+from paygate.kit.errors import not_found
+from paygate.kit.pagination import PageParams
+from paygate.kit.repository import TenantRepository, apply_filters
+from paygate.payments.models import (
+    GatewayCall,
+    IdempotencyKey,
+    Payment,
+    PaymentAttempt,
+    PaymentEvent,
+    Refund,
+)
+from paygate.payments.state import OPEN_STATUSES
+
+
+@dataclass(frozen=True)
+class PaymentFilters:
+    invoice_id: str | None = None
+    gateway_id: str | None = None
+    status: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+class PaymentRepository(TenantRepository[Payment]):
+    model = Payment
+    what = "payment"
+
+    async def search(
+        self, filters: PaymentFilters, params: PageParams
+    ) -> tuple[Sequence[Payment], str | None]:
+        statement = apply_filters(
+            self.scoped(),
+            [
+                (filters.invoice_id, lambda v: Payment.invoice_id == v),
+                (filters.gateway_id, lambda v: Payment.gateway_id == v),
+                (filters.status, lambda v: Payment.status == v),
+                (filters.since, lambda v: Payment.created_at >= v),
+                (filters.until, lambda v: Payment.created_at < v),
+            ],
+        )
+        return await self.page(statement, params)
+
+    async def in_flight_amount(self, invoice_id: str) -> int:
+        """What open payments of an invoice may still collect (reserved against its amount due)."""
+        statement = select(func.coalesce(func.sum(Payment.amount), 0)).where(
+            Payment.company_id == self.company_id,
+            Payment.invoice_id == invoice_id,
+            Payment.status.in_([s.value for s in OPEN_STATUSES]),
+        )
+        return int((await self.session.execute(statement)).scalar_one())
+
+    async def waiting_for_action(self, invoice_id: str) -> list[str]:
+        statement = select(Payment.id).where(
+            Payment.company_id == self.company_id,
+            Payment.invoice_id == invoice_id,
+            Payment.status == "requires_action",
+        )
+        return list((await self.session.execute(statement)).scalars())
+
+    async def lock_invoice(self, invoice_id: str) -> Invoice:
+        """The invoice, row-locked, without its lines (a payment needs only its totals)."""
+        statement = (
+            select(Invoice)
+            .where(Invoice.company_id == self.company_id, Invoice.id == invoice_id)
+            .options(lazyload(Invoice.lines))
+            .with_for_update()
+        )
+        invoice = (await self.session.execute(statement)).scalar_one_or_none()
+        if invoice is None:
+            raise not_found("invoice")
+        return invoice
+
+    async def lock_with_attempt(
+        self, payment_id: str, attempt_id: str
+    ) -> tuple[Payment, PaymentAttempt]:
+        """A payment and one of its attempts, both row-locked, in one round trip."""
+        statement = (
+            select(Payment, PaymentAttempt)
+            .join(PaymentAttempt, PaymentAttempt.payment_id == Payment.id)
+            .where(
+                Payment.company_id == self.company_id,
+                Payment.id == payment_id,
+                PaymentAttempt.id == attempt_id,
+            )
+            .with_for_update()
+        )
+        row = (await self.session.execute(statement)).one_or_none()
+        if row is None:
+            raise not_found(self.what)
+        return row[0], row[1]
+
+    async def of_invoice(self, invoice_id: str) -> Sequence[Payment]:
+        statement = self.scoped().where(Payment.invoice_id == invoice_id).order_by(Payment.id)
+        return (await self.session.execute(statement)).scalars().all()
+
+    async def attempts(self, payment_ids: Sequence[str]) -> Sequence[PaymentAttempt]:
+        statement = (
+            select(PaymentAttempt)
+            .where(
+                PaymentAttempt.company_id == self.company_id,
+                PaymentAttempt.payment_id.in_(payment_ids),
+            )
+            .order_by(PaymentAttempt.id)
+        )
+        return (await self.session.execute(statement)).scalars().all()
+
+    async def latest_attempt(self, payment_id: str) -> PaymentAttempt | None:
+        statement = (
+            select(PaymentAttempt)
+            .where(
+                PaymentAttempt.company_id == self.company_id,
+                PaymentAttempt.payment_id == payment_id,
+            )
+            .order_by(PaymentAttempt.id.desc())
+            .limit(1)
+        )
+        return (await self.session.execute(statement)).scalar_one_or_none()
+
+    async def events(self, payment_ids: Sequence[str]) -> Sequence[PaymentEvent]:
+        statement = (
+            select(PaymentEvent)
+            .where(
+                PaymentEvent.company_id == self.company_id, PaymentEvent.payment_id.in_(payment_ids)
+            )
+            .order_by(PaymentEvent.id)
+        )
+        return (await self.session.execute(statement)).scalars().all()
+
+    async def refunds(self, payment_ids: Sequence[str]) -> Sequence[Refund]:
+        statement = (
+            select(Refund)
+            .where(Refund.company_id == self.company_id, Refund.payment_id.in_(payment_ids))
+            .order_by(Refund.id)
+        )
+        return (await self.session.execute(statement)).scalars().all()
+
+    async def pending_refund_amount(self, payment_id: str) -> int:
+        statement = select(func.coalesce(func.sum(Refund.amount), 0)).where(
+            Refund.company_id == self.company_id,
+            Refund.payment_id == payment_id,
+            Refund.status == "pending",
+        )
+        return int((await self.session.execute(statement)).scalar_one())
+
+    async def refund(self, refund_id: str, *, for_update: bool = False) -> Refund | None:
+        statement = select(Refund).where(
+            Refund.company_id == self.company_id, Refund.id == refund_id
+        )
+        if for_update:
+            statement = statement.with_for_update()
+        return (await self.session.execute(statement)).scalar_one_or_none()
+
+    async def calls(
+        self, payment_id: str | None, params: PageParams
+    ) -> tuple[Sequence[GatewayCall], str | None]:
+        statement = select(GatewayCall).where(GatewayCall.company_id == self.company_id)
+        if payment_id:
+            statement = statement.where(GatewayCall.payment_id == payment_id)
+        if params.cursor:
+            statement = statement.where(GatewayCall.id < params.cursor)
+        rows = (
+            (
+                await self.session.execute(
+                    statement.order_by(GatewayCall.id.desc()).limit(params.limit + 1)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        cursor = rows[params.limit - 1].id if len(rows) > params.limit else None
+        return rows[: params.limit], cursor
+
+
+class IdempotencyRepository:
+    def __init__(self, session: AsyncSession, company_id: str) -> None:
+        self.session = session
+        self.company_id = company_id
+
+    async def reserve(self, key: str, request_hash: str, expires_at: datetime) -> bool:
+        """Claim `key` for this request; False when it is already taken."""
+        statement = (
+            insert(IdempotencyKey)
+            .values(
+                company_id=self.company_id,
+                key=key,
+                request_hash=request_hash,
+                expires_at=expires_at,
+            )
+            .on_conflict_do_nothing(index_elements=["company_id", "key"])
+            .returning(IdempotencyKey.id)
+        )
+        return (await self.session.execute(statement)).first() is not None
+
+    async def get(self, key: str) -> IdempotencyKey | None:
+        statement = select(IdempotencyKey).where(
+            IdempotencyKey.company_id == self.company_id, IdempotencyKey.key == key
+        )
+        return (await self.session.execute(statement)).scalar_one_or_none()
+
+    async def store_answer(
+        self, key: str, status: int, body: dict[str, Any], completed_at: datetime
+    ) -> None:
+        """Keep the first answer to replay it (one UPDATE, no read first)."""
+        await self.session.execute(
+            update(IdempotencyKey)
+            .where(IdempotencyKey.company_id == self.company_id, IdempotencyKey.key == key)
+            .values(response_status=status, response_body=body, completed_at=completed_at)
+            .execution_options(synchronize_session=False)
+        )

@@ -1,0 +1,92 @@
+"""The payment state machine: the only way a payment's status changes."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from paygate.kit.clock import utcnow
+from paygate.kit.ids import new_id
+from paygate.payments.models import Payment, PaymentEvent
+
+
+class PaymentStatus(StrEnum):
+    PROCESSING = "processing"  # sent, or about to be; the outcome may be unknown
+    REQUIRES_ACTION = "requires_action"  # the customer must act (redirect, 3-D Secure)
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    # The gateway's answer did not match what was asked (amount, currency): a person looks.
+    REQUIRES_REVIEW = "requires_review"
+
+
+TRANSITIONS: dict[PaymentStatus, frozenset[PaymentStatus]] = {
+    PaymentStatus.PROCESSING: frozenset(
+        {
+            PaymentStatus.REQUIRES_ACTION,
+            PaymentStatus.SUCCEEDED,
+            PaymentStatus.FAILED,
+            PaymentStatus.CANCELED,
+            PaymentStatus.REQUIRES_REVIEW,
+        }
+    ),
+    PaymentStatus.REQUIRES_ACTION: frozenset(
+        {
+            PaymentStatus.PROCESSING,
+            PaymentStatus.SUCCEEDED,
+            PaymentStatus.FAILED,
+            PaymentStatus.CANCELED,
+            PaymentStatus.REQUIRES_REVIEW,
+        }
+    ),
+    PaymentStatus.REQUIRES_REVIEW: frozenset({PaymentStatus.SUCCEEDED, PaymentStatus.FAILED}),
+    PaymentStatus.SUCCEEDED: frozenset(),
+    PaymentStatus.FAILED: frozenset(),
+    PaymentStatus.CANCELED: frozenset(),
+}
+
+OPEN_STATUSES = frozenset({PaymentStatus.PROCESSING, PaymentStatus.REQUIRES_ACTION})
+
+
+class InvalidTransition(Exception):
+    pass
+
+
+def can_move(current: str, target: PaymentStatus) -> bool:
+    return target == current or target in TRANSITIONS[PaymentStatus(current)]
+
+
+async def move(session: AsyncSession, payment: Payment, target: PaymentStatus, cause: str) -> bool:
+    """Move `payment` (locked by the caller) to `target`, recording why. False if unchanged."""
+    if payment.status == target:
+        return False
+    if not can_move(payment.status, target):
+        raise InvalidTransition(f"{payment.status} -> {target}")
+    session.add(
+        PaymentEvent(
+            id=new_id("pev"),
+            company_id=payment.company_id,
+            payment_id=payment.id,
+            from_status=payment.status,
+            to_status=target.value,
+            cause=cause,
+        )
+    )
+    payment.status = target.value
+    payment.updated_at = utcnow()
+    return True
+
+
+def begin(session: AsyncSession, payment: Payment, cause: str) -> None:
+    """Record a new payment's first state."""
+    session.add(
+        PaymentEvent(
+            id=new_id("pev"),
+            company_id=payment.company_id,
+            payment_id=payment.id,
+            from_status=None,
+            to_status=payment.status,
+            cause=cause,
+        )
+    )
