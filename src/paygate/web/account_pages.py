@@ -7,7 +7,12 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from paygate.accounts.auth import AuthContext
-from paygate.accounts.permissions import ROLE_DESCRIPTIONS, Permission, Role
+from paygate.accounts.permissions import (
+    PERMISSION_DESCRIPTIONS,
+    ROLE_DESCRIPTIONS,
+    Permission,
+    Role,
+)
 from paygate.accounts.repository import ApiKeyRepository, InvitationRepository, MembershipRepository
 from paygate.accounts.schemas import ApiKeyCreate, InviteRequest, RoleChange
 from paygate.accounts.service import AccountService
@@ -18,16 +23,6 @@ from paygate.web.render import Notice, PageRoute, is_htmx, redirect, render
 from paygate.web.session import User, flash, need
 
 router = APIRouter(route_class=PageRoute)
-
-SCOPE_DESCRIPTIONS: dict[Permission, str] = {
-    Permission.GATEWAYS_READ: "See gateway configurations (secrets stay masked)",
-    Permission.GATEWAYS_WRITE: "Add, change, test and delete gateways",
-    Permission.API_KEYS_READ: "List API keys",
-    Permission.API_KEYS_WRITE: "Create and revoke API keys",
-    Permission.MEMBERS_READ: "List members and invitations",
-    Permission.MEMBERS_WRITE: "Invite, change roles and remove members",
-    Permission.AUDIT_READ: "Read the audit log",
-}
 
 
 def _accounts(session: SessionDep, settings: SettingsDep, origin: OriginDep) -> AccountService:
@@ -41,7 +36,7 @@ async def _keys_context(session: SessionDep, auth: AuthContext, **extra: Any) ->
     context: dict[str, Any] = {
         "keys": await ApiKeyRepository(session, auth.company_id).active(),
         "scopes": list(Permission),
-        "scope_descriptions": SCOPE_DESCRIPTIONS,
+        "scope_descriptions": PERMISSION_DESCRIPTIONS,
         "errors": FormErrors(),
         "values": {"name": "", "scopes": []},
         "created": None,

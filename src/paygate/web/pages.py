@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from paygate.web import account_pages, audit_pages, auth_pages, gateway_pages
+from paygate.web import (
+    account_pages,
+    audit_pages,
+    auth_pages,
+    gateway_pages,
+    invoice_pages,
+    pay_pages,
+)
 from paygate.web.render import PageRoute
 from paygate.web.session import verify_csrf
 
@@ -16,5 +23,5 @@ router = APIRouter(
     include_in_schema=False, route_class=PageRoute, dependencies=[Depends(verify_csrf)]
 )
 
-for module in (auth_pages, gateway_pages, audit_pages, account_pages):
+for module in (auth_pages, invoice_pages, gateway_pages, audit_pages, account_pages, pay_pages):
     router.include_router(module.router)

@@ -232,3 +232,131 @@
     armAutosubmit(document);
   });
 })();
+
+// === invoices: line items on the new-invoice form (invoice_pages.py) =========================
+// Without JavaScript, "Add line" and "Remove" are submit buttons the server answers; with it,
+// they work in place. The running total is a preview: the server computes the real one.
+(function () {
+  "use strict";
+
+  function exponentOf(currency) {
+    try {
+      return new Intl.NumberFormat("en-US", { style: "currency", currency: currency }).resolvedOptions().maximumFractionDigits;
+    } catch (e) {
+      return null;
+    }
+  }
+
+  function format(minor, currency, digits) {
+    const value = minor / Math.pow(10, digits);
+    try {
+      return new Intl.NumberFormat("en-US", { style: "currency", currency: currency }).format(value);
+    } catch (e) {
+      return value.toFixed(digits);
+    }
+  }
+
+  // "12.50" -> 1250 (minor units) with the currency's digits; null when it is not an amount.
+  function toMinor(raw, digits) {
+    const text = raw.replace(/[,\s]/g, "");
+    if (!/^(\d{1,15}(\.\d*)?|\.\d+)$/.test(text)) return null;
+    const parts = text.split(".");
+    const fraction = parts[1] || "";
+    if (fraction.replace(/0+$/, "").length > digits) return null;
+    return parseInt(parts[0] || "0", 10) * Math.pow(10, digits) + parseInt((fraction + "0".repeat(digits)).slice(0, digits) || "0", 10);
+  }
+
+  function renumber(form) {
+    form.querySelectorAll("[data-lines] [data-line]").forEach(function (row, index) {
+      row.querySelectorAll("input").forEach(function (input) {
+        const part = input.id.replace(/^f-line_items-[^-]+-/, "");
+        const oldId = input.id;
+        input.id = "f-line_items-" + index + "-" + part;
+        const label = row.querySelector('label[for="' + oldId + '"]');
+        if (label) {
+          label.htmlFor = input.id;
+          label.textContent = label.dataset.lineLabel + " " + (index + 1);
+        }
+      });
+      const remove = row.querySelector("[data-remove-line]");
+      if (remove) {
+        remove.value = "remove_line:" + index;
+        remove.setAttribute("aria-label", "Remove line " + (index + 1));
+      }
+    });
+    const rows = form.querySelectorAll("[data-lines] [data-line]");
+    rows.forEach(function (row) {
+      const remove = row.querySelector("[data-remove-line]");
+      if (remove) remove.disabled = rows.length <= 1;
+    });
+  }
+
+  function recompute(form) {
+    const currencyInput = form.querySelector("[data-currency]");
+    const currency = (currencyInput.value || "").trim().toUpperCase();
+    const digits = /^[A-Z]{3}$/.test(currency) ? exponentOf(currency) : null;
+    const totalOut = form.querySelector("[data-invoice-total]");
+    let total = 0;
+    let complete = digits !== null;
+    form.querySelectorAll("[data-lines] [data-line]").forEach(function (row) {
+      const out = row.querySelector("[data-line-amount]");
+      const price = row.querySelector("[data-line-price]");
+      const quantity = row.querySelector("[data-line-quantity]").value.trim();
+      if (digits !== null) price.placeholder = digits === 0 ? "0" : "0." + "0".repeat(digits);
+      const minor = digits === null ? null : toMinor(price.value, digits);
+      const qty = /^\d{1,9}$/.test(quantity) ? parseInt(quantity, 10) : null;
+      if (minor === null || qty === null) {
+        out.textContent = "—";
+        if (price.value.trim() || digits === null) complete = false;
+        return;
+      }
+      total += minor * qty;
+      out.textContent = format(minor * qty, currency, digits);
+    });
+    totalOut.textContent = complete && total > 0 ? format(total, currency, digits) + " " + currency : "—";
+  }
+
+  function arm(form) {
+    if (form.dataset.armed) return;
+    form.dataset.armed = "1";
+    renumber(form);
+    recompute(form);
+  }
+
+  document.addEventListener("click", function (event) {
+    const add = event.target.closest("[data-add-line]");
+    const remove = event.target.closest("[data-remove-line]");
+    const form = (add || remove) && (add || remove).closest("form[data-invoice-form]");
+    if (!form) return;
+    event.preventDefault();
+    const lines = form.querySelector("[data-lines]");
+    if (add) {
+      const template = form.querySelector("#line-template");
+      const row = template.content.querySelector("[data-line]").cloneNode(true);
+      lines.appendChild(row);
+      renumber(form);
+      recompute(form);
+      row.querySelector("input").focus();
+      return;
+    }
+    const row = remove.closest("[data-line]");
+    if (lines.querySelectorAll("[data-line]").length <= 1) return;
+    const next = row.nextElementSibling || row.previousElementSibling;
+    row.remove();
+    renumber(form);
+    recompute(form);
+    if (next) next.querySelector("input").focus();
+  });
+
+  document.addEventListener("input", function (event) {
+    const form = event.target.closest("form[data-invoice-form]");
+    if (form) recompute(form);
+  });
+
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("form[data-invoice-form]").forEach(arm);
+    const invalid = document.querySelector("form[data-invoice-form] [aria-invalid=true]");
+    if (invalid) invalid.focus();
+  });
+})();
+// === end invoices ==========================================================================
