@@ -1,0 +1,909 @@
+"""Payments benchmark: API payments through a running paygate, on PostgreSQL.
+
+Self-contained and bounded. For each uvicorn worker count asked for (default 1 and 2) it:
+  1. creates its own database (dropped at the end), starts `paygate serve` as a subprocess
+     in production mode (JWT secret and master key generated on the fly, no job worker,
+     log level WARNING) and localstripe on 127.0.0.1;
+  2. registers a company (and a second one, as every scenario keeps), creates an API key
+     with the payments and invoices scopes, a sandbox gateway and a Stripe gateway aimed at
+     localstripe, seeds invoices (SQL copies of one invoice made through the API), warms up,
+     then ANALYZEs;
+  3. sandbox throughput: N concurrent keep-alive clients (wrk + Lua when installed, else
+     httpx) pay distinct invoices with POST /api/v1/invoices/{id}/payments and a fresh
+     Idempotency-Key for a fixed duration: payments/s, p50, p99, and the CPU each party used;
+  4. sandbox latency at concurrency 1 (the whole cost paygate adds when the gateway costs 0);
+  5. Stripe added latency: at concurrency 1, A (a payment through paygate against
+     localstripe, pm_card_visa) interleaved with B (the same PaymentIntent create+confirm
+     made directly with stripe.StripeClient): p50/p99 of A, B and A-B;
+  6. peak memory (VmHWM) of the server processes, summed over uvicorn's processes.
+
+Run: .venv/bin/python bench/payments.py   (see bench/README.md for options and reading)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # tests.fakes.servers (localstripe) and src/ via the venv
+
+from paygate.kit.ids import new_id  # noqa: E402
+
+HOST = "127.0.0.1"
+SUCCESS_CARD = "4242424242424242"
+DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+PAYGATE = str(Path(sys.executable).parent / "paygate")
+HARD_DEADLINE_SECONDS = 600  # the whole run, whatever the options
+
+
+# --- small helpers -------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+
+
+def children_of(pid: int) -> list[int]:
+    """Every descendant of `pid` (uvicorn's worker processes)."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        parents.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+
+
+def vm_hwm_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of the whole machine."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)
+
+
+def postgres_pids(database: str) -> list[int]:
+    """The PostgreSQL backends serving `database` (the server's pooled connections)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if f" {database} " in f" {_cmdline(int(entry.name))} ":
+                    pids.append(int(entry.name))
+            except OSError:
+                pass
+    return pids
+
+
+class CpuMeter:
+    """CPU seconds used by groups of processes (and the machine) between start and stop."""
+
+    def __init__(self, groups: dict[str, list[int]]) -> None:
+        self.groups = groups
+        self.before = {name: {p: cpu_seconds(p) for p in pids} for name, pids in groups.items()}
+        self.machine_before = machine_busy()
+        self.started = time.perf_counter()
+
+    def stop(self) -> dict[str, Any]:
+        elapsed = time.perf_counter() - self.started
+        used: dict[str, Any] = {}
+        for name, pids in self.groups.items():
+            # A process gone meanwhile reads 0: count it as nothing rather than negative.
+            per = {p: max(0.0, cpu_seconds(p) - self.before[name].get(p, 0.0)) for p in pids}
+            used[name] = {"cpu_s": sum(per.values()), "per_process": per}
+        busy0, total0 = self.machine_before
+        busy1, total1 = machine_busy()
+        used["machine_busy_fraction"] = (busy1 - busy0) / max(1, total1 - total0)
+        used["elapsed_s"] = elapsed
+        return used
+
+
+# --- database and processes --------------------------------------------------------------
+
+
+@contextmanager
+def bench_database(admin_url: str) -> Iterator[str]:
+    name = f"paygate_bench_{secrets.token_hex(4)}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield with_database(admin_url, name)
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def paygate_server(database_url: str, workers: int, log: Path) -> Iterator[tuple[str, int]]:
+    port = free_port()
+    master = base64.b64encode(secrets.token_bytes(32)).decode()
+    env = {
+        **os.environ,
+        "PAYGATE_MODE": "production",
+        "PAYGATE_DATABASE_URL": database_url,
+        "PAYGATE_JWT_SECRET": secrets.token_urlsafe(48),
+        "PAYGATE_MASTER_KEYS": f"bench-{secrets.token_hex(3)}:{master}",
+        "PAYGATE_RUN_WORKER": "false",
+        "PAYGATE_LOG_LEVEL": "WARNING",
+        "PAYGATE_HOST": HOST,
+        "PAYGATE_PORT": str(port),
+        "PAYGATE_PUBLIC_URL": f"http://{HOST}:{port}",
+    }
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [PAYGATE, "serve", "--workers", str(workers)],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        base = f"http://{HOST}:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                if process.poll() is not None:
+                    raise RuntimeError(f"paygate exited: {log.read_text()[-3000:]}")
+                try:
+                    if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"paygate did not start: {log.read_text()[-3000:]}")
+                time.sleep(0.2)
+            if workers > 1:  # every worker answers before we measure
+                time.sleep(1.0)
+            yield base, process.pid
+        finally:
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait(timeout=15)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=5)
+
+
+def server_pids(root: int) -> list[int]:
+    return [root, *children_of(root)]
+
+
+def worker_pids(root: int) -> list[int]:
+    """The processes that serve requests (uvicorn's supervisor does not)."""
+    kids = children_of(root)
+    # With --workers N, uvicorn spawns N workers (plus multiprocessing's resource tracker).
+    busy = [p for p in kids if "resource_tracker" not in _cmdline(p)]
+    return busy or [root]
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+# --- setting up a company ----------------------------------------------------------------
+
+
+@dataclass
+class Setup:
+    base: str
+    api_key: str
+    sandbox_gateway: str
+    stripe_gateway: str
+    template_invoice: str
+    invoices: list[str] = field(default_factory=list)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"}
+
+
+def register(client: httpx.Client, company: str) -> dict[str, str]:
+    password = "Bench-" + secrets.token_urlsafe(18)
+    email = f"owner-{secrets.token_hex(4)}@bench.example.com"
+    answer = client.post(
+        "/api/v1/auth/register",
+        json={"email": email, "password": password, "company_name": company},
+    )
+    answer.raise_for_status()
+    return {"Authorization": f"Bearer {answer.json()['access_token']}"}
+
+
+def set_up(base: str, localstripe: str | None) -> Setup:
+    with httpx.Client(base_url=base, timeout=30) as client:
+        owner = register(client, "Bench Invoicing")
+        register(client, "Other Company")  # a second tenant, as every scenario keeps
+        key = client.post(
+            "/api/v1/api-keys",
+            headers=owner,
+            json={
+                "name": "bench",
+                "scopes": ["payments:read", "payments:write", "invoices:read", "invoices:write"],
+            },
+        )
+        key.raise_for_status()
+        sandbox = client.post(
+            "/api/v1/gateways",
+            headers=owner,
+            json={"name": "Sandbox", "gateway_type": "sandbox", "supported_currencies": ["USD"]},
+        )
+        sandbox.raise_for_status()
+        stripe_id = ""
+        if localstripe:
+            stripe_gw = client.post(
+                "/api/v1/gateways",
+                headers=owner,
+                json={
+                    "name": "Stripe (localstripe)",
+                    "gateway_type": "stripe",
+                    "environment": "test",
+                    "configuration": {
+                        "secret_key": "sk_test_" + secrets.token_hex(12),
+                        "publishable_key": "pk_test_" + secrets.token_hex(12),
+                        "webhook_secret": "whsec_" + "a" * 32,
+                        "api_base_url": localstripe,
+                    },
+                    "supported_currencies": ["USD"],
+                    "priority": 200,
+                },
+            )
+            stripe_gw.raise_for_status()
+            stripe_id = stripe_gw.json()["id"]
+        setup = Setup(base, key.json()["key"], sandbox.json()["id"], stripe_id, "")
+        invoice = client.post(
+            "/api/v1/invoices",
+            headers=setup.headers,
+            json={
+                "customer": {"name": "Jane Buyer", "email": "jane@buyer.example.com"},
+                "currency": "USD",
+                "line_items": [{"description": "Consulting", "quantity": 1, "unit_amount": 12_500}],
+            },
+        )
+        invoice.raise_for_status()
+        setup.template_invoice = invoice.json()["id"]
+    return setup
+
+
+def seed_invoices(database_url: str, template: str, count: int) -> list[str]:
+    """`count` open invoices copied from one the API made (ids made the way paygate does)."""
+    ids = [new_id("inv") for _ in range(count)]
+    numbers = [f"BENCH-{i:07d}" for i in range(count)]
+    tokens = [secrets.token_urlsafe(32) for _ in range(count)]
+    line_ids = [new_id("li") for _ in range(count)]
+    with psycopg.connect(database_url) as conn:
+        columns = [
+            row[0]
+            for row in conn.execute(
+                "SELECT column_name FROM information_schema.columns"
+                " WHERE table_name = 'invoices' ORDER BY ordinal_position"
+            )
+        ]
+        fresh = {"id": "n.id", "number": "n.number", "pay_token": "n.token"}
+        select_list = ", ".join(fresh.get(c, f"t.{c}") for c in columns)
+        conn.execute(
+            f"INSERT INTO invoices ({', '.join(columns)}) SELECT {select_list}"
+            " FROM invoices t, unnest(%s::text[], %s::text[], %s::text[]) AS n(id, number, token)"
+            " WHERE t.id = %s",
+            (ids, numbers, tokens, template),
+        )
+        line_columns = [
+            row[0]
+            for row in conn.execute(
+                "SELECT column_name FROM information_schema.columns"
+                " WHERE table_name = 'invoice_lines' ORDER BY ordinal_position"
+            )
+        ]
+        fresh = {"id": "n.line_id", "invoice_id": "n.invoice_id"}
+        select_list = ", ".join(fresh.get(c, f"l.{c}") for c in line_columns)
+        conn.execute(
+            f"INSERT INTO invoice_lines ({', '.join(line_columns)}) SELECT {select_list}"
+            " FROM invoice_lines l, unnest(%s::text[], %s::text[]) AS n(line_id, invoice_id)"
+            " WHERE l.invoice_id = %s",
+            (line_ids, ids, template),
+        )
+    analyze(database_url)
+    return ids
+
+
+def analyze(database_url: str) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("ANALYZE")
+
+
+# --- load: wrk + Lua, or httpx -------------------------------------------------------------
+
+WRK_LUA = r"""
+local ids_file = os.getenv("BENCH_IDS")
+local headers_auth = os.getenv("BENCH_AUTH")
+local body = os.getenv("BENCH_BODY")
+local nthreads = tonumber(os.getenv("BENCH_THREADS"))
+local threads = {}
+local counter = 0
+
+function setup(thread)
+  counter = counter + 1
+  thread:set("index", counter)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  ids = {}
+  local n = 0
+  for line in io.lines(ids_file) do
+    n = n + 1
+    -- Each wrk thread takes its own share of the invoices.
+    if (n % nthreads) == (index - 1) then table.insert(ids, line) end
+  end
+  next_id = 1
+  statuses = {}
+  exhausted = 0
+end
+
+function request()
+  local id = ids[next_id]
+  if id == nil then
+    exhausted = exhausted + 1
+    return wrk.format("GET", "/healthz")
+  end
+  next_id = next_id + 1
+  return wrk.format("POST", "/api/v1/invoices/" .. id .. "/payments", {
+    ["Authorization"] = headers_auth,
+    ["Content-Type"] = "application/json",
+    ["Idempotency-Key"] = "bench-" .. index .. "-" .. next_id .. "-" .. id,
+  }, body)
+end
+
+function response(status, headers, body)
+  statuses[status] = (statuses[status] or 0) + 1
+end
+
+function done(summary, latency, requests)
+  local merged = {}
+  local exhausted_total = 0
+  for _, t in ipairs(threads) do
+    local s = t:get("statuses")
+    for k, v in pairs(s) do merged[k] = (merged[k] or 0) + v end
+    exhausted_total = exhausted_total + t:get("exhausted")
+  end
+  local parts = {}
+  for k, v in pairs(merged) do table.insert(parts, '"' .. k .. '":' .. v) end
+  io.write("BENCH_JSON {")
+  io.write('"requests":' .. summary.requests .. ',')
+  io.write('"duration_us":' .. summary.duration .. ',')
+  io.write('"errors_connect":' .. summary.errors.connect .. ',')
+  io.write('"errors_read":' .. summary.errors.read .. ',')
+  io.write('"errors_timeout":' .. summary.errors.timeout .. ',')
+  io.write('"errors_status":' .. summary.errors.status .. ',')
+  io.write('"exhausted":' .. exhausted_total .. ',')
+  io.write('"p50_us":' .. latency:percentile(50) .. ',')
+  io.write('"p90_us":' .. latency:percentile(90) .. ',')
+  io.write('"p99_us":' .. latency:percentile(99) .. ',')
+  io.write('"max_us":' .. latency.max .. ',')
+  io.write('"statuses":{' .. table.concat(parts, ",") .. '}}\n')
+end
+"""
+
+
+@dataclass
+class LoadResult:
+    payments: int  # 201 answers
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    statuses: dict[str, int]
+    loadgen_cpu_s: float
+    cpu: dict[str, Any]
+
+    @property
+    def rate(self) -> float:
+        return self.payments / self.seconds if self.seconds else 0.0
+
+
+def payment_body(gateway_id: str, method: str = SUCCESS_CARD) -> str:
+    return json.dumps({"gateway_id": gateway_id, "payment_method": method})
+
+
+def run_wrk(
+    setup: Setup, ids: list[str], clients: int, seconds: float, groups: dict[str, list[int]]
+) -> LoadResult:
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "pay.lua"
+        script.write_text(WRK_LUA)
+        id_file = Path(tmp) / "ids.txt"
+        id_file.write_text("\n".join(ids) + "\n")
+        env = {
+            **os.environ,
+            "BENCH_IDS": str(id_file),
+            "BENCH_AUTH": setup.headers["Authorization"],
+            "BENCH_BODY": payment_body(setup.sandbox_gateway),
+            "BENCH_THREADS": "1",
+        }
+        command = [
+            "wrk", "-t1", f"-c{clients}", f"-d{seconds:g}s", "--timeout", "10s",
+            "-s", str(script), setup.base,
+        ]  # fmt: skip
+        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
+        meter = CpuMeter({**groups, "loadgen": [process.pid]})
+        # CPU of an exited process cannot be read: sample it just before it ends.
+        loadgen_cpu = 0.0
+        deadline = time.monotonic() + seconds + 30
+        while process.poll() is None and time.monotonic() < deadline:
+            loadgen_cpu = max(loadgen_cpu, cpu_seconds(process.pid))
+            time.sleep(0.05)
+        out, _ = process.communicate(timeout=30)
+        used = meter.stop()
+    line = next((x for x in out.splitlines() if x.startswith("BENCH_JSON ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk printed no summary:\n{out}")
+    data = json.loads(line[len("BENCH_JSON ") :])
+    statuses = {str(k): int(v) for k, v in data["statuses"].items()}
+    used["loadgen"]["cpu_s"] = loadgen_cpu
+    if data["exhausted"]:
+        statuses["(ran out of invoices)"] = data["exhausted"]
+    return LoadResult(
+        payments=statuses.get("201", 0),
+        seconds=data["duration_us"] / 1e6,
+        p50_ms=data["p50_us"] / 1000,
+        p99_ms=data["p99_us"] / 1000,
+        statuses=statuses,
+        loadgen_cpu_s=loadgen_cpu,
+        cpu=used,
+    )
+
+
+async def _httpx_load(
+    setup: Setup, ids: list[str], clients: int, seconds: float
+) -> tuple[list[float], dict[str, int], float]:
+    queue = list(reversed(ids))
+    latencies: list[float] = []
+    statuses: dict[str, int] = {}
+    body = payment_body(setup.sandbox_gateway)
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=setup.base, limits=limits, timeout=10) as client:
+        started = time.perf_counter()
+        stop_at = started + seconds
+
+        async def one_client() -> None:
+            while queue and time.perf_counter() < stop_at:
+                invoice = queue.pop()
+                t0 = time.perf_counter()
+                answer = await client.post(
+                    f"/api/v1/invoices/{invoice}/payments",
+                    content=body,
+                    headers={
+                        **setup.headers,
+                        "Content-Type": "application/json",
+                        "Idempotency-Key": secrets.token_hex(12),
+                    },
+                )
+                latencies.append(time.perf_counter() - t0)
+                statuses[str(answer.status_code)] = statuses.get(str(answer.status_code), 0) + 1
+
+        await asyncio.gather(*(one_client() for _ in range(clients)))
+        return latencies, statuses, time.perf_counter() - started
+
+
+def run_httpx(
+    setup: Setup, ids: list[str], clients: int, seconds: float, groups: dict[str, list[int]]
+) -> LoadResult:
+    meter = CpuMeter({**groups, "loadgen": [os.getpid()]})
+    latencies, statuses, elapsed = asyncio.run(_httpx_load(setup, ids, clients, seconds))
+    used = meter.stop()
+    return LoadResult(
+        payments=statuses.get("201", 0),
+        seconds=elapsed,
+        p50_ms=pct(latencies, 50) * 1000,
+        p99_ms=pct(latencies, 99) * 1000,
+        statuses=statuses,
+        loadgen_cpu_s=used["loadgen"]["cpu_s"],
+        cpu=used,
+    )
+
+
+# --- latency at concurrency 1 ------------------------------------------------------------
+
+
+async def sequential_sandbox(setup: Setup, ids: list[str]) -> list[float]:
+    body = payment_body(setup.sandbox_gateway)
+    latencies = []
+    async with httpx.AsyncClient(base_url=setup.base, timeout=10) as client:
+        for invoice in ids:
+            t0 = time.perf_counter()
+            answer = await client.post(
+                f"/api/v1/invoices/{invoice}/payments",
+                content=body,
+                headers={
+                    **setup.headers,
+                    "Content-Type": "application/json",
+                    "Idempotency-Key": secrets.token_hex(12),
+                },
+            )
+            latencies.append(time.perf_counter() - t0)
+            if answer.status_code != 201:
+                raise RuntimeError(f"sandbox payment answered {answer.status_code}: {answer.text}")
+    return latencies
+
+
+@dataclass
+class StripeResult:
+    a_ms: list[float]
+    b_ms: list[float]
+    skipped: str | None = None
+
+    @property
+    def diff_ms(self) -> list[float]:
+        return [a - b for a, b in zip(self.a_ms, self.b_ms, strict=True)]
+
+
+async def stripe_added_latency(
+    setup: Setup, localstripe: str, ids: list[str], pairs: int, budget_s: float
+) -> StripeResult:
+    import stripe
+
+    body = payment_body(setup.stripe_gateway, "pm_card_visa")
+    stripe_http = stripe.HTTPXClient(timeout=10)
+    direct = stripe.StripeClient(
+        "sk_test_" + secrets.token_hex(12),
+        base_addresses={"api": localstripe},
+        http_client=stripe_http,
+        max_network_retries=0,
+    )
+
+    async with httpx.AsyncClient(base_url=setup.base, timeout=30) as client:
+
+        async def a(invoice: str) -> tuple[float, httpx.Response]:
+            t0 = time.perf_counter()
+            answer = await client.post(
+                f"/api/v1/invoices/{invoice}/payments",
+                content=body,
+                headers={
+                    **setup.headers,
+                    "Content-Type": "application/json",
+                    "Idempotency-Key": secrets.token_hex(12),
+                },
+            )
+            return time.perf_counter() - t0, answer
+
+        async def b(n: int) -> float:
+            # What the Stripe adapter sends for a card payment, made directly.
+            params: Any = {
+                "amount": 12_500,
+                "currency": "usd",
+                "payment_method": "pm_card_visa",
+                "confirm": True,
+                "metadata": {"paygate_payment": f"direct_{n}", "paygate_attempt": f"d_{n}"},
+                "payment_method_types": ["card"],
+            }
+            t0 = time.perf_counter()
+            intent = await direct.v1.payment_intents.create_async(
+                params, {"idempotency_key": f"direct-{n}-{secrets.token_hex(6)}"}
+            )
+            elapsed = time.perf_counter() - t0
+            if intent.status != "succeeded":
+                raise RuntimeError(f"direct PaymentIntent is {intent.status}")
+            return elapsed
+
+        try:
+            # One of each first (warms both paths, and tells whether the adapter works yet).
+            _, probe = await a(ids[0])
+            if probe.status_code != 201 or probe.json().get("status") != "succeeded":
+                return StripeResult(
+                    [], [],
+                    f"a Stripe payment through paygate answered {probe.status_code}: "
+                    f"{probe.text[:400]}",
+                )  # fmt: skip
+            await b(-1)
+            result = StripeResult([], [])
+            stop_at = time.perf_counter() + budget_s
+            for n, invoice in enumerate(ids[1 : pairs + 1]):
+                if time.perf_counter() > stop_at:
+                    break
+                # ABBA order: neither side always runs first.
+                if n % 2 == 0:
+                    ta, answer = await a(invoice)
+                    tb = await b(n)
+                else:
+                    tb = await b(n)
+                    ta, answer = await a(invoice)
+                if answer.status_code != 201 or answer.json().get("status") != "succeeded":
+                    raise RuntimeError(
+                        f"Stripe payment answered {answer.status_code}: {answer.text[:400]}"
+                    )
+                result.a_ms.append(ta * 1000)
+                result.b_ms.append(tb * 1000)
+            return result
+        finally:
+            await stripe_http.close_async()  # type: ignore[no-untyped-call]
+
+
+# --- one configuration ---------------------------------------------------------------------
+
+
+@dataclass
+class ConfigResult:
+    workers: int
+    load: LoadResult | None = None
+    sequential_ms: list[float] = field(default_factory=list)
+    stripe: StripeResult | None = None
+    memory_kib: dict[int, int] = field(default_factory=dict)
+    worker_split: list[float] = field(default_factory=list)
+    loadgen: str = ""
+
+
+def run_config(args: argparse.Namespace, workers: int, tmp: Path) -> ConfigResult:
+    from tests.fakes.servers import serve_localstripe
+
+    result = ConfigResult(workers)
+    use_wrk = args.loadgen == "wrk" or (args.loadgen == "auto" and shutil.which("wrk"))
+    result.loadgen = "wrk" if use_wrk else "httpx"
+    with (
+        bench_database(args.admin_url) as database_url,
+        serve_localstripe() as localstripe,
+        paygate_server(database_url, workers, tmp / f"paygate-{workers}.log") as (base, pid),
+    ):
+        setup = set_up(base, None if args.skip_stripe else localstripe)
+        total = args.invoices
+        ids = seed_invoices(database_url, setup.template_invoice, total)
+        warm_n, seq_n = args.warmup_invoices, args.sequential
+        stripe_n = args.stripe_pairs + 1
+        warm, seq = ids[:warm_n], ids[warm_n : warm_n + seq_n]
+        stripe_ids = ids[warm_n + seq_n : warm_n + seq_n + stripe_n]
+        load_ids = ids[warm_n + seq_n + stripe_n :]
+        workers_now = worker_pids(pid) if workers > 1 else [pid]
+        database_name = urlsplit(database_url).path.lstrip("/")
+        groups = {"server": workers_now, "postgres": postgres_pids(database_name)}
+        run = run_wrk if use_wrk else run_httpx
+        log(f"[{workers} worker(s)] warm-up: {args.warmup:g} s")
+        run(setup, warm, args.clients, args.warmup, groups)
+        analyze(database_url)  # plans made with payments in the tables
+        groups["postgres"] = postgres_pids(database_name)  # the pool's backends exist by now
+        log(f"[{workers} worker(s)] sandbox: {args.clients} clients, {args.duration:g} s")
+        profilers = [profiler(args, workers, p) for p in (workers_now if args.profile else [])]
+        result.load = run(setup, load_ids, args.clients, args.duration, groups)
+        for profiler in profilers:
+            profiler.wait(timeout=60)
+        per = result.load.cpu["server"]["per_process"]
+        result.worker_split = [per[p] for p in workers_now]
+        log(f"[{workers} worker(s)] sandbox latency at concurrency 1: {seq_n} payments")
+        result.sequential_ms = [s * 1000 for s in asyncio.run(sequential_sandbox(setup, seq))]
+        if not args.skip_stripe:
+            log(f"[{workers} worker(s)] Stripe A/B through localstripe: {args.stripe_pairs} pairs")
+            result.stripe = asyncio.run(
+                stripe_added_latency(setup, localstripe, stripe_ids, args.stripe_pairs, 60)
+            )
+            if result.stripe.skipped:
+                log(f"  Stripe part skipped: {result.stripe.skipped}")
+        result.memory_kib = {p: vm_hwm_kib(p) for p in server_pids(pid)}
+    return result
+
+
+def profiler(args: argparse.Namespace, workers: int, pid: int) -> subprocess.Popen[bytes]:
+    """py-spy on one server process for the measured run (--profile)."""
+    command = [
+        args.py_spy, "record", "--pid", str(pid), "--duration", f"{args.duration:g}",
+        "--rate", "250", "--format", args.profile_format, "--nonblocking",
+        "--output", f"{args.profile}.{workers}w.{pid}",
+    ]  # fmt: skip
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# --- report ----------------------------------------------------------------------------------
+
+
+def report(results: list[ConfigResult], args: argparse.Namespace) -> None:
+    print()
+    print(
+        f"paygate payments benchmark  ({os.cpu_count()} CPUs, {args.clients} clients,"
+        f" {args.duration:g} s; targets: >= 300 payments/s, added p50 <= 3 ms, p99 <= 15 ms)"
+    )
+    rows = [
+        ("", *(f"{r.workers} worker{'s' if r.workers > 1 else ''}" for r in results)),
+    ]
+
+    def row(label: str, values: list[str]) -> None:
+        rows.append((label, *values))
+
+    row("load generator", [r.loadgen for r in results])
+    row("sandbox payments/s", [f"{r.load.rate:.0f}" if r.load else "-" for r in results])
+    row("  latency p50 / p99 ms", [
+        f"{r.load.p50_ms:.1f} / {r.load.p99_ms:.1f}" if r.load else "-" for r in results
+    ])  # fmt: skip
+    row("  answers", [
+        " ".join(f"{k}:{v}" for k, v in sorted(r.load.statuses.items())) if r.load else "-"
+        for r in results
+    ])  # fmt: skip
+
+    def cpu(r: ConfigResult, name: str) -> str:
+        if not r.load:
+            return "-"
+        return f"{r.load.cpu[name]['cpu_s'] / r.load.cpu['elapsed_s']:.2f}"
+
+    def per_payment(r: ConfigResult, name: str) -> str:
+        if not r.load or not r.load.payments:
+            return "-"
+        return f"{r.load.cpu[name]['cpu_s'] / r.load.payments * 1000:.1f}"
+
+    row("  server CPU ms / payment", [per_payment(r, "server") for r in results])
+    row("  postgres CPU ms / payment", [per_payment(r, "postgres") for r in results])
+    row("  CPU cores: server", [cpu(r, "server") for r in results])
+    row("  CPU cores: postgres", [cpu(r, "postgres") for r in results])
+    row("  CPU cores: load generator", [
+        f"{r.load.loadgen_cpu_s / r.load.cpu['elapsed_s']:.2f}" if r.load else "-"
+        for r in results
+    ])  # fmt: skip
+    row("  machine busy", [
+        f"{r.load.cpu['machine_busy_fraction'] * 100:.0f}%" if r.load else "-" for r in results
+    ])  # fmt: skip
+    row("  worker CPU split s", [
+        " / ".join(f"{s:.1f}" for s in r.worker_split) or "-" for r in results
+    ])  # fmt: skip
+    row("sandbox c=1 p50 / p99 ms", [
+        f"{pct(r.sequential_ms, 50):.1f} / {pct(r.sequential_ms, 99):.1f}"
+        if r.sequential_ms else "-"
+        for r in results
+    ])  # fmt: skip
+    for label, attr in (
+        ("Stripe A via paygate", "a_ms"),
+        ("Stripe B direct SDK", "b_ms"),
+        ("added A-B (paired)", "diff_ms"),
+    ):
+        values = []
+        for r in results:
+            s = r.stripe
+            if s is None or s.skipped:
+                values.append("skipped" if s else "-")
+                continue
+            v = getattr(s, attr)
+            values.append(f"{pct(v, 50):.1f} / {pct(v, 99):.1f}  (n={len(v)})")
+        row(f"{label} p50 / p99 ms", values)
+    row("added: p50(A)-p50(B) / p99(A)-p99(B)", [
+        f"{pct(r.stripe.a_ms, 50) - pct(r.stripe.b_ms, 50):.1f}"
+        f" / {pct(r.stripe.a_ms, 99) - pct(r.stripe.b_ms, 99):.1f}"
+        if r.stripe and not r.stripe.skipped and r.stripe.a_ms else "-"
+        for r in results
+    ])  # fmt: skip
+    row("peak memory (VmHWM, sum) MiB", [
+        f"{sum(r.memory_kib.values()) / 1024:.0f}"
+        f"  ({' + '.join(f'{v / 1024:.0f}' for v in r.memory_kib.values())})"
+        for r in results
+    ])  # fmt: skip
+    widths = [max(len(str(row_[i])) for row_ in rows) for i in range(len(rows[0]))]
+    for row_ in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row_, widths, strict=True)).rstrip())
+    best = max((r for r in results if r.load), key=lambda r: r.load.rate, default=None)  # type: ignore[union-attr]
+    if best is not None and len(results) > 1:
+        print(f"\nbest throughput: {best.workers} worker(s)")
+    for r in results:
+        if r.stripe and r.stripe.skipped:
+            print(f"\nStripe part skipped ({r.workers} worker(s)): {r.stripe.skipped}")
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps(
+                [
+                    {
+                        "workers": r.workers,
+                        "payments_per_s": r.load.rate if r.load else None,
+                        "p50_ms": r.load.p50_ms if r.load else None,
+                        "p99_ms": r.load.p99_ms if r.load else None,
+                        "statuses": r.load.statuses if r.load else None,
+                        "sequential_ms": r.sequential_ms,
+                        "stripe_a_ms": r.stripe.a_ms if r.stripe else None,
+                        "stripe_b_ms": r.stripe.b_ms if r.stripe else None,
+                        "stripe_skipped": r.stripe.skipped if r.stripe else None,
+                        "memory_kib": r.memory_kib,
+                    }
+                    for r in results
+                ],
+                indent=2,
+            )
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workers", default="1,2", help="uvicorn worker counts to measure")
+    parser.add_argument("--clients", type=int, default=16, help="concurrent connections")
+    parser.add_argument("--duration", type=float, default=15, help="measured seconds")
+    parser.add_argument("--warmup", type=float, default=3, help="warm-up seconds")
+    parser.add_argument("--invoices", type=int, default=25_000, help="invoices seeded")
+    parser.add_argument("--warmup-invoices", type=int, default=4_000)
+    parser.add_argument("--sequential", type=int, default=300, help="payments at concurrency 1")
+    parser.add_argument("--stripe-pairs", type=int, default=150, help="A/B pairs (localstripe)")
+    parser.add_argument("--skip-stripe", action="store_true")
+    parser.add_argument("--loadgen", choices=["auto", "wrk", "httpx"], default="auto")
+    parser.add_argument("--json", help="also write the raw figures to this file")
+    parser.add_argument(
+        "--profile", help="py-spy the server workers during the measured run into PATH.*"
+    )
+    parser.add_argument("--profile-format", default="raw", help="py-spy format: raw, flamegraph")
+    parser.add_argument("--py-spy", default=str(Path(sys.executable).parent / "py-spy"))
+    parser.add_argument(
+        "--admin-url",
+        default=os.environ.get("PAYGATE_BENCH_DATABASE_URL", DEFAULT_ADMIN_URL),
+        help="PostgreSQL URL of a database to connect to for CREATE/DROP DATABASE",
+    )
+    args = parser.parse_args()
+    if urlsplit(args.admin_url).hostname not in (HOST, "localhost", None):
+        parser.error("the benchmark only talks to 127.0.0.1")
+    args.duration = min(args.duration, 120)
+    args.warmup = min(args.warmup, 30)
+    signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(TimeoutError("bench")))
+    signal.alarm(HARD_DEADLINE_SECONDS)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="paygate-bench-") as tmp:
+        for workers in (int(w) for w in args.workers.split(",")):
+            results.append(run_config(args, workers, Path(tmp)))
+    report(results, args)
+
+
+if __name__ == "__main__":
+    main()
