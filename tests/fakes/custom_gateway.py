@@ -2,8 +2,10 @@
 
 Routes (all need `Authorization: Bearer <api_key>`):
 - GET /health -> {"status": "ok"}; set `health_status` to answer e.g. "degraded".
-- POST /payments, GET /payments/{id}, POST /payments/{id}/refunds, with the
-  contract's idempotency rules (same key + same body replays, different body 409).
+- POST /payments, GET /payments/{id}, POST /payments/{id}/refunds,
+  GET /payments/{id}/refunds/{refund_id}, with the contract's idempotency rules (same key +
+  same body replays the object in its current state, different body 409). New refunds get
+  `refund_status` ("succeeded", or "pending" until `settle_refund`).
 - GET /emulator/actions/{id}?result=succeed|fail: the page `redirect_url` points to;
   it finishes a `requires_action` payment and redirects to its `return_url`.
   This route is the emulator's "payer", so it needs no API key.
@@ -102,6 +104,9 @@ class CustomGatewayEmulator(Emulator):
         self._initial = (api_key, webhook_secret)
         # What /health reports in "status"; anything but "ok" fails paygate's check.
         self.health_status = "ok"
+        # The status a new refund gets: "succeeded", or "pending" (settle it with
+        # `settle_refund`).
+        self.refund_status = "succeeded"
         self.state = CustomGatewayState()
         self.app: ASGIApp = self.wrap(
             Starlette(
@@ -110,6 +115,11 @@ class CustomGatewayEmulator(Emulator):
                     Route("/payments", self._create_payment, methods=["POST"]),
                     Route("/payments/{payment_id}", self._get_payment, methods=["GET"]),
                     Route("/payments/{payment_id}/refunds", self._create_refund, methods=["POST"]),
+                    Route(
+                        "/payments/{payment_id}/refunds/{refund_id}",
+                        self._get_refund,
+                        methods=["GET"],
+                    ),
                     Route("/emulator/actions/{payment_id}", self._complete_action, methods=["GET"]),
                 ]
             )
@@ -123,6 +133,7 @@ class CustomGatewayEmulator(Emulator):
         super().reset()
         self.api_key, self.webhook_secret = self._initial
         self.health_status = "ok"
+        self.refund_status = "succeeded"
         self.state = CustomGatewayState()
 
     def server_error_body(self, status: int) -> dict[str, Any]:
@@ -330,7 +341,7 @@ class CustomGatewayEmulator(Emulator):
         refund = {
             "id": f"re_{secrets.token_hex(8)}",
             "payment_id": payment["id"],
-            "status": "succeeded",
+            "status": self.refund_status,
             "amount": amount,
             "currency": payment["currency"],
             "reason": reason,
@@ -341,6 +352,27 @@ class CustomGatewayEmulator(Emulator):
         payment["updated_at"] = _now()
         self._remember(f"refunds:{payment['id']}", key, body, 201, refund)
         return JSONResponse(refund, status_code=201)
+
+    async def _get_refund(self, request: Request) -> Response:
+        if (denied := self._denied(request)) is not None:
+            return denied
+        refund = self.state.refunds.get(request.path_params["refund_id"])
+        if refund is None or refund["payment_id"] != request.path_params["payment_id"]:
+            return _error(404, "not_found", "No such refund.")
+        return JSONResponse(refund)
+
+    def settle_refund(self, refund_id: str, status: str = "succeeded") -> None:
+        """Move a pending refund to a final status (as the real gateway would later), and
+        queue its webhook; a failed refund no longer counts in `amount_refunded`."""
+        refund = self.state.refunds[refund_id]
+        if refund["status"] in FINAL_STATUSES:
+            raise ValueError(f"refund {refund_id} is already {refund['status']}")
+        refund["status"] = status
+        if status == "failed":
+            payment = self.state.payments[refund["payment_id"]]
+            payment["amount_refunded"] = int(payment["amount_refunded"]) - int(refund["amount"])
+            payment["updated_at"] = _now()
+        self.queue_webhook(f"refund.{status}", dict(refund))
 
     # --- webhooks -------------------------------------------------------------------
 

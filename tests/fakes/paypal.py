@@ -32,6 +32,8 @@ Knobs besides the common ones (reset by `reset()`): `capture_decline` (an issue 
 "INSTRUMENT_DECLINED" answers 422 on capture; "DECLINED" completes the order with a DECLINED
 capture), `capture_status` ("COMPLETED" or "PENDING"), `reported_amount` (the value the
 capture reports, to test amount checks), `refund_status` ("COMPLETED" or "PENDING"),
+`refund_completes_on_read` (a PENDING refund read with GET /v2/payments/refunds/{id} has
+COMPLETED by then; `complete_refund` settles one directly),
 `answer_delay_seconds` (handle the request, then answer late: a timeout after PayPal did
 the work).
 """
@@ -209,6 +211,8 @@ class PayPalEmulator(Emulator):
         self.capture_status = "COMPLETED"
         self.reported_amount: str | None = None
         self.refund_status = "COMPLETED"
+        # True: a PENDING refund read with GET /v2/payments/refunds/{id} is COMPLETED by then.
+        self.refund_completes_on_read = False
         self.answer_delay_seconds = 0.0
 
     def reset(self) -> None:
@@ -773,7 +777,15 @@ class PayPalEmulator(Emulator):
         )
         if refund is None or self._owned_capture(token, capture_id) is None:
             return self._not_found(request.path_params["refund_id"])
+        if self.refund_completes_on_read and refund["status"] == "PENDING":
+            self.complete_refund(refund["id"])
         return JSONResponse(refund)
+
+    def complete_refund(self, refund_id: str, status: str = "COMPLETED") -> None:
+        """Settle a PENDING refund as PayPal does later (COMPLETED, FAILED or CANCELLED)."""
+        refund = self.refunds[refund_id]
+        refund["status"] = status
+        refund["update_time"] = _now()
 
     # --- the payer's side: the approve page ----------------------------------------
 

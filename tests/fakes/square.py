@@ -181,6 +181,8 @@ class SquareEmulator(Emulator):
         self.used_nonces: set[str] = set()
         self.reported_amount: int | None = None
         self.refund_status = "PENDING"
+        # True: a PENDING refund read with GET /v2/refunds/{id} is COMPLETED by then.
+        self.refund_completes_on_read = False
         self.answer_delay_seconds = 0.0
 
     def payments_for(self, reference_id: str) -> list[dict[str, Any]]:
@@ -706,7 +708,19 @@ class SquareEmulator(Emulator):
         refund = self.refunds.get(request.path_params["refund_id"])
         if refund is None:
             return self.error(404, "INVALID_REQUEST_ERROR", "NOT_FOUND", "Could not find refund.")
+        if self.refund_completes_on_read and refund["status"] == "PENDING":
+            self.complete_refund(refund["id"])
         return JSONResponse({"refund": refund})
+
+    def complete_refund(self, refund_id: str, status: str = "COMPLETED") -> None:
+        """Settle a PENDING refund as Square does a little later (COMPLETED or FAILED)."""
+        refund = self.refunds[refund_id]
+        refund["status"] = status
+        refund["updated_at"] = _now()
+        if status in ("FAILED", "REJECTED"):
+            payment = self.payments[refund["payment_id"]]
+            refunded = payment["refunded_money"]
+            refunded["amount"] -= refund["amount_money"]["amount"]
 
     # --- hosted checkout: payment links and orders ---------------------------------
 

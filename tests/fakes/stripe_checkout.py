@@ -21,7 +21,9 @@ Knobs: the shared `Knobs` act before anything is done (a delayed request that th
 client gave up on is never processed); `answer_delay_seconds` delays the answer
 *after* the request was processed, i.e. "the gateway did it, the answer came late".
 `honour_idempotency = False` turns the idempotency layer off (localstripe's own
-behaviour).
+behaviour). `refund_status = "pending"` shows new refunds as pending (localstripe's all
+succeed at once) until `complete_refunds()`, or until read with GET /v1/refunds/{id} when
+`refund_completes_on_read` is set.
 """
 
 from __future__ import annotations
@@ -125,6 +127,10 @@ class StripeCheckoutEmulator(Emulator):
         self._idempotency: dict[tuple[str, str], _Stored] = {}
         self.answer_delay_seconds = 0.0
         self.honour_idempotency = True
+        self.refund_status = "succeeded"
+        self.refund_completes_on_read = False
+        # Refunds this emulator shows as pending (localstripe's refunds all succeed at once).
+        self.pending_refunds: set[str] = set()
         self.app: ASGIApp = self.wrap(self._handle)
 
     def reset(self) -> None:
@@ -134,6 +140,13 @@ class StripeCheckoutEmulator(Emulator):
         self._idempotency.clear()
         self.answer_delay_seconds = 0.0
         self.honour_idempotency = True
+        self.refund_status = "succeeded"
+        self.refund_completes_on_read = False
+        self.pending_refunds.clear()
+
+    def complete_refunds(self) -> None:
+        """Every refund shown as pending has succeeded, as Stripe says a little later."""
+        self.pending_refunds.clear()
 
     def server_error_body(self, status: int) -> dict[str, Any]:
         return {
@@ -223,7 +236,23 @@ class StripeCheckoutEmulator(Emulator):
             if rest.endswith("/expire") and method == "POST":
                 return self._expire_session(rest.removesuffix("/expire"))
             return stripe_error(404, f"Unrecognized request URL ({method}: {path}).")
+        if path == "/v1/refunds" or path.startswith("/v1/refunds/"):
+            return self._refund_view(method, path, await self._forward(request, body))
         return await self._forward(request, body)
+
+    def _refund_view(self, method: str, path: str, response: Response) -> Response:
+        """localstripe's refund answer, with the refunds this emulator holds pending."""
+        if response.status_code != 200:
+            return response
+        answer = json.loads(bytes(response.body))
+        if method == "POST" and path == "/v1/refunds" and self.refund_status == "pending":
+            self.pending_refunds.add(answer["id"])
+        elif method == "GET" and path.startswith("/v1/refunds/") and self.refund_completes_on_read:
+            self.pending_refunds.discard(answer.get("id", ""))
+        for refund in answer.get("data", [answer]):
+            if refund.get("id") in self.pending_refunds:
+                refund["status"] = "pending"
+        return JSONResponse(answer)
 
     # --- sessions ---------------------------------------------------------------------
 

@@ -24,16 +24,20 @@ import asyncio
 import re
 import secrets
 from collections.abc import Iterator
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 import pytest
+from sqlalchemy import text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from paygate.gateways.adapters import paypal as paypal_module
 from paygate.gateways.adapters.sandbox import SANDBOX_CARDS, SandboxOutcome
+from paygate.kit.jobs_context import JobContext
+from paygate.payments.tasks import sweep_pending_refunds
 from tests.conftest import Tenant, register
 from tests.fakes.custom_gateway import CustomGatewayEmulator
 from tests.fakes.paypal import PayPalEmulator
@@ -329,8 +333,8 @@ class SquareDriver(Driver):
         super().__init__(name)
         self.emulator = emulator
         self.hosted = name == "square-link"
-        # Square answers a refund PENDING and settles it later; paygate never asks again
-        # (see test_a_pending_square_refund_is_settled_later), so these refunds complete.
+        # Square answers a refund PENDING and settles it later (paygate asks again: see
+        # test_a_pending_square_refund_is_settled_later); here refunds complete at once.
         emulator.refund_status = "COMPLETED"
 
     def configuration(self, *, bad: bool) -> dict[str, str]:
@@ -995,28 +999,135 @@ async def test_concurrent_refunds_never_exceed_the_payment(
     await assert_hidden_from(client, other, invoice["id"], payment["id"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="paygate never asks again about a refund the gateway answered as pending: "
-    "Square answers every refund PENDING first, so it stays pending in paygate forever",
-)
+async def sync_refund(client: httpx.AsyncClient, tenant: Tenant, refund_id: str) -> dict[str, Any]:
+    answer = await client.post(f"/api/v1/refunds/{refund_id}/sync", headers=tenant.headers)
+    assert answer.status_code == 200, answer.text
+    synced: dict[str, Any] = answer.json()
+    return synced
+
+
+async def refunded_so_far(
+    client: httpx.AsyncClient, tenant: Tenant, payment: dict[str, Any], invoice_id: str
+) -> tuple[int, int, list[str]]:
+    """(payment's amount_refunded, invoice's amount_refunded, the refunds' statuses)."""
+    now = await reread(client, payment)
+    invoice = await get_invoice(client, tenant, invoice_id)
+    return now["amount_refunded"], invoice["amount_refunded"], [r["status"] for r in now["refunds"]]
+
+
 @flows("square")
 async def test_a_pending_square_refund_is_settled_later(
-    client: httpx.AsyncClient, companies: tuple[Tenant, Tenant], driver: Driver
+    client: httpx.AsyncClient,
+    companies: tuple[Tenant, Tenant],
+    driver: Driver,
+    jobs: JobContext,
 ) -> None:
     assert isinstance(driver, SquareDriver)
-    tenant, _ = companies
-    _, payment = await paid_payment(client, tenant, driver, amount=10_000)
+    tenant, other = companies
+    invoice, payment = await paid_payment(client, tenant, driver, amount=10_000)
     driver.emulator.refund_status = "PENDING"  # what Square really answers first
     answer = await refund(client, tenant, payment["id"], amount=2_500)
     assert answer.status_code == 201, answer.text
-    assert answer.json()["status"] == "pending"
-    for held in driver.emulator.refunds.values():
-        held["status"] = "COMPLETED"  # Square settles it a little later
-    await sync(client, payment)
-    final = await reread(client, payment)
-    assert [r["status"] for r in final["refunds"]] == ["succeeded"]
-    assert final["amount_refunded"] == 2_500
+    pending = answer.json()
+    assert pending["status"] == "pending"
+    assert await refunded_so_far(client, tenant, payment, invoice["id"]) == (0, 0, ["pending"])
+    # The pending amount stays reserved: nothing can be refunded twice meanwhile.
+    assert (await refund(client, tenant, payment["id"], amount=7_501)).status_code == 422
+    # Asked while Square still says PENDING: nothing moves.
+    assert (await sync_refund(client, tenant, pending["id"]))["status"] == "pending"
+    assert await refunded_so_far(client, tenant, payment, invoice["id"]) == (0, 0, ["pending"])
+    # Another company cannot even learn that the refund exists.
+    hidden = await client.post(f"/api/v1/refunds/{pending['id']}/sync", headers=other.headers)
+    assert hidden.status_code == 404
+
+    driver.emulator.refund_completes_on_read = True  # Square settles it a little later
+    synced = await sync_refund(client, tenant, pending["id"])
+    assert (synced["id"], synced["status"], synced["amount"]) == (pending["id"], "succeeded", 2_500)
+    assert synced["failure_message"] is None
+    assert await refunded_so_far(client, tenant, payment, invoice["id"]) == (
+        2_500,
+        2_500,
+        ["succeeded"],
+    )
+    # Asking again changes nothing: it counted once.
+    assert await sync_refund(client, tenant, pending["id"]) == synced
+    assert await refunded_so_far(client, tenant, payment, invoice["id"]) == (
+        2_500,
+        2_500,
+        ["succeeded"],
+    )
+    assert await driver.refunds(payment["id"]) == [2_500]
+    calls = (
+        await client.get(
+            "/api/v1/gateway-calls", params={"payment_id": payment["id"]}, headers=tenant.headers
+        )
+    ).json()
+    asked = [c for c in calls if c["operation"] == "fetch_refund"]
+    assert len(asked) == 2  # the PENDING answer and the COMPLETED one; none after it settled
+    assert {c["refund_id"] for c in asked} == {pending["id"]}
+
+    # The sweeper settles the next one, once it has been pending longer than its grace.
+    driver.emulator.refund_completes_on_read = False
+    rest = await refund(client, tenant, payment["id"], amount=7_500)
+    assert rest.status_code == 201, rest.text
+    second = rest.json()
+    assert second["status"] == "pending"
+    driver.emulator.refund_completes_on_read = True
+    await sweep_pending_refunds()  # too fresh: the refund call may still be settling it
+    assert await refunded_so_far(client, tenant, payment, invoice["id"]) == (
+        2_500,
+        2_500,
+        ["succeeded", "pending"],
+    )
+    async with jobs.database.transaction() as session:
+        await session.execute(
+            text("UPDATE refunds SET updated_at = now() - interval '5 minutes' WHERE id = :id"),
+            {"id": second["id"]},
+        )
+    assert await sweep_pending_refunds() >= 1
+    assert await refunded_so_far(client, tenant, payment, invoice["id"]) == (
+        10_000,
+        10_000,
+        ["succeeded", "succeeded"],
+    )
+    await sweep_pending_refunds(older_than=timedelta(0))
+    assert await refunded_so_far(client, tenant, payment, invoice["id"]) == (
+        10_000,
+        10_000,
+        ["succeeded", "succeeded"],
+    )
+    assert await driver.refunds(payment["id"]) == [2_500, 7_500]
+    await assert_hidden_from(client, other, invoice["id"], payment["id"])
+
+
+@flows(*ONE_PER_GATEWAY)
+async def test_a_refund_answered_late_is_pending_until_sync_finds_the_one_refund(
+    client: httpx.AsyncClient, companies: tuple[Tenant, Tenant], driver: Driver
+) -> None:
+    tenant, other = companies
+    invoice, payment = await paid_payment(client, tenant, driver, amount=10_000)
+    driver.answer_late(LATE)  # the answer comes after paygate gave up
+    answer = await refund(client, tenant, payment["id"], amount=4_000)
+    driver.answer_late(0)
+    assert answer.status_code == 201, answer.text
+    late = answer.json()
+    assert late["status"] == "pending"
+    assert "outcome is unknown" in late["failure_message"]
+    assert await refunded_so_far(client, tenant, payment, invoice["id"]) == (0, 0, ["pending"])
+    assert (await refund(client, tenant, payment["id"], amount=6_001)).status_code == 422
+    synced = await sync_refund(client, tenant, late["id"])
+    assert (synced["status"], synced["failure_message"]) == ("succeeded", None)
+    assert await sync_refund(client, tenant, late["id"]) == synced
+    assert await refunded_so_far(client, tenant, payment, invoice["id"]) == (
+        4_000,
+        4_000,
+        ["succeeded"],
+    )
+    # The gateway refunded once, whether the first call or the sync made the refund.
+    assert await driver.refunds(payment["id"]) == [4_000]
+    hidden = await client.post(f"/api/v1/refunds/{late['id']}/sync", headers=other.headers)
+    assert hidden.status_code == 404
+    await assert_hidden_from(client, other, invoice["id"], payment["id"])
 
 
 # --- idempotent retries ----------------------------------------------------------------

@@ -201,6 +201,24 @@ async def test_an_answer_for_another_amount_goes_to_review(
     assert payment["status"] == "requires_review"
     assert payment["review_reason"] == "The gateway answered 12499 USD for a payment of 12500 USD."
     assert (await get_invoice(client, tenant, invoice["id"]))["amount_paid"] == 0
+    # It may have been collected: the invoice cannot be paid again meanwhile.
+    await pay(client, tenant, invoice["id"], expect=409)
+    decide = f"/api/v1/payments/{payment['id']}/review"
+    decided = await client.post(
+        decide,
+        json={"outcome": "succeeded", "note": "Dashboard shows 125.00 collected"},
+        headers=tenant.headers,
+    )
+    assert decided.json()["status"] == "succeeded"
+    assert (
+        decided.json()["events"][-1]["cause"]
+        == f"reviewed by {tenant.email}: Dashboard shows 125.00 collected"
+    )
+    assert (await get_invoice(client, tenant, invoice["id"]))["status"] == "paid"
+    again = await client.post(
+        decide, json={"outcome": "failed", "note": "x"}, headers=tenant.headers
+    )
+    assert again.status_code == 409
 
 
 async def test_a_customer_action_is_finished_by_asking_the_gateway(
@@ -334,3 +352,77 @@ async def test_a_customer_who_abandons_a_customer_action_can_pay_again(
     await client.get(f"/payments/{abandoned['id']}/return", params={"outcome": "approved"})
     final = await get_invoice(client, tenant, invoice["id"])
     assert (final["amount_paid"], final["status"]) == (12_500, "paid")
+
+
+async def test_a_refund_left_pending_without_an_answer_is_settled_by_sync(
+    client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant, database: Database
+) -> None:
+    # The sandbox has no slow refund: the refund's settle step "never ran" is made by hand
+    # (pending, no gateway reference, nothing counted), as after a timeout or a crash.
+    await sandbox_gateway(client, tenant)
+    invoice = await create_invoice(client, tenant, amount=10_000)
+    payment = await pay(client, tenant, invoice["id"])
+    made = await refund(client, tenant, payment["id"], amount=4_000)
+    assert made.status_code == 201, made.text
+    refund_id = made.json()["id"]
+    async with database.transaction() as session:
+        await session.execute(
+            text(
+                "UPDATE refunds SET status = 'pending', gateway_reference = NULL,"
+                " failure_message = 'The gateway did not answer within 2 s. The outcome is"
+                " unknown; paygate will ask again.' WHERE id = :id"
+            ),
+            {"id": refund_id},
+        )
+        for table, row in (("payments", payment["id"]), ("invoices", invoice["id"])):
+            await session.execute(
+                text(f"UPDATE {table} SET amount_refunded = amount_refunded - 4000 WHERE id = :id"),
+                {"id": row},
+            )
+    path = f"/api/v1/refunds/{refund_id}/sync"
+    assert (await client.post(path, headers=other_tenant.headers)).status_code == 404
+    missing = await client.post("/api/v1/refunds/re_nosuchrefund/sync", headers=tenant.headers)
+    assert missing.status_code == 404
+    # The amount is still reserved while the outcome is unknown.
+    assert (await refund(client, tenant, payment["id"], amount=6_001)).status_code == 422
+
+    synced = await client.post(path, headers=tenant.headers)
+    assert synced.status_code == 200, synced.text
+    assert (synced.json()["status"], synced.json()["failure_message"]) == ("succeeded", None)
+    again = await client.post(path, headers=tenant.headers)
+    assert again.json() == synced.json()
+    final = (await client.get(f"/api/v1/payments/{payment['id']}", headers=tenant.headers)).json()
+    assert final["amount_refunded"] == 4_000
+    assert (await get_invoice(client, tenant, invoice["id"]))["amount_refunded"] == 4_000
+    calls = (
+        await client.get(
+            "/api/v1/gateway-calls", params={"payment_id": payment["id"]}, headers=tenant.headers
+        )
+    ).json()
+    assert [c["operation"] for c in calls if c["refund_id"] == refund_id] == [
+        "fetch_refund",
+        "refund_payment",
+    ]
+
+
+async def test_keys_are_forgotten_after_their_24_hours(
+    client: httpx.AsyncClient, tenant: Tenant, database: Database, jobs: JobContext
+) -> None:
+    from paygate.payments.tasks import purge_idempotency_keys_task
+
+    await sandbox_gateway(client, tenant)
+    first = await create_invoice(client, tenant)
+    second = await create_invoice(client, tenant)
+    key = secrets.token_hex(8)
+    await pay(client, tenant, first["id"], key=key)
+    await pay(client, tenant, second["id"], key=key, expect=422)  # same key, other request
+    async with database.transaction() as session:
+        await session.execute(
+            text(
+                "UPDATE idempotency_keys SET expires_at = now() - interval '1 second'"
+                " WHERE key = :k"
+            ),
+            {"k": key},
+        )
+    await purge_idempotency_keys_task(timestamp=0)
+    assert (await pay(client, tenant, second["id"], key=key))["status"] == "succeeded"

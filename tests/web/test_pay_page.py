@@ -412,3 +412,22 @@ async def test_no_page_shows_a_secret(
         assert CANARY not in page.text
         assert CANARY[-10:] not in page.text
         assert "whsec_" not in page.text
+
+
+async def test_a_custom_gateway_serves_api_payments_only(
+    client: httpx.AsyncClient, tenant: Tenant, customer: httpx.AsyncClient
+) -> None:
+    """Its contract gives the page no way to make the token it needs: it is not offered."""
+    await create_gateway(
+        client,
+        tenant,
+        {
+            "name": "House processor",
+            "gateway_type": "custom",
+            "configuration": {"base_url": "https://pay.example.com", "api_key": "k" * 24},
+        },
+    )
+    invoice = await create_invoice(client, tenant)
+    page = await customer.get(path_of(invoice))
+    assert "House processor" not in page.text
+    assert "Online payment is not available" in page.text

@@ -40,6 +40,17 @@ class InvoiceRepository(TenantRepository[Invoice]):
         )
         return await self.page(statement, params)
 
+    async def open_payment_count(self, invoice: Invoice) -> int:
+        """Payments of the invoice still waiting for an outcome or a review."""
+        from paygate.payments.models import Payment  # payments build on invoices, not back
+
+        statement = select(func.count()).where(
+            Payment.company_id == self.company_id,
+            Payment.invoice_id == invoice.id,
+            Payment.status.in_(["processing", "requires_action", "requires_review"]),
+        )
+        return int((await self.session.execute(statement)).scalar_one())
+
     async def count(self) -> int:
         statement = (
             select(func.count()).select_from(Invoice).where(Invoice.company_id == self.company_id)

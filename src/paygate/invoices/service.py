@@ -113,8 +113,10 @@ class InvoiceService:
         invoice = await self.invoices.get(invoice_id, for_update=True)
         if invoice.status == InvoiceStatus.VOID:
             return invoice
-        if invoice.amount_paid > 0:
+        if invoice.amount_paid > invoice.amount_refunded:
             raise conflict("An invoice with payments cannot be voided; refund the payments first.")
+        if await self.invoices.open_payment_count(invoice):
+            raise conflict("A payment for this invoice is in progress; wait for it to finish.")
         before = invoice.status
         invoice.status = InvoiceStatus.VOID.value
         invoice.voided_at = utcnow()

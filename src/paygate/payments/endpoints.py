@@ -42,6 +42,7 @@ from paygate.payments.schemas import (
     PaymentPage,
     RefundCreate,
     RefundOut,
+    ReviewDecision,
 )
 from paygate.payments.service import Caller, PaymentService, Settled
 from paygate.payments.state import PaymentStatus
@@ -240,6 +241,22 @@ async def sync_payment(
         return await payment_view(session, auth.company_id, payment_id)
 
 
+@router.post("/payments/{payment_id}/review", response_model=PaymentOut)
+async def review_payment(
+    payment_id: str,
+    body: ReviewDecision,
+    auth: Writer,
+    database: DatabaseDep,
+    keyring: KeyringDep,
+    settings: SettingsDep,
+) -> PaymentOut:
+    """Decide a payment in requires_review, after checking it in the gateway's dashboard."""
+    service = payment_service(database, keyring, settings, caller_of(auth))
+    await service.review(payment_id, PaymentStatus(body.outcome), body.note)
+    async with database.transaction() as session:
+        return await payment_view(session, auth.company_id, payment_id)
+
+
 @router.post(
     "/payments/{payment_id}/refunds", status_code=status.HTTP_201_CREATED, response_model=RefundOut
 )
@@ -264,6 +281,16 @@ async def create_refund(
 
     fingerprint = request_fingerprint(request.url.path, body.model_dump(mode="json"))
     return answer_response(await run_once(database, auth.company_id, key, fingerprint, operation))
+
+
+@router.post("/refunds/{refund_id}/sync", response_model=RefundOut)
+async def sync_refund(
+    refund_id: str, auth: Writer, database: DatabaseDep, keyring: KeyringDep, settings: SettingsDep
+) -> RefundOut:
+    """Ask the gateway what became of a pending refund (answered pending, or timed out)."""
+    service = payment_service(database, keyring, settings, caller_of(auth))
+    refund = await service.sync_refund(refund_id)
+    return RefundOut.model_validate(refund, from_attributes=True)
 
 
 @router.get("/gateway-calls", response_model=list[GatewayCallOut])

@@ -147,3 +147,11 @@ async def run_once(
             stored.response_body = answer.body
             stored.completed_at = utcnow()
     return answer
+
+
+async def purge_expired_keys(session: AsyncSession) -> int:
+    """Delete keys kept their 24 hours; returns how many went."""
+    result = await session.execute(
+        delete(IdempotencyKey).where(IdempotencyKey.expires_at < utcnow())
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -73,6 +73,8 @@ class PaymentEvent(Base):
 
 class Refund(Base):
     __tablename__ = "refunds"
+    # The sweeper looks for refunds left pending.
+    __table_args__ = (Index("ix_refunds_status_updated", "status", "updated_at"),)
 
     id: Mapped[PublicId]
     company_id: Mapped[CompanyRef] = mapped_column(ForeignKey("companies.id"))
@@ -91,7 +93,10 @@ class IdempotencyKey(Base):
     """A client's Idempotency-Key: the first request's answer, replayed to every retry."""
 
     __tablename__ = "idempotency_keys"
-    __table_args__ = (UniqueConstraint("company_id", "key"),)
+    __table_args__ = (
+        UniqueConstraint("company_id", "key"),
+        Index("ix_idempotency_keys_expires_at", "expires_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     company_id: Mapped[str] = mapped_column(String(40))

@@ -24,7 +24,7 @@ from paygate.payments.models import (
     PaymentEvent,
     Refund,
 )
-from paygate.payments.state import OPEN_STATUSES
+from paygate.payments.state import RESERVING_STATUSES
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class PaymentRepository(TenantRepository[Payment]):
         statement = select(func.coalesce(func.sum(Payment.amount), 0)).where(
             Payment.company_id == self.company_id,
             Payment.invoice_id == invoice_id,
-            Payment.status.in_([s.value for s in OPEN_STATUSES]),
+            Payment.status.in_([s.value for s in RESERVING_STATUSES]),
         )
         return int((await self.session.execute(statement)).scalar_one())
 
@@ -163,6 +163,13 @@ class PaymentRepository(TenantRepository[Payment]):
         )
         if for_update:
             statement = statement.with_for_update()
+        return (await self.session.execute(statement)).scalar_one_or_none()
+
+    async def payment_id_of_refund(self, refund_id: str) -> str | None:
+        """The payment a refund belongs to (a plain read, to lock that payment first)."""
+        statement = select(Refund.payment_id).where(
+            Refund.company_id == self.company_id, Refund.id == refund_id
+        )
         return (await self.session.execute(statement)).scalar_one_or_none()
 
     async def calls(

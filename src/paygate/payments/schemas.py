@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StrictInt, StringConstraints
 
@@ -28,6 +28,15 @@ class PaymentCreate(BaseModel):
     return_url: HttpUrl | None = Field(
         default=None, description="Where the customer goes after a redirect flow"
     )
+
+
+class ReviewDecision(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    outcome: Literal["succeeded", "failed"] = Field(
+        description="succeeded only once the gateway's dashboard shows the full amount collected"
+    )
+    note: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)]
 
 
 class RefundCreate(BaseModel):

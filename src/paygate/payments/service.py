@@ -7,6 +7,10 @@ Every gateway call follows one pattern, so nothing is lost when a process dies:
 3. settle: lock the payment row, move it along the state machine and record why.
 A payment whose settle step never ran stays `processing`; `sync` and the sweeper ask the
 gateway (with the same idempotency key) what became of it. Unknown is never failed.
+A refund follows the same pattern: one the gateway answered `pending`, or whose call timed
+out (or whose settle step never ran), stays `pending` (its amount still reserved) until
+`sync_refund` or the sweeper asks the gateway again (`fetch_refund`, by its reference or
+its idempotency key) and settles it: succeeded counts on the payment and invoice once.
 Through the API, the client's Idempotency-Key is claimed inside step 1 and its answer stored
 inside step 3 (`pay(before=..., after=...)`), so a payment costs two transactions.
 """
@@ -325,6 +329,35 @@ class PaymentService:
 
         return await self._ask_gateway(payment_id, ask, "the customer returned from the gateway")
 
+    async def review(self, payment_id: str, outcome: PaymentStatus, note: str) -> Payment:
+        """A person decides a payment whose gateway answer did not match what was asked."""
+        async with self.database.transaction() as session:
+            payment = await PaymentRepository(session, self.caller.company_id).get(
+                payment_id, for_update=True
+            )
+            if payment.status != PaymentStatus.REQUIRES_REVIEW:
+                raise conflict("Only a payment in review can be decided.")
+            who = self.caller.actor.label or self.caller.actor.id or "a reviewer"
+            await move(session, payment, outcome, f"reviewed by {who}: {note}")
+            if outcome is PaymentStatus.SUCCEEDED:
+                invoice = await PaymentRepository(session, payment.company_id).lock_invoice(
+                    payment.invoice_id
+                )
+                invoice.amount_paid += payment.amount
+                settle_invoice(invoice)
+            await audit.record(
+                session,
+                company_id=self.caller.company_id,
+                actor=self.caller.actor,
+                origin=self.caller.origin,
+                action="payment.reviewed",
+                object_type="payment",
+                object_id=payment.id,
+                changes={"status": {"before": "requires_review", "after": outcome.value}},
+                detail=note,
+            )
+            return payment
+
     async def sync(self, payment_id: str, *, cause: str = "synced with the gateway") -> Payment:
         """Ask the gateway what became of an open payment (after a timeout, say)."""
 
@@ -394,13 +427,16 @@ class PaymentService:
         cause: str,
     ) -> None:
         self._store_calls(session, payment.gateway_id, calls, payment_id=payment.id)
+        if PaymentStatus(payment.status) not in OPEN_STATUSES:
+            return  # settled meanwhile (by sync or the sweeper): the first answer stands
         if isinstance(outcome, GatewayError):
             target, reason = self._status_after_error(payment, outcome)
         else:
             target, reason = self._status_after_answer(payment, outcome)
-        if PaymentStatus(payment.status) not in OPEN_STATUSES:
-            return  # settled meanwhile (by sync or the sweeper): the first answer stands
         moved = await move(session, payment, target, f"{cause}: {reason}")
+        if not moved:
+            # Asked and still undecided: the sweeper moves on to others before asking again.
+            payment.updated_at = utcnow()
         attempt.status = payment.status
         attempt.gateway_reference = payment.gateway_reference
         attempt.error_code = payment.failure_code
@@ -583,14 +619,7 @@ class PaymentService:
                 object_id=payment.id,
                 detail=f"{Money(amount, payment.currency)} ({refund.id})",
             )
-            refund_request = RefundRequest(
-                reference=refund.id,
-                idempotency_key=refund.id,
-                gateway_payment_reference=payment.gateway_reference or "",
-                amount=amount,
-                currency=payment.currency,
-                reason=request.reason,
-            )
+            refund_request = _refund_request_of(payment, refund)
         with recording_gateway_calls() as calls:
             try:
                 outcome: RefundResult | GatewayError = await build_adapter(config).refund_payment(
@@ -609,32 +638,82 @@ class PaymentService:
             await self._settle_refund(session, payment, stored, outcome)
             return stored
 
+    async def sync_refund(
+        self, refund_id: str, *, cause: str = "synced with the gateway"
+    ) -> Refund:
+        """Ask the gateway what became of a pending refund (answered pending, or its call
+        timed out) and settle it; a refund that is no longer pending is returned as it is."""
+        # The row locks are held around the gateway call: one conversation per payment.
+        async with self.database.transaction() as session:
+            payments = PaymentRepository(session, self.caller.company_id)
+            payment_id = await payments.payment_id_of_refund(refund_id)
+            if payment_id is None:
+                raise not_found("refund")
+            # The order refund() locks in: the payment row, then the refund.
+            payment = await payments.get(payment_id, for_update=True)
+            refund = await payments.refund(refund_id, for_update=True)
+            if refund is None:
+                raise not_found("refund")
+            if refund.status != "pending":
+                return refund
+            gateway = await session.get(Gateway, payment.gateway_id)
+            if gateway is None:
+                raise not_found("gateway")
+            config = adapter_config(gateway, self.keyring, self.settings)
+            request = _refund_request_of(payment, refund)
+            with recording_gateway_calls() as calls:
+                try:
+                    outcome: RefundResult | GatewayError = await build_adapter(config).fetch_refund(
+                        request, refund.gateway_reference
+                    )
+                except GatewayError as exc:
+                    outcome = exc
+            self._store_calls(
+                session, payment.gateway_id, calls, payment_id=payment.id, refund_id=refund.id
+            )
+            await self._settle_refund(session, payment, refund, outcome, asked=True, cause=cause)
+            return refund
+
     async def _settle_refund(
         self,
         session: AsyncSession,
         payment: Payment,
         refund: Refund,
         outcome: RefundResult | GatewayError,
+        *,
+        asked: bool = False,
+        cause: str = "the gateway answered",
     ) -> None:
+        """Move a pending refund along with the gateway's answer: the refund call's own, or
+        (`asked`) a later one from `sync_refund`. The payment row is locked by the caller.
+
+        Only a pending refund moves, so a succeeded refund counts on the payment and the
+        invoice exactly once, whoever settles it first. Unknown is never failed.
+        """
         if refund.status != "pending":
-            return
+            return  # settled meanwhile (by the refund call or a sync): the first answer stands
         refund.updated_at = utcnow()
         if isinstance(outcome, GatewayError):
-            if isinstance(outcome, GatewayUnavailable) and outcome.request_sent:
+            if not self._refund_error_is_final(refund, outcome, asked=asked):
                 refund.failure_message = (
                     f"{outcome.message} The outcome is unknown; paygate will ask again."
                 )
+                self._log_refund(payment, refund, cause, f"still unknown ({outcome.code})")
                 return
             refund.status = "failed"
             refund.failure_message = outcome.message
+            self._log_refund(payment, refund, cause, f"failed ({outcome.code})")
             return
-        refund.gateway_reference = outcome.gateway_reference
+        # A definite answer replaces whatever an earlier unknown outcome said.
+        refund.failure_message = None
+        refund.gateway_reference = outcome.gateway_reference or refund.gateway_reference
         if (outcome.amount, outcome.currency.upper()) != (refund.amount, refund.currency):
             refund.status = "failed"
             refund.failure_message = (
                 f"The gateway answered {outcome.amount} {outcome.currency} for a refund of "
                 f"{refund.amount} {refund.currency}: check it in the gateway's dashboard."
             )
+            self._log_refund(payment, refund, cause, "amount or currency mismatch")
             return
         if outcome.status is GatewayRefundStatus.SUCCEEDED:
             refund.status = "succeeded"
@@ -648,6 +727,53 @@ class PaymentService:
         elif outcome.status is GatewayRefundStatus.FAILED:
             refund.status = "failed"
             refund.failure_message = "The gateway refused the refund."
+        self._log_refund(payment, refund, cause, outcome.raw_status or outcome.status.value)
+
+    @staticmethod
+    def _refund_error_is_final(refund: Refund, error: GatewayError, *, asked: bool) -> bool:
+        """Whether an error settles a pending refund as failed (else it stays pending)."""
+        if not asked:
+            # The refund call itself: only an answer that may have reached the gateway
+            # leaves the outcome unknown.
+            return not (isinstance(error, GatewayUnavailable) and error.request_sent)
+        # Asking again: the gateway refused the refund re-issued with its key, so no refund
+        # was ever made. Anything else (unreachable, bad credentials, a refund the gateway
+        # cannot find) says nothing about what it did.
+        return isinstance(error, GatewayRejected) and refund.gateway_reference is None
+
+    @staticmethod
+    def _log_refund(payment: Payment, refund: Refund, cause: str, reason: str) -> None:
+        context = {
+            "refund_id": refund.id,
+            "payment_id": payment.id,
+            "invoice_id": payment.invoice_id,
+            "gateway_id": payment.gateway_id,
+            "status": refund.status,
+            "amount": refund.amount,
+            "currency": refund.currency,
+            "reason": f"{cause}: {reason}",
+        }
+        if refund.status == "failed":
+            logger.warning(
+                "refund_failed",
+                **context,
+                gateway_reference=refund.gateway_reference,
+                failure_message=refund.failure_message,
+            )
+        else:
+            logger.info("refund_settled", **context)
+
+
+def _refund_request_of(payment: Payment, refund: Refund) -> RefundRequest:
+    """The gateway request of a refund, the same every time it is sent or asked about."""
+    return RefundRequest(
+        reference=refund.id,
+        idempotency_key=refund.id,
+        gateway_payment_reference=payment.gateway_reference or "",
+        amount=refund.amount,
+        currency=refund.currency,
+        reason=refund.reason,
+    )
 
 
 def _storable_method(gateway: Gateway, method: str | None) -> str | None:
@@ -678,4 +804,20 @@ async def open_payment_ids(
     return [
         (company_id, payment_id)
         for company_id, payment_id in (await session.execute(statement)).tuples()
+    ]
+
+
+async def pending_refund_ids(
+    session: AsyncSession, older_than: timedelta, limit: int
+) -> list[tuple[str, str]]:
+    """(company, refund) of refunds left pending past `older_than`: the sweeper's work."""
+    statement = (
+        select(Refund.company_id, Refund.id)
+        .where(Refund.status == "pending", Refund.updated_at < utcnow() - older_than)
+        .order_by(Refund.updated_at)
+        .limit(limit)
+    )
+    return [
+        (company_id, refund_id)
+        for company_id, refund_id in (await session.execute(statement)).tuples()
     ]

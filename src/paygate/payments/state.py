@@ -47,6 +47,9 @@ TRANSITIONS: dict[PaymentStatus, frozenset[PaymentStatus]] = {
 }
 
 OPEN_STATUSES = frozenset({PaymentStatus.PROCESSING, PaymentStatus.REQUIRES_ACTION})
+# What still holds part of an invoice's amount due: a payment under review may have been
+# collected, so the invoice must not be paid again until a person decides.
+RESERVING_STATUSES = OPEN_STATUSES | {PaymentStatus.REQUIRES_REVIEW}
 
 
 class InvalidTransition(Exception):

@@ -139,6 +139,11 @@ def stripe_js_url(gateway: Gateway) -> str:
     return f"{base}/js.stripe.com/v3/" if base else STRIPE_JS_URL
 
 
+# A custom gateway takes a token its own browser code makes; its contract gives the page no
+# way to make one (nor a hosted page without one), so it serves API payments only.
+PAGE_TYPES = frozenset(GatewayType) - {GatewayType.CUSTOM}
+
+
 def gateway_option(gateway: Gateway) -> GatewayOption:
     kind = GatewayType(gateway.gateway_type)
     spec = spec_for(kind)
@@ -174,7 +179,11 @@ async def ways_to_pay(session: AsyncSession, invoice: Invoice) -> list[MethodGro
     order = _method_order()
     groups = []
     for method in sorted(offered, key=lambda m: (order.index(m) if m in order else len(order), m)):
-        eligible = await gateways.eligible(invoice.currency, invoice.amount_due, method)
+        eligible = [
+            g
+            for g in await gateways.eligible(invoice.currency, invoice.amount_due, method)
+            if g.gateway_type in PAGE_TYPES
+        ]
         if eligible:
             groups.append(
                 MethodGroup(method, method_label(method), [gateway_option(g) for g in eligible])
@@ -503,6 +512,7 @@ async def pay_submit(
         options = {
             g.id: gateway_option(g)
             for g in await GatewayRepository(session, invoice.company_id).listing()
+            if g.gateway_type in PAGE_TYPES
         }
     fields, wants_json = await _read_body(request)
     fields.pop(CSRF_FIELD, None)
@@ -517,6 +527,9 @@ async def pay_submit(
             raise Problem(400, "bad-request", "Bad request", "Reload the page and try again.")
         gateway_id = fields.get("gateway_id", "")
         option = options.get(gateway_id)
+        if gateway_id and option is None:
+            # Only what the page offers may be used from it.
+            raise Problem(422, "ineligible", "Not available", _CUSTOMER_WORDS["ineligible"])
         amount = parse_amount(fields.get("amount", ""), invoice.currency)
         method: str | None = None
         if option is not None and option.ui == "card_form":

@@ -430,3 +430,77 @@ async def test_over_refund_and_refund_of_failed_payment_are_rejected(
     with pytest.raises(GatewayRejected) as state:
         await gateway.refund_payment(refund(failed.gateway_reference, 100))
     assert state.value.gateway_code == "invalid_state"
+
+
+# --- what became of a refund (fetch_refund) --------------------------------------------
+
+
+async def test_a_pending_refund_is_read_again_until_it_succeeds(
+    emulator: CustomGatewayEmulator, recorded: Recorded
+) -> None:
+    gateway = adapter(emulator)
+    paid = await gateway.create_payment(payment(amount=1050))
+    emulator.refund_status = "pending"
+    request = refund(paid.gateway_reference, 400)
+    first = await gateway.refund_payment(request)
+    assert first.status is GatewayRefundStatus.PENDING
+    still = await gateway.fetch_refund(request, first.gateway_reference)
+    assert still.status is GatewayRefundStatus.PENDING
+    emulator.settle_refund(first.gateway_reference, "succeeded")
+    done = await gateway.fetch_refund(request, first.gateway_reference)
+    assert (done.status, done.amount, done.currency) == (GatewayRefundStatus.SUCCEEDED, 400, "USD")
+    sent = emulator.requests[-1]
+    assert (sent.method, sent.path) == (
+        "GET",
+        f"/payments/{paid.gateway_reference}/refunds/{first.gateway_reference}",
+    )
+    call = recorded.calls[-1]
+    assert call.operation == "fetch_refund"
+    assert call.request["refund_id"] == first.gateway_reference
+    assert (call.response["status"], call.http_status) == ("succeeded", 200)
+
+
+async def test_a_failed_pending_refund_reads_as_failed(
+    emulator: CustomGatewayEmulator, recorded: Recorded
+) -> None:
+    gateway = adapter(emulator)
+    paid = await gateway.create_payment(payment(amount=1050))
+    emulator.refund_status = "pending"
+    request = refund(paid.gateway_reference, 400)
+    first = await gateway.refund_payment(request)
+    emulator.settle_refund(first.gateway_reference, "failed")
+    failed = await gateway.fetch_refund(request, first.gateway_reference)
+    assert failed.status is GatewayRefundStatus.FAILED
+    assert emulator.state.payments[paid.gateway_reference]["amount_refunded"] == 0
+    assert emulator.outbox[-1].event["type"] == "refund.failed"
+
+
+async def test_a_refund_answered_late_is_replayed_by_its_key(
+    emulator: CustomGatewayEmulator, recorded: Recorded
+) -> None:
+    paid = await adapter(emulator).create_payment(payment(amount=1050))
+    request = refund(paid.gateway_reference, 300)
+    with serve_asgi(LateAnswer(emulator.app, SLOW_ANSWER)) as late_url:
+        slow = adapter(emulator, base_url=late_url, timeout=SHORT_TIMEOUT)
+        with pytest.raises(GatewayTimeout) as info:
+            await slow.refund_payment(request)
+    assert info.value.request_sent is True
+    [made] = emulator.state.refunds
+
+    found = await adapter(emulator).fetch_refund(request, None)
+    assert (found.gateway_reference, found.status) == (made, GatewayRefundStatus.SUCCEEDED)
+    assert found.amount == 300
+    assert list(emulator.state.refunds) == [made]
+    assert emulator.state.payments[paid.gateway_reference]["amount_refunded"] == 300
+    assert recorded.operations()[-1] == "fetch_refund"
+    assert emulator.requests[-1].headers["idempotency-key"] == request.idempotency_key
+
+
+async def test_fetching_an_unknown_refund_is_rejected(
+    emulator: CustomGatewayEmulator, recorded: Recorded
+) -> None:
+    gateway = adapter(emulator)
+    paid = await gateway.create_payment(payment(amount=1050))
+    with pytest.raises(GatewayRejected) as info:
+        await gateway.fetch_refund(refund(paid.gateway_reference, 100), "re_nosuchrefund")
+    assert info.value.gateway_code == "not_found"

@@ -518,3 +518,68 @@ async def test_refund_in_another_currency_is_rejected(emulator: PayPalEmulator) 
     order_id = await approved_and_captured(emulator, payment())
     with pytest.raises(GatewayRejected):
         await adapter(emulator).refund_payment(refund(order_id, 100, currency="EUR"))
+
+
+# --- what became of a refund (fetch_refund) --------------------------------------------
+
+
+async def test_a_pending_refund_is_read_again_until_it_completes(emulator: PayPalEmulator) -> None:
+    order_id = await approved_and_captured(emulator, payment())
+    emulator.refund_status = "PENDING"
+    request = refund(order_id, 400)
+    first = await adapter(emulator).refund_payment(request)
+    assert first.status is GatewayRefundStatus.PENDING
+    with recording_gateway_calls() as calls:
+        still = await adapter(emulator).fetch_refund(request, first.gateway_reference)
+        emulator.refund_completes_on_read = True
+        done = await adapter(emulator).fetch_refund(request, first.gateway_reference)
+    assert still.status is GatewayRefundStatus.PENDING
+    assert (done.status, done.amount, done.currency, done.raw_status) == (
+        GatewayRefundStatus.SUCCEEDED,
+        400,
+        "USD",
+        "COMPLETED",
+    )
+    assert done.gateway_reference == first.gateway_reference
+    assert [c.operation for c in calls] == ["fetch_refund", "fetch_refund"]
+    assert calls[-1].request["refund_id"] == first.gateway_reference
+    assert calls[-1].response["status"] == "COMPLETED"
+    assert_nothing_secret(calls, emulator)
+    read = [r for r in emulator.requests if r.path.startswith("/v2/payments/refunds/")]
+    assert [r.method for r in read] == ["GET", "GET"]
+
+
+async def test_a_refund_whose_answer_was_lost_is_found_in_the_order(
+    emulator: PayPalEmulator,
+) -> None:
+    order_id = await approved_and_captured(emulator, payment())
+    request = refund(order_id, 1050)  # the whole capture: it is REFUNDED afterwards
+    made = await adapter(emulator).refund_payment(request)
+    posts = sum(r.path.endswith("/refund") for r in emulator.requests)
+    with recording_gateway_calls() as calls:
+        found = await adapter(emulator).fetch_refund(request, None)
+    assert found == made
+    assert [c.operation for c in calls] == ["refund_lookup"]
+    assert sum(r.path.endswith("/refund") for r in emulator.requests) == posts
+    assert len(emulator.refunds) == 1
+
+
+async def test_a_refund_that_never_arrived_is_made_once(emulator: PayPalEmulator) -> None:
+    order_id = await approved_and_captured(emulator, payment())
+    request = refund(order_id, 300)
+    with recording_gateway_calls() as calls:
+        made = await adapter(emulator).fetch_refund(request, None)
+    assert (made.status, made.amount) == (GatewayRefundStatus.SUCCEEDED, 300)
+    assert [c.operation for c in calls] == ["refund_lookup", "fetch_refund"]
+    sent = [r for r in emulator.requests if r.path.endswith("/refund")]
+    assert [r.headers["paypal-request-id"] for r in sent] == [request.idempotency_key]
+    again = await adapter(emulator).fetch_refund(request, None)
+    assert again == made
+    assert len(emulator.refunds) == 1
+    assert_nothing_secret(calls, emulator)
+
+
+async def test_fetching_an_unknown_refund_is_rejected(emulator: PayPalEmulator) -> None:
+    order_id = await approved_and_captured(emulator, payment())
+    with pytest.raises(GatewayRejected):
+        await adapter(emulator).fetch_refund(refund(order_id, 100), "NOSUCHREFUND123")

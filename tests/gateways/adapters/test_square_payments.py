@@ -430,3 +430,71 @@ async def test_refund_of_a_payment_link_order(emulator: SquareEmulator) -> None:
     assert (result.status, result.amount) == (GatewayRefundStatus.SUCCEEDED, 1050)
     (payment,) = emulator.payments.values()
     assert payment["refunded_money"]["amount"] == 1050
+
+
+# --- what became of a refund (fetch_refund) --------------------------------------------
+
+
+async def test_a_pending_refund_is_read_again_until_it_completes(emulator: SquareEmulator) -> None:
+    paid = await adapter(emulator).create_payment(card())
+    request = refund(paid.gateway_reference, 400)
+    first = await adapter(emulator).refund_payment(request)
+    assert first.status is GatewayRefundStatus.PENDING  # what Square answers first
+    with recording_gateway_calls() as calls:
+        still = await adapter(emulator).fetch_refund(request, first.gateway_reference)
+        emulator.refund_completes_on_read = True
+        done = await adapter(emulator).fetch_refund(request, first.gateway_reference)
+    assert still.status is GatewayRefundStatus.PENDING
+    assert (done.status, done.amount, done.currency, done.raw_status) == (
+        GatewayRefundStatus.SUCCEEDED,
+        400,
+        "USD",
+        "COMPLETED",
+    )
+    assert done.gateway_reference == first.gateway_reference
+    assert [c.operation for c in calls] == ["fetch_refund", "fetch_refund"]
+    assert calls[-1].request["refund_id"] == first.gateway_reference
+    assert calls[-1].response["status"] == "COMPLETED"
+    assert_nothing_secret(calls)
+    assert [r.method for r in emulator.requests if r.path.startswith("/v2/refunds/")] == [
+        "GET",
+        "GET",
+    ]
+
+
+async def test_a_failed_refund_reads_as_failed(emulator: SquareEmulator) -> None:
+    paid = await adapter(emulator).create_payment(card())
+    request = refund(paid.gateway_reference, 400)
+    first = await adapter(emulator).refund_payment(request)
+    emulator.complete_refund(first.gateway_reference, "FAILED")
+    failed = await adapter(emulator).fetch_refund(request, first.gateway_reference)
+    assert (failed.status, failed.raw_status) == (GatewayRefundStatus.FAILED, "FAILED")
+
+
+async def test_a_refund_answered_late_is_replayed_by_its_key(emulator: SquareEmulator) -> None:
+    paid = await adapter(emulator).create_payment(card())
+    request = refund(paid.gateway_reference, 300)
+    emulator.answer_delay_seconds = 1.0
+    with pytest.raises(GatewayTimeout) as info:
+        await adapter(emulator, timeout=0.3).refund_payment(request)
+    assert info.value.request_sent is True
+    emulator.answer_delay_seconds = 0.0
+    for _ in range(50):
+        if emulator.refunds:
+            break
+        await asyncio.sleep(0.05)
+    with recording_gateway_calls() as calls:
+        found = await adapter(emulator).fetch_refund(request, None)
+    (made,) = emulator.refunds.values()
+    assert (found.gateway_reference, found.amount) == (made["id"], 300)
+    assert [c.operation for c in calls] == ["refund_lookup", "fetch_refund"]
+    assert calls[-1].request["idempotency_key"] == request.idempotency_key
+    assert len(emulator.refunds) == 1
+    assert emulator.payments[paid.gateway_reference]["refunded_money"]["amount"] == 300
+    assert_nothing_secret(calls)
+
+
+async def test_fetching_an_unknown_refund_is_rejected(emulator: SquareEmulator) -> None:
+    paid = await adapter(emulator).create_payment(card())
+    with pytest.raises(GatewayRejected):
+        await adapter(emulator).fetch_refund(refund(paid.gateway_reference, 100), "NOSUCHREFUND")

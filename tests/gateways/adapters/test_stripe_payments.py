@@ -716,3 +716,85 @@ async def test_a_paid_payment_is_not_withdrawn(stripe_api: StripeCheckoutEmulato
     assert paid.status is GatewayPaymentStatus.SUCCEEDED
     still = await gateway.cancel_payment(request, paid.gateway_reference)
     assert still.status is GatewayPaymentStatus.SUCCEEDED
+
+
+# --- what became of a refund (fetch_refund) --------------------------------------------
+
+
+def refund_request(paid_reference: str, amount: int) -> RefundRequest:
+    refund_id = f"re_{secrets.token_hex(6)}"
+    return RefundRequest(
+        reference=refund_id,
+        idempotency_key=refund_id,
+        gateway_payment_reference=paid_reference,
+        amount=amount,
+        currency="USD",
+        reason="requested_by_customer",
+    )
+
+
+async def refunds_for(localstripe_url: str, reference: str) -> list[dict[str, Any]]:
+    refunds = await _list_all(localstripe_url, "/v1/refunds")
+    return [r for r in refunds if r["metadata"].get("paygate_refund") == reference]
+
+
+async def test_a_pending_refund_is_read_again_until_it_succeeds(
+    stripe_api: StripeCheckoutEmulator, recorded: Recorded
+) -> None:
+    gateway = adapter(stripe_api.base_url)
+    paid = await gateway.create_payment(payment(amount=1050))
+    stripe_api.refund_status = "pending"
+    request = refund_request(paid.gateway_reference, 400)
+    first = await gateway.refund_payment(request)
+    assert (first.status, first.raw_status) == (GatewayRefundStatus.PENDING, "pending")
+    still = await gateway.fetch_refund(request, first.gateway_reference)
+    assert still.status is GatewayRefundStatus.PENDING
+    stripe_api.complete_refunds()
+    done = await gateway.fetch_refund(request, first.gateway_reference)
+    assert (done.status, done.amount, done.currency) == (GatewayRefundStatus.SUCCEEDED, 400, "USD")
+    assert done.gateway_reference == first.gateway_reference
+    call = recorded.calls[-1]
+    assert call.operation == "fetch_refund"
+    assert call.request["refund"] == first.gateway_reference
+    assert (call.response["id"], call.response["status"]) == (first.gateway_reference, "succeeded")
+
+
+async def test_a_refund_answered_late_is_found_by_its_tag(
+    stripe_api: StripeCheckoutEmulator, localstripe_url: str, recorded: Recorded
+) -> None:
+    # Without Stripe's idempotency (localstripe's own behaviour), only the tag finds it.
+    stripe_api.honour_idempotency = False
+    paid = await adapter(stripe_api.base_url).create_payment(payment(amount=1050))
+    request = refund_request(paid.gateway_reference, 300)
+    stripe_api.answer_delay_seconds = SLOW_ANSWER
+    with pytest.raises(GatewayTimeout) as info:
+        await adapter(stripe_api.base_url, timeout=SHORT_TIMEOUT).refund_payment(request)
+    assert info.value.request_sent is True
+    stripe_api.answer_delay_seconds = 0
+    for _ in range(50):
+        if await refunds_for(localstripe_url, request.reference):
+            break
+        await asyncio.sleep(0.1)
+    [made] = await refunds_for(localstripe_url, request.reference)
+
+    found = await adapter(stripe_api.base_url).fetch_refund(request, None)
+    assert (found.gateway_reference, found.status) == (made["id"], GatewayRefundStatus.SUCCEEDED)
+    assert found.amount == 300
+    assert recorded.operations()[-1] == "find_refund"
+    assert recorded.calls[-1].request["payment_intent"] == paid.gateway_reference
+    assert len(await refunds_for(localstripe_url, request.reference)) == 1
+
+
+async def test_a_refund_that_never_arrived_is_made_once(
+    stripe_api: StripeCheckoutEmulator, localstripe_url: str, recorded: Recorded
+) -> None:
+    gateway = adapter(stripe_api.base_url)
+    paid = await gateway.create_payment(payment(amount=1050))
+    request = refund_request(paid.gateway_reference, 250)
+    made = await gateway.fetch_refund(request, None)
+    assert (made.status, made.amount) == (GatewayRefundStatus.SUCCEEDED, 250)
+    assert recorded.operations()[-2:] == ["find_refund", "fetch_refund"]
+    again = await gateway.fetch_refund(request, None)
+    assert again.gateway_reference == made.gateway_reference
+    assert recorded.operations()[-1] == "find_refund"
+    assert len(await refunds_for(localstripe_url, request.reference)) == 1

@@ -191,6 +191,19 @@ class DeclineCode(StrEnum):
     CUSTOMER_CANCELED = "customer_canceled"
 
 
+# Plain words for the customer, one per code; providers' own messages are never shown.
+DECLINE_MESSAGES: dict[DeclineCode, str] = {
+    DeclineCode.CARD_DECLINED: "The card was declined.",
+    DeclineCode.INSUFFICIENT_FUNDS: "The card has insufficient funds.",
+    DeclineCode.EXPIRED_CARD: "The card has expired.",
+    DeclineCode.INCORRECT_CVC: "The card's security code is incorrect.",
+    DeclineCode.PROCESSING_ERROR: "An error occurred while processing the card; try again.",
+    DeclineCode.FRAUD_SUSPECTED: "The payment was refused.",
+    DeclineCode.AUTHENTICATION_FAILED: "The card's authentication (3-D Secure) did not succeed.",
+    DeclineCode.CUSTOMER_CANCELED: "The payment was canceled.",
+}
+
+
 class PaymentFlow(StrEnum):
     # The customer's payment method token is charged by paygate's server.
     DIRECT = "direct"
@@ -315,6 +328,14 @@ class GatewayAdapter(Protocol):
 
     async def refund_payment(self, request: RefundRequest) -> RefundResult:
         """Refund part or all of a succeeded payment."""
+        ...
+
+    async def fetch_refund(
+        self, request: RefundRequest, gateway_reference: str | None
+    ) -> RefundResult:
+        """Ask the gateway what became of a refund. Without a reference (the refund call
+        timed out), find it by the request's idempotency key — re-issuing the refund with
+        the same key where the provider replays it."""
         ...
 
     async def cancel_payment(

@@ -1,10 +1,11 @@
 """A custom HTTP gateway implementing paygate's contract (docs/custom-gateway.md).
 
 Payments: `POST /payments` (a decline is a 201 payment with status "failed"),
-`GET /payments/{id}`, `POST /payments/{id}/refunds`, each POST with the attempt's
-`Idempotency-Key`. The create's body is built only from the request, so re-sending it
-with the same key (which `fetch_payment(request, None)` does after a timeout) replays
-the first answer instead of charging again, as the contract requires.
+`GET /payments/{id}`, `POST /payments/{id}/refunds`, `GET /payments/{id}/refunds/{id}`,
+each POST with the attempt's (or the refund's) `Idempotency-Key`. A create's body is built
+only from the request, so re-sending it with the same key (which `fetch_payment(request,
+None)` and `fetch_refund(request, None)` do after a timeout) replays the first answer
+instead of charging or refunding again, as the contract requires.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from paygate.gateways.adapters.base import (
+    DECLINE_MESSAGES,
     AdapterConfig,
     ConnectionCheck,
     Decline,
@@ -148,6 +150,38 @@ class CustomGatewayAdapter:
         )
 
     async def refund_payment(self, request: RefundRequest) -> RefundResult:
+        return await self._post_refund(request, "refund_payment")
+
+    async def fetch_refund(
+        self, request: RefundRequest, gateway_reference: str | None
+    ) -> RefundResult:
+        if gateway_reference is None:
+            # The refund's outcome is unknown: the same body with the same key replays the
+            # first answer (in the refund's current state), or refunds once.
+            return await self._post_refund(request, "fetch_refund")
+        payment_id = request.gateway_payment_reference
+
+        async def send() -> RefundResult:
+            async with http_client(self.config, base_url=self._base_url()) as client:
+                response = await client.get(
+                    f"/payments/{payment_id}/refunds/{gateway_reference}",
+                    headers=self._auth_headers(),
+                )
+            return _refund_answer(response)
+
+        return await call_gateway(
+            self.config,
+            "fetch_refund",
+            send,
+            request_summary={
+                "payment_id": payment_id,
+                "refund_id": gateway_reference,
+                "reference": request.reference,
+            },
+        )
+
+    async def _post_refund(self, request: RefundRequest, operation: str) -> RefundResult:
+        # Only the request's fields: the same refund always sends the same body.
         body: dict[str, Any] = {"amount": request.amount}
         if request.reason in REFUND_REASONS:
             body["reason"] = request.reason
@@ -160,16 +194,11 @@ class CustomGatewayAdapter:
                     json=body,
                     headers=self._post_headers(request.idempotency_key),
                 )
-            answer = _json_object(response)
-            if response.status_code not in (200, 201):
-                record_response(response.status_code, _error_summary(answer))
-                raise _map_payment_error(response, answer)
-            record_response(response.status_code, _refund_summary(answer))
-            return _refund_result(answer)
+            return _refund_answer(response)
 
         return await call_gateway(
             self.config,
-            "refund_payment",
+            operation,
             send,
             request_summary={
                 "payment_id": payment_id,
@@ -255,17 +284,6 @@ _DECLINES: dict[str, tuple[DeclineCode, bool]] = {
     "fraud_suspected": (DeclineCode.FRAUD_SUSPECTED, True),
 }
 
-# Plain words for the payer: the gateway's `decline_message` is kept out of the page.
-DECLINE_MESSAGES: dict[DeclineCode, str] = {
-    DeclineCode.CARD_DECLINED: "The card was declined.",
-    DeclineCode.INSUFFICIENT_FUNDS: "The card has insufficient funds.",
-    DeclineCode.EXPIRED_CARD: "The card has expired.",
-    DeclineCode.INCORRECT_CVC: "The card's security code is incorrect.",
-    DeclineCode.PROCESSING_ERROR: "An error occurred while processing the card; try again.",
-    DeclineCode.FRAUD_SUSPECTED: "The payment was refused.",
-    DeclineCode.AUTHENTICATION_FAILED: "The card's authentication did not succeed.",
-    DeclineCode.CUSTOMER_CANCELED: "The payment was canceled.",
-}
 
 _STATUSES = {
     "succeeded": GatewayPaymentStatus.SUCCEEDED,
@@ -333,6 +351,16 @@ def _payment_result(body: dict[str, Any]) -> PaymentResult:
         decline=decline,
         raw_status=str(body.get("status")),
     )
+
+
+def _refund_answer(response: httpx.Response) -> RefundResult:
+    """A refund object answer as a result (inside `send`: records the answer)."""
+    body = _json_object(response)
+    if response.status_code not in (200, 201):
+        record_response(response.status_code, _error_summary(body))
+        raise _map_payment_error(response, body)
+    record_response(response.status_code, _refund_summary(body))
+    return _refund_result(body)
 
 
 def _refund_result(body: dict[str, Any]) -> RefundResult:

@@ -13,6 +13,9 @@ charge from paygate's server):
   with the same PayPal-Request-Id, and PayPal answers the order the first call made.
 - refund_payment: the capture id is read from the order (GET /v2/checkout/orders/{id}), then
   POST /v2/payments/captures/{capture id}/refund.
+- fetch_refund: GET /v2/payments/refunds/{id}; without a reference, the order's refund
+  whose custom_id is paygate's refund id, else the refund re-issued with the same
+  PayPal-Request-Id (PayPal answers the refund the first call made).
 
 Every POST carries `PayPal-Request-Id` (PayPal's idempotency key): the attempt's key for the
 create, `<key>-capture` for the capture, the refund's key for a refund.
@@ -298,6 +301,43 @@ class PayPalAdapter:
                 "This PayPal order has no completed capture to refund.",
                 gateway_code=str(order.get("status") or "") or None,
             )
+        return await self._refund_capture(request, capture, "refund_payment")
+
+    async def fetch_refund(
+        self, request: RefundRequest, gateway_reference: str | None
+    ) -> RefundResult:
+        if gateway_reference:
+
+            def interpret(status: int, body: dict[str, Any]) -> RefundResult:
+                if status != 200:
+                    raise _refusal(status, body, f"refund {gateway_reference}")
+                return _refund_result(body)
+
+            return await self._rest(
+                "fetch_refund",
+                "GET",
+                f"/v2/payments/refunds/{gateway_reference}",
+                interpret,
+                summary={"refund_id": gateway_reference, "reference": request.reference},
+            )
+        # The refund call's outcome is unknown: the order lists its refunds (a read) ...
+        order = await self._get_order(request.gateway_payment_reference, "refund_lookup")
+        for refund in _refunds(order):
+            if refund.get("custom_id") == request.reference and refund.get("id"):
+                return _refund_result(refund)
+        # ... and when none is paygate's, the same refund with the same PayPal-Request-Id
+        # answers the refund the first call made, or makes it once.
+        capture = _refundable_capture(order) or _last_capture(order)
+        if capture is None:
+            raise GatewayRejected(
+                "This PayPal order has no capture to refund.",
+                gateway_code=str(order.get("status") or "") or None,
+            )
+        return await self._refund_capture(request, capture, "fetch_refund")
+
+    async def _refund_capture(
+        self, request: RefundRequest, capture: Mapping[str, Any], operation: str
+    ) -> RefundResult:
         capture_id = str(capture["id"])
         captured_currency = (capture.get("amount") or {}).get("currency_code")
         if captured_currency and captured_currency != request.currency:
@@ -305,6 +345,7 @@ class PayPalAdapter:
                 f"The payment was captured in {captured_currency}, not {request.currency}.",
                 gateway_code="CURRENCY_MISMATCH",
             )
+        # Built only from the request: the same refund always sends the same body.
         body: dict[str, Any] = {
             "amount": {
                 "currency_code": request.currency,
@@ -328,7 +369,7 @@ class PayPalAdapter:
             "currency": request.currency,
         }
         return await self._rest(
-            "refund_payment",
+            operation,
             "POST",
             f"/v2/payments/captures/{capture_id}/refund",
             interpret,
@@ -661,6 +702,19 @@ def _refundable_capture(order: Mapping[str, Any]) -> dict[str, Any] | None:
         c for c in _captures(order) if c.get("id") and c.get("status") in _REFUNDABLE_CAPTURES
     ]
     return refundable[-1] if refundable else None
+
+
+def _last_capture(order: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The order's latest capture, whatever its state (a fully refunded one included)."""
+    with_id = [c for c in _captures(order) if c.get("id")]
+    return with_id[-1] if with_id else None
+
+
+def _refunds(order: Mapping[str, Any]) -> list[dict[str, Any]]:
+    payments = _purchase_unit(order).get("payments")
+    refunds = payments.get("refunds") if isinstance(payments, dict) else None
+    found: list[dict[str, Any]] = [r for r in refunds or [] if isinstance(r, dict)]
+    return found
 
 
 def _link(order: Mapping[str, Any], *rels: str) -> str | None:

@@ -341,3 +341,23 @@ class SandboxAdapter:
 
         summary = {"payment": request.gateway_payment_reference, "amount": request.amount}
         return await call_gateway(self.config, "refund_payment", send, request_summary=summary)
+
+    async def fetch_refund(
+        self, request: RefundRequest, gateway_reference: str | None
+    ) -> RefundResult:
+        # Every sandbox refund succeeds at once; its reference derives from the key.
+        reference = gateway_reference or _reference("sbx_re", request.idempotency_key)
+
+        async def send() -> RefundResult:
+            result = RefundResult(
+                gateway_reference=reference,
+                status=GatewayRefundStatus.SUCCEEDED,
+                amount=request.amount,
+                currency=request.currency,
+                raw_status="succeeded",
+            )
+            record_response(None, {"status": result.status.value, "amount": result.amount})
+            return result
+
+        summary = {"refund": reference, "payment": request.gateway_payment_reference}
+        return await call_gateway(self.config, "fetch_refund", send, request_summary=summary)

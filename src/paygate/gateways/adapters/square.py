@@ -15,6 +15,8 @@ with what the first request made, so a create that timed out is resolved by send
 again (`fetch_payment(request, None)`) without a second charge.
 
 Refunds take either kind of reference: an order id is resolved to its tender's payment id.
+Square answers a refund PENDING first: `fetch_refund` reads it again (GET /v2/refunds/{id}),
+or, when the refund call timed out, re-sends it with the same idempotency key.
 """
 
 from __future__ import annotations
@@ -257,7 +259,33 @@ class SquareAdapter:
 
     async def refund_payment(self, request: RefundRequest) -> RefundResult:
         payment_id = await self._payment_id_for_refund(request.gateway_payment_reference)
+        return await self._refund(request, payment_id, "refund_payment")
 
+    async def fetch_refund(
+        self, request: RefundRequest, gateway_reference: str | None
+    ) -> RefundResult:
+        if gateway_reference is None:
+            # The refund call timed out: the same idempotency key (and the same request)
+            # answers the refund it made, in its latest state, or makes it once.
+            payment_id = await self._payment_id_for_refund(request.gateway_payment_reference)
+            return await self._refund(request, payment_id, "fetch_refund")
+
+        async def action(client: AsyncSquare) -> RefundResult:
+            response = await client.refunds.get(gateway_reference, request_options=_NO_RETRIES)
+            if response.refund is None:
+                raise GatewayRejected("Square's answer held no refund.")
+            return _refund_answer(response.refund)
+
+        return await self._call(
+            "fetch_refund",
+            action,
+            summary={"refund_id": gateway_reference, "reference": request.reference},
+            permission=("read payments", "PAYMENTS_READ"),
+        )
+
+    async def _refund(
+        self, request: RefundRequest, payment_id: str, operation: str
+    ) -> RefundResult:
         async def action(client: AsyncSquare) -> RefundResult:
             response = await client.refunds.refund_payment(
                 idempotency_key=request.idempotency_key,
@@ -266,28 +294,9 @@ class SquareAdapter:
                 **({"reason": request.reason[:192]} if request.reason else {}),
                 request_options=_NO_RETRIES,
             )
-            refund = response.refund
-            if refund is None:
+            if response.refund is None:
                 raise GatewayRejected("Square's answer held no refund.")
-            amount, currency = _money(refund.amount_money)
-            raw = refund.status or ""
-            record_response(
-                200,
-                {
-                    "refund_id": refund.id,
-                    "payment_id": refund.payment_id,
-                    "status": raw,
-                    "amount": amount,
-                    "currency": currency,
-                },
-            )
-            return RefundResult(
-                gateway_reference=refund.id,
-                status=_REFUND_STATUSES.get(raw, GatewayRefundStatus.PENDING),
-                amount=amount,
-                currency=currency,
-                raw_status=raw,
-            )
+            return _refund_answer(response.refund)
 
         summary = {
             "reference": request.reference,
@@ -297,7 +306,7 @@ class SquareAdapter:
             "currency": request.currency,
         }
         return await self._call(
-            "refund_payment",
+            operation,
             action,
             summary=summary,
             permission=("refund payments", "PAYMENTS_WRITE"),
@@ -730,6 +739,29 @@ def _payment_result(payment: Any) -> PaymentResult:
         amount=amount,
         currency=currency,
         decline=decline,
+        raw_status=raw,
+    )
+
+
+def _refund_answer(refund: Any) -> RefundResult:
+    """A PaymentRefund as the result (inside `send`: records the answer, redacted)."""
+    amount, currency = _money(refund.amount_money)
+    raw = str(refund.status or "")
+    record_response(
+        200,
+        {
+            "refund_id": refund.id,
+            "payment_id": refund.payment_id,
+            "status": raw,
+            "amount": amount,
+            "currency": currency,
+        },
+    )
+    return RefundResult(
+        gateway_reference=str(refund.id or ""),
+        status=_REFUND_STATUSES.get(raw, GatewayRefundStatus.PENDING),
+        amount=amount,
+        currency=currency,
         raw_status=raw,
     )
 

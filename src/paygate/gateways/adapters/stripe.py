@@ -13,7 +13,9 @@ Idempotency: every POST carries the attempt's key (Stripe replays the first answ
 24 hours). `fetch_payment(request, None)` first looks for the PaymentIntent tagged
 `metadata.paygate_attempt=<key>` (a read, safe against emulators that ignore
 Idempotency-Key, such as localstripe), and only when none exists re-issues the very
-same create with the same key.
+same create with the same key. Refunds likewise: each is tagged
+`metadata.paygate_refund=<refund id>`; `fetch_refund` retrieves it by id, or without one
+lists the PaymentIntent's refunds for the tag and only then re-issues the create.
 """
 
 from __future__ import annotations
@@ -30,10 +32,12 @@ from stripe.params import (
     PaymentIntentListParams,
     PaymentMethodCreateParams,
     RefundCreateParams,
+    RefundListParams,
 )
 from stripe.params.checkout import SessionCreateParams
 
 from paygate.gateways.adapters.base import (
+    DECLINE_MESSAGES,
     AdapterConfig,
     ConnectionCheck,
     Decline,
@@ -190,18 +194,6 @@ _DECLINES: dict[str, tuple[DeclineCode, bool]] = {
     "authentication_required": (DeclineCode.AUTHENTICATION_FAILED, False),
     "payment_intent_authentication_failure": (DeclineCode.AUTHENTICATION_FAILED, False),
     "authentication_not_handled": (DeclineCode.AUTHENTICATION_FAILED, False),
-}
-
-# Plain words for the customer; Stripe's own messages are not reused.
-DECLINE_MESSAGES: dict[DeclineCode, str] = {
-    DeclineCode.CARD_DECLINED: "The card was declined.",
-    DeclineCode.INSUFFICIENT_FUNDS: "The card has insufficient funds.",
-    DeclineCode.EXPIRED_CARD: "The card has expired.",
-    DeclineCode.INCORRECT_CVC: "The card's security code is incorrect.",
-    DeclineCode.PROCESSING_ERROR: "An error occurred while processing the card; try again.",
-    DeclineCode.FRAUD_SUSPECTED: "The payment was refused.",
-    DeclineCode.AUTHENTICATION_FAILED: "The card's authentication (3-D Secure) did not succeed.",
-    DeclineCode.CUSTOMER_CANCELED: "The payment was canceled.",
 }
 
 
@@ -368,43 +360,100 @@ class StripeAdapter:
 
     async def refund_payment(self, request: RefundRequest) -> RefundResult:
         async with self._stripe() as client:
-            payment_intent = request.gateway_payment_reference
-            if payment_intent.startswith("cs_"):
-                session = await self._retrieve_session(client, payment_intent, "refund_payment")
-                found = _id_of(session.payment_intent)
-                if not found:
-                    raise GatewayRejected("The Stripe Checkout session has no payment to refund.")
-                payment_intent = found
-            metadata = {"paygate_refund": request.reference}
-            if request.reason:
-                # Stripe's `reason` parameter is not sent: localstripe refuses it.
-                metadata["paygate_reason"] = request.reason
-            params: RefundCreateParams = {
+            payment_intent = await self._refund_intent(client, request, "refund_payment")
+            return _refund_result(
+                await self._create_refund(client, request, payment_intent, "refund_payment")
+            )
+
+    async def fetch_refund(
+        self, request: RefundRequest, gateway_reference: str | None
+    ) -> RefundResult:
+        async with self._stripe() as client:
+            if gateway_reference:
+                refund = await self._call(
+                    "fetch_refund",
+                    {"refund": gateway_reference, "reference": request.reference},
+                    lambda: client.v1.refunds.retrieve_async(gateway_reference),
+                    _refund_summary,
+                )
+                return _refund_result(refund)
+            payment_intent = await self._refund_intent(client, request, "fetch_refund")
+            found = await self._find_refund(client, payment_intent, request.reference)
+            if found is not None:
+                return _refund_result(found)
+            # No refund carries this tag: the create never reached Stripe. The same create
+            # with the same key refunds at most once.
+            return _refund_result(
+                await self._create_refund(client, request, payment_intent, "fetch_refund")
+            )
+
+    async def _refund_intent(
+        self, client: stripe.StripeClient, request: RefundRequest, operation: str
+    ) -> str:
+        """The PaymentIntent a refund is for (a Checkout session's, for a hosted payment)."""
+        payment_intent = request.gateway_payment_reference
+        if payment_intent.startswith("cs_"):
+            session = await self._retrieve_session(client, payment_intent, operation)
+            found = _id_of(session.payment_intent)
+            if not found:
+                raise GatewayRejected("The Stripe Checkout session has no payment to refund.")
+            payment_intent = found
+        return payment_intent
+
+    async def _create_refund(
+        self,
+        client: stripe.StripeClient,
+        request: RefundRequest,
+        payment_intent: str,
+        operation: str,
+    ) -> stripe.Refund:
+        # Tagged with paygate's refund id, so fetch_refund can find it by a read.
+        metadata = {"paygate_refund": request.reference}
+        if request.reason:
+            # Stripe's `reason` parameter is not sent: localstripe refuses it.
+            metadata["paygate_reason"] = request.reason
+        params: RefundCreateParams = {
+            "payment_intent": payment_intent,
+            "amount": request.amount,
+            "metadata": metadata,
+        }
+        return await self._call(
+            operation,
+            {
                 "payment_intent": payment_intent,
                 "amount": request.amount,
-                "metadata": metadata,
-            }
-            refund = await self._call(
-                "refund_payment",
-                {
-                    "payment_intent": payment_intent,
-                    "amount": request.amount,
-                    "currency": request.currency,
-                    "reference": request.reference,
-                    "idempotency_key": request.idempotency_key,
-                },
-                lambda: client.v1.refunds.create_async(
-                    params, {"idempotency_key": request.idempotency_key}
-                ),
-                _refund_summary,
-            )
-        return RefundResult(
-            gateway_reference=refund.id,
-            status=_REFUND_STATUSES.get(refund.status or "", GatewayRefundStatus.PENDING),
-            amount=refund.amount,
-            currency=refund.currency.upper(),
-            raw_status=refund.status or "",
+                "currency": request.currency,
+                "reference": request.reference,
+                "idempotency_key": request.idempotency_key,
+            },
+            lambda: client.v1.refunds.create_async(
+                params, {"idempotency_key": request.idempotency_key}
+            ),
+            _refund_summary,
         )
+
+    async def _find_refund(
+        self, client: stripe.StripeClient, payment_intent: str, reference: str
+    ) -> stripe.Refund | None:
+        """The PaymentIntent's refund tagged `metadata.paygate_refund=<reference>`, if any."""
+        starting_after: str | None = None
+        for page_number in range(_FIND_MAX_PAGES):
+            params: RefundListParams = {"payment_intent": payment_intent, "limit": _FIND_PAGE_SIZE}
+            if starting_after:
+                params["starting_after"] = starting_after
+            page = await self._call(
+                "find_refund",
+                {"payment_intent": payment_intent, "reference": reference, "page": page_number + 1},
+                partial(client.v1.refunds.list_async, params),
+                lambda found: {"count": len(found.data), "has_more": bool(found.has_more)},
+            )
+            for refund in page.data:
+                if _get(refund.metadata, "paygate_refund") == reference:
+                    return refund
+            if not page.has_more or not page.data:
+                return None
+            starting_after = page.data[-1].id
+        return None
 
     # --- the calls -------------------------------------------------------------------
 
@@ -676,6 +725,16 @@ _REFUND_STATUSES = {
     "failed": GatewayRefundStatus.FAILED,
     "canceled": GatewayRefundStatus.FAILED,
 }
+
+
+def _refund_result(refund: stripe.Refund) -> RefundResult:
+    return RefundResult(
+        gateway_reference=refund.id,
+        status=_REFUND_STATUSES.get(refund.status or "", GatewayRefundStatus.PENDING),
+        amount=refund.amount,
+        currency=refund.currency.upper(),
+        raw_status=refund.status or "",
+    )
 
 
 # --- redacted summaries: ids, amounts, statuses and codes only -----------------------
