@@ -725,8 +725,8 @@ def run_config(args: argparse.Namespace, workers: int, tmp: Path) -> ConfigResul
         log(f"[{workers} worker(s)] sandbox: {args.clients} clients, {args.duration:g} s")
         profilers = [profiler(args, workers, p) for p in (workers_now if args.profile else [])]
         result.load = run(setup, load_ids, args.clients, args.duration, groups)
-        for profiler in profilers:
-            profiler.wait(timeout=60)
+        for spy in profilers:
+            spy.wait(timeout=60)
         per = result.load.cpu["server"]["per_process"]
         result.worker_split = [per[p] for p in workers_now]
         log(f"[{workers} worker(s)] sandbox latency at concurrency 1: {seq_n} payments")
