@@ -569,7 +569,8 @@ async def detail_context(
         "can_write": auth.can(Permission.INVOICES_WRITE),
         "can_pay_write": auth.can(Permission.PAYMENTS_WRITE),
         "can_finalize": status == InvoiceStatus.DRAFT,
-        "can_void": status != InvoiceStatus.VOID and invoice.amount_paid == 0,
+        # The service decides (open payments refuse it too); this only hides a sure refusal.
+        "can_void": status != InvoiceStatus.VOID and invoice.amount_paid <= invoice.amount_refunded,
         "money": money,
         "payment_labels": PAYMENT_LABELS,
         "refund_form": refund_form,
