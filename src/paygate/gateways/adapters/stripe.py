@@ -20,6 +20,8 @@ lists the PaymentIntent's refunds for the tag and only then re-issues the create
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from functools import partial
@@ -220,6 +222,25 @@ def _declined(decline: Decline, payment_intent: str | None = None) -> _StripeDec
     return _StripeDeclined(decline, payment_intent=payment_intent)
 
 
+_HTTP_CLIENTS: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[tuple[str, float], stripe.HTTPXClient]
+] = weakref.WeakKeyDictionary()
+
+
+def _shared_http(base_url: str, timeout: float) -> stripe.HTTPXClient:
+    """One httpx client per (event loop, base URL, timeout), kept for the process's life.
+
+    An httpx client belongs to the loop it was first used on, hence the per-loop table (a
+    test suite runs many loops); it carries no API key, so companies never share state.
+    """
+    clients = _HTTP_CLIENTS.setdefault(asyncio.get_running_loop(), {})
+    key = (base_url, timeout)
+    client = clients.get(key)
+    if client is None:
+        client = clients[key] = stripe.HTTPXClient(timeout=timeout)
+    return client
+
+
 # --- the adapter ---------------------------------------------------------------------
 
 
@@ -231,20 +252,18 @@ class StripeAdapter:
 
     @asynccontextmanager
     async def _stripe(self) -> AsyncIterator[stripe.StripeClient]:
-        """A StripeClient for this company's key, over an httpx client closed afterwards."""
-        http = stripe.HTTPXClient(timeout=self.config.timeout_seconds)
-        try:
-            # One client per call: the key belongs to one company (never stripe.api_key).
-            yield stripe.StripeClient(
-                self.config.value("secret_key"),
-                base_addresses={"api": self.config.api_base_url(SPEC)},
-                http_client=http,
-                # Retries are the payment layer's decision, not the SDK's.
-                max_network_retries=0,
-            )
-        finally:
-            # Untyped in the SDK; closes the httpx client the SDK opened for this call.
-            await http.close_async()  # type: ignore[no-untyped-call]
+        """A StripeClient for this company's key, over the process's shared httpx client."""
+        base = self.config.api_base_url(SPEC)
+        # One StripeClient per call: the key belongs to one company (never stripe.api_key).
+        # Only the connection pool is shared (per event loop, base URL and timeout): it
+        # holds no tenant state, and reusing its connections saves a TCP/TLS handshake.
+        yield stripe.StripeClient(
+            self.config.value("secret_key"),
+            base_addresses={"api": base},
+            http_client=_shared_http(base, self.config.timeout_seconds),
+            # Retries are the payment layer's decision, not the SDK's.
+            max_network_retries=0,
+        )
 
     async def _call(
         self,
