@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paygate.db import Database
@@ -61,13 +61,40 @@ from paygate.kit.money import Money
 from paygate.payments.models import GatewayCall, Payment, PaymentAttempt, Refund
 from paygate.payments.repository import PaymentRepository
 from paygate.payments.schemas import PaymentCreate, RefundCreate
-from paygate.payments.state import OPEN_STATUSES, PaymentStatus, begin, move
+from paygate.payments.state import OPEN_STATUSES, PaymentStatus, move
 from paygate.security import audit
 from paygate.security.audit import Actor
 from paygate.security.crypto import Keyring
 from paygate.settings import Settings
 
 logger = structlog.get_logger(__name__)
+
+# Reserving a payment writes four rows in one statement: the payment (processing), its
+# attempt, its first event (what `state.begin` records) and the audit entry (what
+# `audit.record` writes). Foreign keys are checked at the end of the statement, so the
+# attempt and the event may reference the payment inserted beside them.
+_RESERVE_PAYMENT = text(
+    """
+    WITH payment AS (
+        INSERT INTO payments (id, company_id, invoice_id, gateway_id, status, amount, currency,
+                              amount_refunded, flow, payment_method_type, payment_method,
+                              return_url)
+        VALUES (:payment_id, :company_id, :invoice_id, :gateway_id, :status, :amount,
+                :currency, 0, :flow, :payment_method_type, :payment_method, :return_url)
+    ), attempt AS (
+        INSERT INTO payment_attempts (id, company_id, payment_id, gateway_id, status)
+        VALUES (:attempt_id, :company_id, :payment_id, :gateway_id, :status)
+    ), event AS (
+        INSERT INTO payment_events (id, company_id, payment_id, from_status, to_status, cause)
+        VALUES (:event_id, :company_id, :payment_id, NULL, :status, :cause)
+    )
+    INSERT INTO audit_entries (id, company_id, actor_type, actor_id, actor_label, action,
+                               object_type, object_id, outcome, ip, user_agent, request_id,
+                               changes, detail)
+    VALUES (:audit_id, :company_id, :actor_type, :actor_id, :actor_label, 'payment.created',
+            'payment', :payment_id, 'success', :ip, :user_agent, :request_id, NULL, :detail)
+    """
+)
 
 PAYABLE = (InvoiceStatus.OPEN.value, InvoiceStatus.PARTIALLY_PAID.value)
 
@@ -248,8 +275,6 @@ class PaymentService:
             payment_method=_storable_method(gateway, request.payment_method),
             return_url=str(request.return_url) if request.return_url else None,
         )
-        session.add(payment)
-        await session.flush()
         attempt = PaymentAttempt(
             id=new_id("att"),
             company_id=payment.company_id,
@@ -257,17 +282,37 @@ class PaymentService:
             gateway_id=gateway.id,
             status=PaymentStatus.PROCESSING.value,
         )
-        session.add(attempt)
-        begin(session, payment, cause)
-        await audit.record(
-            session,
-            company_id=self.caller.company_id,
-            actor=self.caller.actor,
-            origin=self.caller.origin,
-            action="payment.created",
-            object_type="payment",
-            object_id=payment.id,
-            detail=f"{Money(amount, invoice.currency)} for {invoice.number} via {gateway.name}",
+        origin = self.caller.origin
+        actor = self.caller.actor
+        # The payment, its attempt, its first event and its audit entry in one round trip
+        # (plain rows, not ORM objects: nothing else in this transaction reads them back).
+        await session.execute(
+            _RESERVE_PAYMENT,
+            {
+                "payment_id": payment.id,
+                "company_id": payment.company_id,
+                "invoice_id": payment.invoice_id,
+                "gateway_id": payment.gateway_id,
+                "status": payment.status,
+                "amount": payment.amount,
+                "currency": payment.currency,
+                "flow": payment.flow,
+                "payment_method_type": payment.payment_method_type,
+                "payment_method": payment.payment_method,
+                "return_url": payment.return_url,
+                "attempt_id": attempt.id,
+                "event_id": new_id("pev"),
+                "cause": cause,
+                "audit_id": new_id("aud"),
+                "actor_type": actor.type,
+                "actor_id": actor.id,
+                "actor_label": actor.label,
+                "ip": origin.ip if origin else None,
+                "user_agent": origin.user_agent if origin else None,
+                "request_id": origin.request_id if origin else None,
+                "detail": f"{Money(amount, invoice.currency)} for {invoice.number}"
+                f" via {gateway.name}",
+            },
         )
         return payment, attempt, gateway, config
 
