@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -83,78 +83,25 @@ async def authenticate_token(
     )
 
 
-# API keys seen valid lately, by the key's digest: (company, key id, label, permissions,
-# cached until, the key's own expiry, when last_used_at was last written). A key revoked
-# through this process is forgotten at once (`forget_api_keys`); one revoked through another
-# process (another uvicorn worker) keeps working here for up to API_KEY_CACHE_SECONDS.
-API_KEY_CACHE_SECONDS = 5.0
-API_KEY_CACHE_SIZE = 10_000
-_LAST_USED_EVERY = timedelta(minutes=1)
-
-
-@dataclass
-class _CachedKey:
-    company_id: str
-    key_id: str
-    label: str
-    permissions: frozenset[Permission]
-    until: datetime
-    expires_at: datetime | None
-    last_used_at: datetime | None
-
-
-_api_keys: dict[str, _CachedKey] = {}
-
-
-def forget_api_keys() -> None:
-    """Drop every cached API key (after a revocation: it takes effect at once here)."""
-    _api_keys.clear()
-
-
-def _context_of(cached: _CachedKey, origin: Origin) -> AuthContext:
-    return AuthContext(
-        company_id=cached.company_id,
-        actor_type="api_key",
-        actor_id=cached.key_id,
-        actor_label=cached.label,
-        permissions=cached.permissions,
-        origin=origin,
-    )
-
-
 async def _authenticate_api_key(
     session: AsyncSession, token: str, origin: Origin
 ) -> AuthContext | None:
     now = utcnow()
-    digest = token_digest(token)
-    cached = _api_keys.get(digest)
-    if cached is not None and now < cached.until:
-        if cached.expires_at and cached.expires_at <= now:
-            return None
-        if cached.last_used_at is not None and now - cached.last_used_at <= _LAST_USED_EVERY:
-            return _context_of(cached, origin)
     key = (
-        await session.execute(select(ApiKey).where(ApiKey.key_hash == digest))
+        await session.execute(select(ApiKey).where(ApiKey.key_hash == token_digest(token)))
     ).scalar_one_or_none()
     if key is None or key.revoked_at is not None or (key.expires_at and key.expires_at <= now):
-        _api_keys.pop(digest, None)
         return None
-    last_used_at = key.last_used_at
-    if last_used_at is None or now - last_used_at > _LAST_USED_EVERY:
+    if key.last_used_at is None or now - key.last_used_at > timedelta(minutes=1):
         await session.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now))
-        last_used_at = now
-    if len(_api_keys) >= API_KEY_CACHE_SIZE:
-        _api_keys.clear()
-    cached = _api_keys[digest] = _CachedKey(
+    return AuthContext(
         company_id=key.company_id,
-        key_id=key.id,
-        label=f"API key {key.name} ({key.prefix}...)",
+        actor_type="api_key",
+        actor_id=key.id,
+        actor_label=f"API key {key.name} ({key.prefix}...)",
         permissions=frozenset(Permission(scope) for scope in key.scopes),
-        until=now + timedelta(seconds=API_KEY_CACHE_SECONDS),
-        expires_at=key.expires_at,
-        last_used_at=last_used_at,
+        origin=origin,
     )
-    return _context_of(cached, origin)
 
 
 def bearer_token(request: Request) -> str | None:

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paygate.accounts.auth import API_KEY_PREFIX, AuthContext, forget_api_keys
+from paygate.accounts.auth import API_KEY_PREFIX, AuthContext
 from paygate.accounts.models import (
     ApiKey,
     AuthSession,
@@ -424,9 +424,6 @@ class AccountService:
         api_key = await ApiKeyRepository(self.session, auth.company_id).get(key_id, for_update=True)
         if api_key.revoked_at is None:
             api_key.revoked_at = utcnow()
-            # This process stops accepting it at once; other workers within
-            # API_KEY_CACHE_SECONDS (see accounts.auth).
-            forget_api_keys()
             await audit.record(
                 self.session,
                 company_id=auth.company_id,
