@@ -70,7 +70,7 @@ from paygate.settings import Settings
 logger = structlog.get_logger(__name__)
 
 # Reserving a payment writes four rows in one statement: the payment (processing), its
-# attempt, its first event (what `state.begin` records) and the audit entry (what
+# attempt, its first event (from nothing to processing) and the audit entry (what
 # `audit.record` writes). Foreign keys are checked at the end of the statement, so the
 # attempt and the event may reference the payment inserted beside them.
 _RESERVE_PAYMENT = text(

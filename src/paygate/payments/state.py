@@ -79,17 +79,3 @@ async def move(session: AsyncSession, payment: Payment, target: PaymentStatus, c
     payment.status = target.value
     payment.updated_at = utcnow()
     return True
-
-
-def begin(session: AsyncSession, payment: Payment, cause: str) -> None:
-    """Record a new payment's first state."""
-    session.add(
-        PaymentEvent(
-            id=new_id("pev"),
-            company_id=payment.company_id,
-            payment_id=payment.id,
-            from_status=None,
-            to_status=payment.status,
-            cause=cause,
-        )
-    )
