@@ -73,7 +73,16 @@ def settings(
         data_dir=tmp_path_factory.mktemp("var"),
         gateway_timeout_seconds=2.0,
         max_body_bytes=64 * 1024,
-    )
+    ).model_copy(update=GENEROUS_RATE_LIMITS)
+
+
+# Every test shares a few client IPs and signs up and in often: limits it never reaches.
+# tests/security/test_rate_limits.py builds apps with tight ones.
+GENEROUS_RATE_LIMITS = {
+    name: "100000/minute"
+    for name in Settings.model_fields
+    if name.startswith("rate_limit_") and name != "rate_limit_key_prefix"
+}
 
 
 @pytest.fixture(scope="session")

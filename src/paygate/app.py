@@ -27,6 +27,7 @@ from paygate.payments.endpoints import return_router as payment_return_router
 from paygate.payments.endpoints import router as payments_router
 from paygate.security.crypto import Keyring
 from paygate.security.endpoints import router as audit_router
+from paygate.security.rate_limits import RateLimits
 from paygate.settings import Settings, get_settings
 from paygate.web.pages import router as web_router
 
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     )
     app.state.settings = settings
     app.state.keyring = keyring
+    app.state.rate_limits = RateLimits(settings)
     if database is not None:
         app.state.database = database
     install_problem_handlers(app)

@@ -42,6 +42,26 @@ class Settings(BaseSettings):
     gateway_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
 
+    # Rate limits, in `limits` notation ("10/minute", several joined by ";"): one setting per
+    # bucket and key, `rate_limit_<bucket>_<ip|account>`; an empty string turns one off.
+    # Shared through Redis when redis_url is set, per process otherwise.
+    rate_limit_sign_in_ip: str = "20/minute;200/hour"
+    rate_limit_sign_in_account: str = "5/minute;50/hour"
+    rate_limit_sign_up_ip: str = "10/minute;50/hour"
+    rate_limit_refresh_ip: str = "60/minute"
+    rate_limit_password_reset_ip: str = "10/hour"
+    rate_limit_password_reset_account: str = "5/hour"
+    # "account" is the invoice for the public payment page.
+    rate_limit_pay_page_ip: str = "120/minute"
+    rate_limit_pay_page_account: str = "120/minute"
+    rate_limit_pay_submit_ip: str = "20/minute;100/hour"
+    rate_limit_pay_submit_account: str = "20/minute;100/hour"
+    rate_limit_webhook_ip: str = "600/minute"
+    rate_limit_key_prefix: str = "paygate-rl"
+    # Account lockout: this many failed sign-ins in a row lock the account this long.
+    lockout_threshold: int = Field(default=10, ge=1)
+    lockout_minutes: int = Field(default=30, ge=1)
+
     host: str = "127.0.0.1"
     port: int = 8000
     public_url: str | None = None

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response, status
+from fastapi import APIRouter, Depends, Request, Response, status
 
 from paygate.accounts.auth import AuthContext, Authenticated, require
-from paygate.accounts.models import ApiKey, Invitation
+from paygate.accounts.models import ApiKey, Invitation, User
 from paygate.accounts.permissions import Permission, Role
 from paygate.accounts.repository import ApiKeyRepository, InvitationRepository, MembershipRepository
 from paygate.accounts.schemas import (
@@ -30,8 +31,10 @@ from paygate.accounts.schemas import (
     UserOut,
 )
 from paygate.accounts.service import AccountService, permissions_of
+from paygate.kit.clock import utcnow
 from paygate.kit.deps import DatabaseDep, OriginDep, SessionDep, SettingsDep
 from paygate.kit.errors import not_found
+from paygate.security.rate_limits import limited, rate_limit
 
 router = APIRouter(prefix="/api/v1", tags=["accounts"])
 
@@ -45,17 +48,25 @@ def account_service(
 Accounts = Annotated[AccountService, Depends(account_service)]
 
 
-@router.post("/auth/register", status_code=status.HTTP_201_CREATED, response_model=TokenPair)
+@router.post(
+    "/auth/register",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TokenPair,
+    dependencies=[Depends(limited("sign_up"))],
+)
 async def register(body: RegisterRequest, accounts: Accounts) -> TokenPair:
     return (await accounts.register(body)).tokens
 
 
 @router.post("/auth/login", response_model=TokenPair)
-async def login(body: LoginRequest, accounts: Accounts, database: DatabaseDep) -> TokenPair:
+async def login(
+    body: LoginRequest, request: Request, accounts: Accounts, database: DatabaseDep
+) -> TokenPair:
+    await rate_limit(request, "sign_in", account=body.email)
     return (await accounts.login(body.email, body.password, body.company_id, database)).tokens
 
 
-@router.post("/auth/refresh", response_model=TokenPair)
+@router.post("/auth/refresh", response_model=TokenPair, dependencies=[Depends(limited("refresh"))])
 async def refresh(body: RefreshRequest, accounts: Accounts, database: DatabaseDep) -> TokenPair:
     return await accounts.refresh(body.refresh_token, database)
 
@@ -110,6 +121,10 @@ def invitation_out(invitation: Invitation, invite_url: str | None = None) -> Inv
     )
 
 
+def _locked_until(user: User) -> datetime | None:
+    return user.locked_until if user.locked_until and user.locked_until > utcnow() else None
+
+
 @router.get("/members", response_model=MembersOut)
 async def list_members(
     auth: Annotated[AuthContext, Depends(require(Permission.MEMBERS_READ))], session: SessionDep
@@ -119,7 +134,12 @@ async def list_members(
     return MembersOut(
         members=[
             MemberOut(
-                id=m.id, user_id=u.id, email=u.email, role=Role(m.role), created_at=m.created_at
+                id=m.id,
+                user_id=u.id,
+                email=u.email,
+                role=Role(m.role),
+                created_at=m.created_at,
+                locked_until=_locked_until(u),
             )
             for m, u in members
         ],
@@ -155,6 +175,26 @@ async def change_member_role(
     accounts: Accounts,
 ) -> MemberOut:
     membership = await accounts.change_role(auth, membership_id, body.role)
+    user = await accounts.users.by_id(membership.user_id)
+    assert user is not None
+    return MemberOut(
+        id=membership.id,
+        user_id=user.id,
+        email=user.email,
+        role=Role(membership.role),
+        created_at=membership.created_at,
+        locked_until=_locked_until(user),
+    )
+
+
+@router.post("/members/{membership_id}/unlock", response_model=MemberOut)
+async def unlock_member(
+    membership_id: str,
+    auth: Annotated[AuthContext, Depends(require(Permission.MEMBERS_WRITE))],
+    accounts: Accounts,
+) -> MemberOut:
+    """End a member's sign-in lockout now (owners only: members:write is theirs alone)."""
+    membership = await accounts.unlock_member(auth, membership_id)
     user = await accounts.users.by_id(membership.user_id)
     assert user is not None
     return MemberOut(

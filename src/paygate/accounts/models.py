@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import ARRAY, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import ARRAY, ForeignKey, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from paygate.db import Base
@@ -26,6 +26,10 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(Text)
     created_at: Mapped[CreatedAt]
     last_sign_in_at: Mapped[Timestamp | None]
+    # Failed sign-ins since the last success (or the last lock); at the threshold the
+    # account locks until locked_until, or until an owner unlocks it.
+    failed_sign_ins: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    locked_until: Mapped[Timestamp | None]
 
 
 class Membership(Base):

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paygate.accounts.models import (
@@ -37,6 +37,26 @@ class UserRepository:
 
     async def company(self, company_id: str) -> Company | None:
         return await self.session.get(Company, company_id)
+
+    async def count_failed_sign_in(
+        self, user_id: str, *, threshold: int, lock_for: timedelta, now: datetime
+    ) -> bool:
+        """Add one failed sign-in; at `threshold` lock the account and restart the count.
+
+        One statement, so concurrent failures count exactly. True when this one locked it.
+        """
+        reached = User.failed_sign_ins + 1 >= threshold
+        statement = (
+            update(User)
+            .where(User.id == user_id)
+            .values(
+                failed_sign_ins=case((reached, 0), else_=User.failed_sign_ins + 1),
+                locked_until=case((reached, now + lock_for), else_=User.locked_until),
+            )
+            .returning(User.failed_sign_ins, User.locked_until)
+        )
+        row = (await self.session.execute(statement)).one_or_none()
+        return row is not None and row.failed_sign_ins == 0 and row.locked_until is not None
 
     async def memberships(self, user_id: str) -> Sequence[tuple[Membership, Company]]:
         rows = await self.session.execute(

@@ -77,6 +77,8 @@ class MemberOut(BaseModel):
     email: str
     role: Role
     created_at: datetime
+    # Set while the member is locked out after too many failed sign-ins.
+    locked_until: datetime | None = None
 
 
 class InvitationOut(BaseModel):

@@ -58,6 +58,15 @@ INVITATION_TTL = timedelta(days=7)
 SIGN_IN_FAILED = Problem(
     401, "invalid-credentials", "Sign-in failed", "The email or password is wrong."
 )
+# 401 like a wrong password (the caller is not signed in), with its own type and words so
+# the person can tell waiting (or an owner) is the way out.
+ACCOUNT_LOCKED = Problem(
+    401,
+    "account-locked",
+    "Sign-in failed",
+    "This account is locked after too many failed sign-ins. Try again later, "
+    "or ask an owner of your company to unlock it.",
+)
 
 
 @dataclass(frozen=True)
@@ -116,30 +125,59 @@ class AccountService:
         email = email.lower()
         user = await self.users.by_email(email)
         memberships = await self.users.memberships(user.id) if user else []
+        now = utcnow()
+        companies: list[str | None] = [m.company_id for m, _ in memberships] or [None]
+        actor = Actor("anonymous" if user is None else "user", user.id if user else None, email)
+
+        async def refused(outcome: str, detail: str, *, count: bool = False) -> None:
+            # The request is rolled back on failure: record the attempt (and count it)
+            # in a transaction of its own.
+            locked = False
+            async with database.transaction() as other:
+                if count and user is not None:
+                    locked = await UserRepository(other).count_failed_sign_in(
+                        user.id,
+                        threshold=self.settings.lockout_threshold,
+                        lock_for=timedelta(minutes=self.settings.lockout_minutes),
+                        now=now,
+                    )
+                entries = [("auth.sign_in", outcome, detail)]
+                if locked:
+                    threshold = self.settings.lockout_threshold
+                    entries.append(("auth.account_locked", "success", f"{threshold} failures"))
+                for company_id_seen in companies:
+                    for action, outcome_, detail_ in entries:
+                        await audit.record(
+                            other,
+                            company_id=company_id_seen,
+                            actor=actor,
+                            origin=self.origin,
+                            action=action,
+                            object_type="user",
+                            object_id=user.id if user else None,
+                            outcome=outcome_,
+                            detail=detail_,
+                        )
+            if locked:
+                raise ACCOUNT_LOCKED
+
+        if user is not None and user.locked_until is not None and user.locked_until > now:
+            # Refused whatever the password: answering differently for the right one would
+            # tell a guesser when they had it. Saying "locked" reveals that the account
+            # exists, which sign-up (409 for a taken email) already does.
+            await refused("denied", "account locked")
+            raise ACCOUNT_LOCKED
         if user is None or not verify_password(user.password_hash, password):
-            # The request is rolled back on failure: record the attempt in its own transaction.
-            company_ids: list[str | None] = [m.company_id for m, _ in memberships] or [None]
-            for company_id_seen in company_ids:
-                await audit.record_detached(
-                    database,
-                    company_id=company_id_seen,
-                    actor=Actor(
-                        "anonymous" if user is None else "user", user.id if user else None, email
-                    ),
-                    origin=self.origin,
-                    action="auth.sign_in",
-                    object_type="user",
-                    object_id=user.id if user else None,
-                    outcome="failure",
-                    detail="wrong email or password",
-                )
+            await refused("failure", "wrong email or password", count=True)
             raise SIGN_IN_FAILED
         chosen = next((m for m, _ in memberships if company_id in (None, m.company_id)), None)
         if chosen is None:
             raise SIGN_IN_FAILED
         if needs_rehash(user.password_hash):
             user.password_hash = hash_password(password)
-        user.last_sign_in_at = utcnow()
+        user.last_sign_in_at = now
+        user.failed_sign_ins = 0
+        user.locked_until = None
         await audit.record(
             self.session,
             company_id=chosen.company_id,
@@ -356,6 +394,31 @@ class AccountService:
             object_id=membership.id,
             changes={"role": {"before": before, "after": role.value}}
             if before != role.value
+            else None,
+        )
+        return membership
+
+    async def unlock_member(self, auth: AuthContext, membership_id: str) -> Membership:
+        """End a member's sign-in lockout now (and restart their failed-attempt count)."""
+        membership = await MembershipRepository(self.session, auth.company_id).get(
+            membership_id, for_update=True
+        )
+        user = await self.users.by_id(membership.user_id)
+        assert user is not None
+        before = user.locked_until
+        still_locked = before is not None and before > utcnow()
+        user.locked_until = None
+        user.failed_sign_ins = 0
+        await audit.record(
+            self.session,
+            company_id=auth.company_id,
+            actor=auth.actor,
+            origin=self.origin,
+            action="member.unlocked",
+            object_type="member",
+            object_id=membership.id,
+            changes={"locked_until": {"before": before.isoformat(), "after": None}}
+            if still_locked and before is not None
             else None,
         )
         return membership

@@ -12,6 +12,7 @@ from paygate.accounts.service import AccountService
 from paygate.kit.clock import utcnow
 from paygate.kit.deps import DatabaseDep, OriginDep, SessionDep, SettingsDep
 from paygate.kit.errors import Problem
+from paygate.security.rate_limits import rate_limit
 from paygate.security.tokens import token_digest
 from paygate.web.forms import FormErrors, parse, text
 from paygate.web.render import PageRoute, redirect, render
@@ -53,6 +54,7 @@ async def login(
     try:
         # A savepoint: a refused change leaves nothing behind, even in memory.
         async with session.begin_nested():
+            await rate_limit(request, "sign_in", account=email)
             body = parse(LoginRequest, {"email": email, "password": text(form, "password")})
             signed_in = await AccountService(session, settings, origin).login(
                 body.email, body.password, None, database
@@ -63,7 +65,8 @@ async def login(
             request,
             "auth/login.html",
             {"email": email, "next": target, "errors": errors},
-            status_code=problem.status if problem.status in (401, 422) else 400,
+            status_code=problem.status if problem.status in (401, 422, 429) else 400,
+            headers=problem.headers if problem.status == 429 else None,
         )
     start_session(request, signed_in.tokens)
     return redirect(target, request)
@@ -88,6 +91,7 @@ async def signup(
     try:
         # A savepoint: a refused change leaves nothing behind, even in memory.
         async with session.begin_nested():
+            await rate_limit(request, "sign_up")
             body = parse(RegisterRequest, {**values, "password": text(form, "password")})
             signed_in = await AccountService(session, settings, origin).register(body)
     except Problem as problem:
@@ -100,7 +104,8 @@ async def signup(
             request,
             "auth/signup.html",
             {"values": values, "errors": errors, "conflict": problem.status == 409},
-            status_code=problem.status if problem.status in (409, 422) else 400,
+            status_code=problem.status if problem.status in (409, 422, 429) else 400,
+            headers=problem.headers if problem.status == 429 else None,
         )
     start_session(request, signed_in.tokens)
     flash(request, "welcome")

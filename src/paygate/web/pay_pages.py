@@ -49,6 +49,7 @@ from paygate.payments.service import Caller, PaymentService
 from paygate.payments.state import PaymentStatus
 from paygate.security.audit import Actor
 from paygate.security.crypto import Keyring
+from paygate.security.rate_limits import rate_limit
 from paygate.settings import Settings
 from paygate.web.forms import FormErrors, text
 from paygate.web.render import PageRoute, render
@@ -395,6 +396,7 @@ async def pay_page(
     settings: SettingsDep,
     origin: OriginDep,
 ) -> Response:
+    await rate_limit(request, "pay_page", account=token)
     payment_id = request.query_params.get("payment")
     async with database.transaction() as session:
         invoice = await _invoice_or_404(session, token)
@@ -507,6 +509,7 @@ async def pay_submit(
     settings: SettingsDep,
     origin: OriginDep,
 ) -> Response:
+    await rate_limit(request, "pay_submit", account=token)
     async with database.transaction() as session:
         invoice = await _invoice_or_404(session, token)
         options = {
@@ -598,6 +601,7 @@ async def pay_complete(
     origin: OriginDep,
 ) -> Response:
     """After Stripe.js's 3-D Secure: paygate reads the outcome from the gateway, not the page."""
+    await rate_limit(request, "pay_submit", account=token)
     async with database.transaction() as session:
         invoice = await _invoice_or_404(session, token)
         payment = await _payment_of(session, invoice, payment_id)

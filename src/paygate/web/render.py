@@ -205,6 +205,8 @@ class PageRoute(APIRoute):
                 )
             except Problem as problem:
                 response = _error_page(request, problem.status, problem.title, problem.detail)
+                if "Retry-After" in problem.headers:
+                    response.headers["Retry-After"] = problem.headers["Retry-After"]
             except RequestValidationError:
                 response = _error_page(
                     request, 400, "Bad request", "The request was not understood."
