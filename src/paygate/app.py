@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, Response
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, Request, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
@@ -21,7 +25,13 @@ from paygate.invoices.endpoints import router as invoices_router
 from paygate.jobs import start_worker_task
 from paygate.kit.errors import install_problem_handlers
 from paygate.kit.logging import configure_logging
-from paygate.kit.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from paygate.kit.middleware import (
+    BodyLimitMiddleware,
+    ContentSecurityPolicy,
+    RequestContextMiddleware,
+    SecurityHeadersMiddleware,
+    set_content_security_policy,
+)
 from paygate.migrations_check import current_revision, head_revision
 from paygate.payments.endpoints import return_router as payment_return_router
 from paygate.payments.endpoints import router as payments_router
@@ -32,6 +42,30 @@ from paygate.settings import Settings, get_settings
 from paygate.web.pages import router as web_router
 
 STATIC_DIR = Path(__file__).parent / "web" / "static"
+SWAGGER_CDN = "https://cdn.jsdelivr.net"
+
+
+def _inline_script_hashes(html: str) -> tuple[str, ...]:
+    scripts = re.findall(r"<script>(.*?)</script>", html, flags=re.DOTALL)
+    return tuple(
+        f"'sha256-{base64.b64encode(hashlib.sha256(s.encode()).digest()).decode()}'"
+        for s in scripts
+    )
+
+
+def _docs_page(request: Request) -> HTMLResponse:
+    """Swagger UI: its one inline script is allowed by hash, not by 'unsafe-inline'."""
+    page = get_swagger_ui_html(openapi_url="/api/openapi.json", title="paygate - API")
+    policy = ContentSecurityPolicy(
+        {
+            "script-src": (SWAGGER_CDN, *_inline_script_hashes(bytes(page.body).decode())),
+            # Swagger UI sets style attributes as it renders: this page only, never the app's.
+            "style-src": (SWAGGER_CDN, "'unsafe-inline'"),
+            "img-src": ("https://fastapi.tiangolo.com",),
+        }
+    )
+    set_content_security_policy(request.state, policy)
+    return page
 
 
 def create_app(settings: Settings | None = None, *, database: Database | None = None) -> FastAPI:
@@ -60,7 +94,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         version="0.1.0",
         description="Multi-tenant payment gateway service. Errors are RFC 9457 problem+json.",
         lifespan=lifespan,
-        docs_url="/api/docs",
+        docs_url=None,
         redoc_url=None,
         openapi_url="/api/openapi.json",
     )
@@ -71,6 +105,11 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         app.state.database = database
     install_problem_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        SecurityHeadersMiddleware,
+        hsts=not settings.development,
+        cors_origins=settings.cors_origins,
+    )
     app.add_middleware(RequestContextMiddleware)
 
     for router in (
@@ -85,6 +124,8 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.include_router(web_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     head = head_revision()
+
+    app.add_api_route("/api/docs", _docs_page, include_in_schema=False, methods=["GET"])
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

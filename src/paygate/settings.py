@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Development defaults: refused in production (see `Settings.refuse_defaults_in_production`).
 DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-0123456789abcdef"
@@ -68,6 +71,27 @@ class Settings(BaseSettings):
     run_worker: bool = True
     log_format: str = "auto"  # auto: console in development, JSON otherwise
     log_level: str = "INFO"
+    # Browser origins allowed to call /api/ (CORS), comma-separated or a JSON list.
+    # Empty: no CORS header is ever sent.
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def check_origins(cls, value: list[str]) -> list[str]:
+        origins = []
+        for origin in value:
+            origins.append(normalize_origin(origin))
+        return origins
 
     @model_validator(mode="after")
     def refuse_defaults_in_production(self) -> Settings:
@@ -105,6 +129,28 @@ class Settings(BaseSettings):
     @property
     def base_url(self) -> str:
         return self.public_url or f"http://{self.host}:{self.port}"
+
+
+def normalize_origin(origin: str) -> str:
+    """`scheme://host[:port]`, lower-cased; anything else (a path, a wildcard) is refused."""
+    text = origin.strip().rstrip("/")
+    parts = urlsplit(text)
+    if (
+        parts.scheme not in ("https", "http")
+        or not parts.hostname
+        or parts.path
+        or parts.query
+        or parts.fragment
+        or parts.username
+        or "*" in text
+    ):
+        raise ValueError(f"{origin!r} is not an origin like https://shop.example.com")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"{origin!r} has a bad port") from exc
+    host = parts.hostname
+    return f"{parts.scheme}://{host}{f':{port}' if port else ''}"
 
 
 @lru_cache

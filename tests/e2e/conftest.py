@@ -12,10 +12,11 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, sync_playwright
 
 from paygate.app import create_app
 from paygate.settings import Settings
@@ -31,6 +32,35 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+# What chromium logged against the Content-Security-Policy during the current test.
+CSP_VIOLATIONS: list[str] = []
+
+
+def _record_csp_violation(message: ConsoleMessage) -> None:
+    text = message.text
+    if "Refused to" in text or "Content Security Policy" in text:
+        CSP_VIOLATIONS.append(
+            f"{message.page.url if message.page else '?'}: {text} at {message.location}"
+        )
+
+
+def _guard_contexts(browser: Browser) -> None:
+    """Every context the tests open reports CSP violations (chromium logs them as errors)."""
+    new_context = browser.new_context
+
+    def guarded(*args: Any, **kwargs: Any) -> BrowserContext:
+        context = new_context(*args, **kwargs)
+        context.on("console", _record_csp_violation)
+        return context
+
+    setattr(browser, "new_context", guarded)  # noqa: B010
+
+
+@pytest.fixture(autouse=True)
+def no_csp_violations() -> Iterator[None]:
+    CSP_VIOLATIONS.clear()
+    yield
+    assert CSP_VIOLATIONS == [], CSP_VIOLATIONS
 
 
 @pytest.fixture(scope="session")
@@ -69,6 +99,7 @@ def browser() -> Iterator[Browser]:
     assert Path(CHROMIUM).exists(), "chromium is missing: `make test` installs it"
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        _guard_contexts(browser)
         try:
             yield browser
         finally:

@@ -41,6 +41,7 @@ from paygate.invoices.schemas import InvoiceStatus
 from paygate.kit.clock import utcnow
 from paygate.kit.deps import DatabaseDep, KeyringDep, Origin, OriginDep, SettingsDep
 from paygate.kit.errors import FieldError, Problem, not_found, validation_failed
+from paygate.kit.middleware import ContentSecurityPolicy, set_content_security_policy
 from paygate.kit.money import Money, exponent
 from paygate.payments.idempotency import Answer, request_fingerprint, run_once
 from paygate.payments.models import Payment
@@ -64,6 +65,9 @@ SYNC_AFTER = timedelta(seconds=10)
 # How long a double submit waits for the first request with its nonce to finish.
 IN_PROGRESS_WAIT_SECONDS = 15.0
 STRIPE_JS_URL = "https://js.stripe.com/v3/"
+# What Stripe.js itself needs besides its script (https://docs.stripe.com/security/guide#content-security-policy).
+STRIPE_CONNECT = ("https://api.stripe.com",)
+STRIPE_FRAMES = ("https://js.stripe.com", "https://hooks.stripe.com")
 
 METHOD_LABELS = {"card": "Card", "paypal": "PayPal"}
 PAYABLE = (InvoiceStatus.OPEN.value, InvoiceStatus.PARTIALLY_PAID.value)
@@ -138,6 +142,48 @@ def stripe_js_url(gateway: Gateway) -> str:
     """Stripe.js from the gateway's configured base: localstripe serves a fake one."""
     base = (gateway.public_config.get("api_base_url") or "").rstrip("/")
     return f"{base}/js.stripe.com/v3/" if base else STRIPE_JS_URL
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def pay_page_policy(
+    groups: Sequence[MethodGroup], embed_origins: Sequence[str] | None = None
+) -> ContentSecurityPolicy:
+    """The page's CSP: Stripe.js from each offered Stripe gateway's own base and nothing more.
+
+    Real Stripe.js talks to api.stripe.com and frames js/hooks.stripe.com; localstripe's fake
+    (a gateway whose `api_base_url` is set) talks only to its own origin. Hosted gateways
+    redirect a submitted form off the site, so `form-action` cannot stay 'self' with them.
+    """
+    scripts: list[str] = []
+    connect: list[str] = []
+    frames: list[str] = []
+    hosted = False
+    for option in (g for group in groups for g in group.gateways):
+        if option.ui == "hosted":
+            hosted = True
+        if option.ui != "stripe_elements":
+            continue
+        origin = _origin(option.stripe_js_url)
+        scripts.append(origin)
+        if option.stripe_js_url == STRIPE_JS_URL:
+            connect.extend(STRIPE_CONNECT)
+            frames.extend(STRIPE_FRAMES)
+        else:
+            connect.append(origin)
+    extra: dict[str, tuple[str, ...]] = {}
+    for name, sources in (("script-src", scripts), ("connect-src", connect), ("frame-src", frames)):
+        if sources:
+            extra[name] = tuple(dict.fromkeys(sources))
+    replace: dict[str, tuple[str, ...]] = {}
+    if hosted:
+        replace["form-action"] = ()
+    if embed_origins:
+        replace["frame-ancestors"] = ("'self'", *embed_origins)
+    return ContentSecurityPolicy(extra, replace=replace)
 
 
 # A custom gateway takes a token its own browser code makes; its contract gives the page no
@@ -302,6 +348,7 @@ async def render_page(
 ) -> Response:
     state = state or PageState()
     context = await page_context(session, invoice, result, state)
+    set_content_security_policy(request.state, pay_page_policy(context["groups"]))
     return render(request, "pay/page.html", context, status_code=state.status_code)
 
 

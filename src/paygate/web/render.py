@@ -42,6 +42,9 @@ HTMX_CONFIG = json.dumps(
         "allowEval": False,
         "allowScriptTags": False,
         "historyCacheSize": 0,
+        # Settling "style" (htmx's default) writes style attributes, which the CSP refuses
+        # (style-src 'self', no 'unsafe-inline'); paygate's markup has none to settle.
+        "attributesToSettle": ["class", "width", "height"],
         "responseHandling": [
             {"code": "204", "swap": False},
             {"code": "[23]..", "swap": True},
@@ -212,10 +215,8 @@ class PageRoute(APIRoute):
                     request, 400, "Bad request", "The request was not understood."
                 )
             # Pages hold per-user data (and sometimes a key shown once): never cache them.
+            # Security headers are SecurityHeadersMiddleware's (paygate.kit.middleware).
             response.headers.setdefault("Cache-Control", "no-store")
-            response.headers.setdefault("Referrer-Policy", "same-origin")
-            response.headers.setdefault("X-Frame-Options", "DENY")
-            response.headers.setdefault("X-Content-Type-Options", "nosniff")
             apply_cookie_changes(request, response, settings)
             return response
 
