@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from paygate.app import create_app
 from paygate.db import Database
@@ -222,3 +223,69 @@ def test_cors_origins_are_validated() -> None:
     for bad in ("*", "https://a.example.com/path", "ftp://a.example.com", "a.example.com"):
         with pytest.raises(ValueError, match="origin"):
             Settings(cors_origins=[bad])
+
+
+async def test_frame_ancestors_per_company(
+    client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant, database: Database
+) -> None:
+    await sandbox_gateway(client, tenant)
+    await sandbox_gateway(client, other_tenant)
+    ours = urlsplit(str((await create_invoice(client, tenant))["pay_url"])).path
+    theirs = urlsplit(str((await create_invoice(client, other_tenant))["pay_url"])).path
+    assert csp(await client.get(ours))["frame-ancestors"] == "'none'"
+
+    set_origins = await client.put(
+        "/api/v1/company/embed-origins",
+        json={"origins": ["https://Shop.Example.com/", "https://shop.example.com"]},
+        headers=tenant.headers,
+    )
+    assert set_origins.status_code == 200, set_origins.text
+    assert set_origins.json() == {"origins": ["https://shop.example.com"]}
+
+    page = await client.get(ours)
+    assert csp(page)["frame-ancestors"] == "'self' https://shop.example.com"
+    assert "x-frame-options" not in page.headers
+    # Only the payment page of that company, never another company's, nor the app.
+    assert csp(await client.get(theirs))["frame-ancestors"] == "'none'"
+    assert csp(await client.get("/login"))["frame-ancestors"] == "'none'"
+
+    async with database.transaction() as session:
+        entries = (
+            await session.execute(
+                text(
+                    "SELECT changes FROM audit_entries WHERE company_id = :c"
+                    " AND action = 'company.embed_origins_changed'"
+                ),
+                {"c": tenant.company_id},
+            )
+        ).all()
+    assert len(entries) == 1
+
+    cleared = await client.put(
+        "/api/v1/company/embed-origins", json={"origins": []}, headers=tenant.headers
+    )
+    assert cleared.status_code == 200
+    assert csp(await client.get(ours))["frame-ancestors"] == "'none'"
+
+
+async def test_embed_origins_are_validated_and_owner_only(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    for bad in (["http://shop.example.com"], ["*"], ["https://a.example.com/x"], ["x"] * 11):
+        response = await client.put(
+            "/api/v1/company/embed-origins", json={"origins": bad}, headers=tenant.headers
+        )
+        assert response.status_code in (400, 422), (bad, response.text)
+    created = await client.post(
+        "/api/v1/api-keys",
+        json={"name": "Everything", "scopes": ["members:write", "gateways:write"]},
+        headers=tenant.headers,
+    )
+    assert created.status_code == 201, created.text
+    key = created.json()["key"]
+    refused = await client.put(
+        "/api/v1/company/embed-origins",
+        json={"origins": ["https://shop.example.com"]},
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert refused.status_code == 403

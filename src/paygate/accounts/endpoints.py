@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response, status
 
 from paygate.accounts.auth import AuthContext, Authenticated, require
-from paygate.accounts.models import ApiKey, Invitation, User
+from paygate.accounts.models import ApiKey, Company, Invitation, User
 from paygate.accounts.permissions import Permission, Role
 from paygate.accounts.repository import ApiKeyRepository, InvitationRepository, MembershipRepository
 from paygate.accounts.schemas import (
@@ -17,6 +17,7 @@ from paygate.accounts.schemas import (
     ApiKeyCreated,
     ApiKeyOut,
     CompanyOut,
+    EmbedOrigins,
     InvitationOut,
     InviteRequest,
     LoginRequest,
@@ -33,7 +34,8 @@ from paygate.accounts.schemas import (
 from paygate.accounts.service import AccountService, permissions_of
 from paygate.kit.clock import utcnow
 from paygate.kit.deps import DatabaseDep, OriginDep, SessionDep, SettingsDep
-from paygate.kit.errors import not_found
+from paygate.kit.errors import forbidden, not_found
+from paygate.security import audit
 from paygate.security.rate_limits import limited, rate_limit
 
 router = APIRouter(prefix="/api/v1", tags=["accounts"])
@@ -257,3 +259,28 @@ async def revoke_api_key(
 ) -> Response:
     await accounts.revoke_api_key(auth, key_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.put("/company/embed-origins", response_model=EmbedOrigins)
+async def set_embed_origins(
+    body: EmbedOrigins, auth: Authenticated, session: SessionDep
+) -> EmbedOrigins:
+    """Owners only: the origins whose pages may frame this company's payment pages."""
+    if auth.role is not Role.OWNER:
+        raise forbidden("Only an owner can change where the payment page may be embedded.")
+    company = await session.get(Company, auth.company_id, with_for_update=True)
+    if company is None:
+        raise not_found("company")
+    before = list(company.embed_origins or [])
+    company.embed_origins = body.origins or None
+    await audit.record(
+        session,
+        company_id=auth.company_id,
+        actor=auth.actor,
+        origin=auth.origin,
+        action="company.embed_origins_changed",
+        object_type="company",
+        object_id=company.id,
+        changes={"embed_origins": {"before": before, "after": body.origins}},
+    )
+    return EmbedOrigins(origins=body.origins)

@@ -15,6 +15,9 @@ class Company(Base):
     id: Mapped[PublicId]
     name: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[CreatedAt]
+    # Origins allowed to embed the company's payment pages in a frame (CSP frame-ancestors);
+    # null: none, the page refuses to be framed.
+    embed_origins: Mapped[list[str] | None] = mapped_column(ARRAY(String(200)))
 
 
 class User(Base):

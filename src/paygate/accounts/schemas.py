@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
 
 from paygate.accounts.permissions import Permission, Role
+from paygate.settings import normalize_origin
 
 Email = Annotated[EmailStr, StringConstraints(max_length=320)]
 # Bounded well above the 128-character rule so the refusal can say why.
@@ -130,3 +131,22 @@ class ApiKeyOut(BaseModel):
 
 class ApiKeyCreated(ApiKeyOut):
     key: str = Field(description="The key itself: shown this once, store it safely")
+
+
+MAX_EMBED_ORIGINS = 10
+
+
+class EmbedOrigins(Strict):
+    """Origins (https://host[:port]) allowed to embed the company's payment pages."""
+
+    origins: list[Annotated[str, StringConstraints(max_length=200)]] = Field(
+        max_length=MAX_EMBED_ORIGINS
+    )
+
+    @field_validator("origins")
+    @classmethod
+    def check_origins(cls, value: list[str]) -> list[str]:
+        origins = [normalize_origin(origin) for origin in value]
+        if any(not origin.startswith("https://") for origin in origins):
+            raise ValueError("embedding origins must use https")
+        return list(dict.fromkeys(origins))

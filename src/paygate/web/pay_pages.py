@@ -318,6 +318,7 @@ async def page_context(
     return {
         "invoice": invoice,
         "company_name": company.name if company else "",
+        "embed_origins": (company.embed_origins if company else None) or [],
         "money": money,
         "lines": invoice.lines,
         "receipts": await payment_views(session, succeeded),
@@ -348,7 +349,9 @@ async def render_page(
 ) -> Response:
     state = state or PageState()
     context = await page_context(session, invoice, result, state)
-    set_content_security_policy(request.state, pay_page_policy(context["groups"]))
+    set_content_security_policy(
+        request.state, pay_page_policy(context["groups"], context["embed_origins"])
+    )
     return render(request, "pay/page.html", context, status_code=state.status_code)
 
 
