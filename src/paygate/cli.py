@@ -1,4 +1,4 @@
-"""The `paygate` command: serve, worker, migrate, demo, users, keys."""
+"""The `paygate` command: serve, worker, migrate, demo, users, keys, audit."""
 
 from __future__ import annotations
 
@@ -28,7 +28,9 @@ keys_app = typer.Typer(
     help="Master keys for the encryption of gateway credentials.", no_args_is_help=True
 )
 app.add_typer(users_app, name="users")
+audit_app = typer.Typer(help="The audit log.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
 console = Console()
 
 DEMO_EMAIL = "admin@demo.example.com"
@@ -283,6 +285,49 @@ def keys_rotate(batch_size: Annotated[int, typer.Option(min=1, max=10_000)] = 10
     console.print(
         f"Every configuration is wrapped by {keyring.primary_key_id}. Older keys can be retired."
     )
+
+
+@audit_app.command("verify")
+def audit_verify(
+    company: Annotated[
+        str | None, typer.Option(help="Verify only this company's chain (its id)")
+    ] = None,
+) -> None:
+    """Recompute the audit log's hash chains; exit 1 at an edited, deleted or moved entry."""
+    from paygate.security.audit import ChainReport, verify_chains
+
+    settings = _settings()
+    database = Database(_database_url(settings))
+
+    async def main() -> ChainReport:
+        try:
+            async with database.transaction() as session:
+                return await verify_chains(session, company)
+        finally:
+            await database.dispose()
+
+    report = asyncio.run(main())
+    for link in report.broken:
+        console.print(
+            f"[red]BROKEN[/red] chain {link.company_id or '(no company)'} at entry"
+            f" {link.seq} ({link.entry_id}): {link.problem}",
+            soft_wrap=True,
+        )
+    table = Table("chain (company)", "entries", "head entry", "head hash (sha256)")
+    table.columns[3].overflow = "fold"
+    for chain in report.chains:
+        table.add_row(
+            chain.company_id or "(no company)",
+            str(chain.entries),
+            str(chain.head_seq),
+            chain.head_hash,
+        )
+    console.print(table)
+    total = sum(chain.entries for chain in report.chains)
+    if not report.ok:
+        console.print(f"[red]{len(report.broken)} of {len(report.chains)} chains are broken.[/red]")
+        raise typer.Exit(1)
+    console.print(f"{total} entries in {len(report.chains)} chains: every link holds.")
 
 
 def main() -> None:

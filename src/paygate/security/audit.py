@@ -1,4 +1,8 @@
-"""Writing the audit log: who did what to which object, when, from where, and how it went."""
+"""Writing the audit log: who did what to which object, when, from where, and how it went.
+
+The log is tamper-evident: PostgreSQL chains each company's entries by hash as they are
+written (migration 0004), and `verify_chains` recomputes every link.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paygate.db import Database
@@ -91,3 +96,88 @@ async def record_detached(database: Database, **fields: Any) -> None:
     """Record in a transaction of its own: for failures whose request is rolled back."""
     async with database.transaction() as session:
         await record(session, **fields)
+
+
+@dataclass(frozen=True)
+class Chain:
+    """One company's chain (company_id None: the entries of no company), as verified."""
+
+    company_id: str | None
+    entries: int
+    head_seq: int
+    head_hash: str  # hex; record it elsewhere to detect a later loss of the newest entries
+
+
+@dataclass(frozen=True)
+class BrokenLink:
+    """The first entry of a chain that does not follow from the one before it."""
+
+    company_id: str | None
+    seq: int
+    entry_id: str
+    problem: str
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    chains: list[Chain]
+    broken: list[BrokenLink]
+
+    @property
+    def ok(self) -> bool:
+        return not self.broken
+
+
+# Every entry beside what the entry before it in its chain says: the hash recomputed by
+# `audit_entry_hash`, the same function the insert trigger uses (one definition of the
+# serialization), the position, and the link.
+_LINKS = """
+    SELECT id, company_id, seq, hash, prev_hash,
+           audit_entry_hash(a) AS recomputed,
+           lag(seq) OVER chain AS seq_before,
+           lag(hash) OVER chain AS hash_before
+    FROM audit_entries a
+    WHERE (CAST(:company_id AS varchar) IS NULL OR company_id = :company_id)
+    WINDOW chain AS (PARTITION BY company_id ORDER BY seq)
+"""
+
+_BROKEN = text(
+    f"""
+    SELECT DISTINCT ON (company_id) company_id, seq, id,
+        CASE
+            WHEN seq <> coalesce(seq_before, 0) + 1 THEN
+                'entries missing before it: expected position '
+                || (coalesce(seq_before, 0) + 1) || ', found ' || seq
+            WHEN prev_hash IS DISTINCT FROM hash_before THEN
+                'its link does not match the hash of the entry before it'
+            ELSE 'its content does not match its hash: the entry was changed'
+        END AS problem
+    FROM ({_LINKS}) AS links
+    WHERE hash IS DISTINCT FROM recomputed
+       OR seq <> coalesce(seq_before, 0) + 1
+       OR prev_hash IS DISTINCT FROM hash_before
+    ORDER BY company_id, seq
+    """  # noqa: S608 (no input is interpolated)
+)
+
+_CHAINS = text(
+    """
+    SELECT DISTINCT ON (company_id) company_id,
+           count(*) OVER (PARTITION BY company_id) AS entries, seq, encode(hash, 'hex')
+    FROM audit_entries
+    WHERE (CAST(:company_id AS varchar) IS NULL OR company_id = :company_id)
+    ORDER BY company_id, seq DESC
+    """
+)
+
+
+async def verify_chains(session: AsyncSession, company_id: str | None = None) -> ChainReport:
+    """Recompute every chain (or one company's) and name the first broken link of each."""
+    params = {"company_id": company_id}
+    broken = [
+        BrokenLink(row[0], row[1], row[2], row[3]) for row in await session.execute(_BROKEN, params)
+    ]
+    chains = [
+        Chain(row[0], row[1], row[2], row[3]) for row in await session.execute(_CHAINS, params)
+    ]
+    return ChainReport(chains, broken)

@@ -1,10 +1,15 @@
-"""The audit log: append-only (a trigger refuses UPDATE and DELETE)."""
+"""The audit log: append-only (a trigger refuses UPDATE and DELETE) and hash-chained.
+
+Each company's entries form a chain: `seq` numbers them 1, 2, 3, ..., `prev_hash` is the
+hash of the entry before, `hash` covers the entry's fields and `prev_hash`. PostgreSQL
+computes all three on insert (the `audit_entries_chain` trigger, migration 0004).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Index, String, Text
+from sqlalchemy import BigInteger, FetchedValue, Index, LargeBinary, String, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -17,6 +22,13 @@ class AuditEntry(Base):
     __table_args__ = (
         Index("ix_audit_entries_company_object", "company_id", "object_type", "object_id"),
         Index("ix_audit_entries_company_actor", "company_id", "actor_id"),
+        Index(
+            "ix_audit_entries_chain",
+            "company_id",
+            "seq",
+            unique=True,
+            postgresql_nulls_not_distinct=True,
+        ),
     )
 
     id: Mapped[PublicId]
@@ -35,3 +47,7 @@ class AuditEntry(Base):
     request_id: Mapped[str | None] = mapped_column(String(64))
     changes: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     detail: Mapped[str | None] = mapped_column(Text)
+    # Set by the database on insert, whatever the writer sends.
+    seq: Mapped[int] = mapped_column(BigInteger, server_default=FetchedValue())
+    prev_hash: Mapped[bytes | None] = mapped_column(LargeBinary, server_default=FetchedValue())
+    hash: Mapped[bytes] = mapped_column(LargeBinary, server_default=FetchedValue())
