@@ -2,7 +2,8 @@
 
 Each company's entries form a chain: `seq` numbers them 1, 2, 3, ..., `prev_hash` is the
 hash of the entry before, `hash` covers the entry's fields and `prev_hash`. PostgreSQL
-computes all three on insert (the `audit_entries_chain` trigger, migration 0004).
+sets all three when the transaction that wrote the entry commits (the deferred
+`audit_entries_seal` trigger, migration 0004); until then they are null.
 """
 
 from __future__ import annotations
@@ -22,13 +23,7 @@ class AuditEntry(Base):
     __table_args__ = (
         Index("ix_audit_entries_company_object", "company_id", "object_type", "object_id"),
         Index("ix_audit_entries_company_actor", "company_id", "actor_id"),
-        Index(
-            "ix_audit_entries_chain",
-            "company_id",
-            "seq",
-            unique=True,
-            postgresql_nulls_not_distinct=True,
-        ),
+        Index("ix_audit_entries_chain", "company_id", "seq", unique=True),
     )
 
     id: Mapped[PublicId]
@@ -47,7 +42,7 @@ class AuditEntry(Base):
     request_id: Mapped[str | None] = mapped_column(String(64))
     changes: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     detail: Mapped[str | None] = mapped_column(Text)
-    # Set by the database on insert, whatever the writer sends.
-    seq: Mapped[int] = mapped_column(BigInteger, server_default=FetchedValue())
+    # Set by the database at commit; never by the writer.
+    seq: Mapped[int | None] = mapped_column(BigInteger, server_default=FetchedValue())
     prev_hash: Mapped[bytes | None] = mapped_column(LargeBinary, server_default=FetchedValue())
-    hash: Mapped[bytes] = mapped_column(LargeBinary, server_default=FetchedValue())
+    hash: Mapped[bytes | None] = mapped_column(LargeBinary, server_default=FetchedValue())

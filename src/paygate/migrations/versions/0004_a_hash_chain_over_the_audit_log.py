@@ -7,8 +7,11 @@ Create Date: 2026-11-28 15:10:00.000000
 Every audit entry carries its position in its chain (`seq`), the hash of the entry before
 it (`prev_hash`) and its own hash: sha256 over a canonical serialization of its fields and
 `prev_hash`. There is one chain per company (and one for entries of no company), so tenants
-never wait on one another. A BEFORE INSERT trigger computes the three columns, so every
-writer is covered, the ORM and the raw SQL that reserves a payment alike. `paygate audit
+never wait on one another. A deferred trigger seals each entry at its transaction's commit
+(sets the three columns), so every writer is covered, the ORM and the raw SQL that reserves
+a payment alike, and the chain's lock is held only while committing: taken earlier, at the
+insert, it would be held across the transaction's later row locks and deadlock with a
+transaction holding one of those rows and waiting to write its own entry. `paygate audit
 verify` recomputes the chains with the same function, `audit_entry_hash`: the one
 definition of the serialization.
 """
@@ -44,26 +47,54 @@ $$;
 
 # Two-key advisory lock: the first key names the audit chains (ASCII "audi"), the second
 # the company. A hash collision between two companies only makes them wait on each other.
-AUDIT_ENTRIES_CHAIN = """
-CREATE FUNCTION audit_entries_chain() RETURNS trigger LANGUAGE plpgsql AS $$
+AUDIT_ENTRIES_SEAL = """
+CREATE FUNCTION audit_entries_seal() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
+    entry audit_entries := NEW;
     last_seq bigint;
     last_hash bytea;
 BEGIN
-    -- Held to the end of the transaction: the next entry of this chain is written only
-    -- once this one is committed (or rolled back), so it links to the right hash.
-    PERFORM pg_advisory_xact_lock(1635083369, hashtext(coalesce(NEW.company_id, '')));
-    IF NEW.company_id IS NULL THEN
+    -- Held only from here to the end of the commit: the next entry of this chain is sealed
+    -- once this one is committed, so it links to the right hash. Taken at commit time, after
+    -- every row lock the transaction takes, so it cannot close a cycle with them.
+    PERFORM pg_advisory_xact_lock(1635083369, hashtext(coalesce(entry.company_id, '')));
+    IF entry.company_id IS NULL THEN
         SELECT seq, hash INTO last_seq, last_hash FROM audit_entries
-        WHERE company_id IS NULL ORDER BY seq DESC LIMIT 1;
+        WHERE company_id IS NULL AND seq IS NOT NULL ORDER BY seq DESC LIMIT 1;
     ELSE
         SELECT seq, hash INTO last_seq, last_hash FROM audit_entries
-        WHERE company_id = NEW.company_id ORDER BY seq DESC LIMIT 1;
+        WHERE company_id = entry.company_id AND seq IS NOT NULL ORDER BY seq DESC LIMIT 1;
     END IF;
-    NEW.seq := coalesce(last_seq, 0) + 1;
-    NEW.prev_hash := last_hash;
-    NEW.hash := audit_entry_hash(NEW);
-    RETURN NEW;
+    entry.seq := coalesce(last_seq, 0) + 1;
+    entry.prev_hash := last_hash;
+    entry.hash := audit_entry_hash(entry);
+    UPDATE audit_entries SET seq = entry.seq, prev_hash = entry.prev_hash, hash = entry.hash
+    WHERE id = entry.id;
+    RETURN NULL;
+END $$;
+"""
+
+# Append-only, with one exception: sealing, the first and only setting of the three chain
+# columns of an entry not yet sealed, nothing else. Only the transaction that wrote an entry
+# sees it unsealed: it is sealed at that transaction's commit.
+AUDIT_ENTRIES_APPEND_ONLY = """
+CREATE OR REPLACE FUNCTION audit_entries_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' AND OLD.seq IS NULL AND OLD.hash IS NULL
+       AND to_jsonb(OLD) - 'seq' - 'prev_hash' - 'hash'
+           = to_jsonb(NEW) - 'seq' - 'prev_hash' - 'hash' THEN
+        RETURN NEW;
+    END IF;
+    RAISE EXCEPTION 'audit entries cannot be changed or deleted'
+        USING ERRCODE = 'insufficient_privilege';
+END $$;
+"""
+
+AUDIT_ENTRIES_APPEND_ONLY_0001 = """
+CREATE OR REPLACE FUNCTION audit_entries_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'audit entries cannot be changed or deleted'
+        USING ERRCODE = 'insufficient_privilege';
 END $$;
 """
 
@@ -105,28 +136,24 @@ def upgrade() -> None:
     op.execute("ALTER TABLE audit_entries DISABLE TRIGGER audit_entries_append_only")
     op.execute(BACKFILL)
     op.execute("ALTER TABLE audit_entries ENABLE TRIGGER audit_entries_append_only")
-    op.alter_column("audit_entries", "seq", nullable=False)
-    op.alter_column("audit_entries", "hash", nullable=False)
-    # Finds a chain's last entry; unique, so a fork is an error rather than a silent branch.
-    op.create_index(
-        "ix_audit_entries_chain",
-        "audit_entries",
-        ["company_id", "seq"],
-        unique=True,
-        postgresql_nulls_not_distinct=True,
-    )
-    op.execute(AUDIT_ENTRIES_CHAIN)
+    # Finds a chain's last entry; unique, so a fork is an error rather than a silent branch
+    # (entries of no company rely on the lock alone: NULLs are distinct in a unique index).
+    op.create_index("ix_audit_entries_chain", "audit_entries", ["company_id", "seq"], unique=True)
+    op.execute(AUDIT_ENTRIES_APPEND_ONLY)
+    op.execute(AUDIT_ENTRIES_SEAL)
     op.execute(
         """
-        CREATE TRIGGER audit_entries_chain BEFORE INSERT ON audit_entries
-            FOR EACH ROW EXECUTE FUNCTION audit_entries_chain()
+        CREATE CONSTRAINT TRIGGER audit_entries_seal AFTER INSERT ON audit_entries
+            DEFERRABLE INITIALLY DEFERRED
+            FOR EACH ROW EXECUTE FUNCTION audit_entries_seal()
         """
     )
 
 
 def downgrade() -> None:
-    op.execute("DROP TRIGGER IF EXISTS audit_entries_chain ON audit_entries")
-    op.execute("DROP FUNCTION IF EXISTS audit_entries_chain()")
+    op.execute("DROP TRIGGER IF EXISTS audit_entries_seal ON audit_entries")
+    op.execute("DROP FUNCTION IF EXISTS audit_entries_seal()")
+    op.execute(AUDIT_ENTRIES_APPEND_ONLY_0001)
     op.drop_index("ix_audit_entries_chain", table_name="audit_entries")
     op.execute("DROP FUNCTION IF EXISTS audit_entry_hash(audit_entries)")
     op.drop_column("audit_entries", "hash")
