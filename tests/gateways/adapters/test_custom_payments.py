@@ -8,22 +8,18 @@ call or a log line holds the key or a card number (the emulator's tokens embed o
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 from collections.abc import Iterator
-from dataclasses import asdict
 from typing import Any
 
 import httpx
 import pytest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from structlog.testing import capture_logs
 
 from paygate.gateways.adapters.base import (
     AdapterConfig,
     DeclineCode,
     Environment,
-    GatewayCallRecord,
     GatewayDeclined,
     GatewayMisconfigured,
     GatewayPaymentStatus,
@@ -34,7 +30,6 @@ from paygate.gateways.adapters.base import (
     GatewayUnavailable,
     PaymentRequest,
     RefundRequest,
-    recording_gateway_calls,
 )
 from paygate.gateways.adapters.custom import CustomGatewayAdapter
 from paygate.gateways.adapters.registry import build_adapter
@@ -45,6 +40,7 @@ from paygate.gateways.adapters.sandbox import (
 )
 from tests.fakes.custom_gateway import CustomGatewayEmulator
 from tests.fakes.servers import serve_asgi
+from tests.gateways.adapters.recording import Recorded, recording
 
 CANARY = "CANARY91d4f0"
 SHORT_TIMEOUT = 0.3
@@ -55,31 +51,10 @@ SLOW_CARD = next(c for c in SANDBOX_CARDS if c.outcome is SandboxOutcome.UNKNOWN
 SUCCESS_TOKEN = "tok_4242424242424242"
 
 
-class Recorded:
-    def __init__(self, calls: list[GatewayCallRecord], logs: list[Any]) -> None:
-        self.calls = calls
-        self.logs = logs
-        self.forbidden = [CANARY, *(c.number for c in SANDBOX_CARDS)]
-
-    def operations(self) -> list[str]:
-        return [c.operation for c in self.calls]
-
-    def check(self) -> None:
-        said = [json.dumps(asdict(c), default=str) for c in self.calls]
-        said += [repr(e) for e in self.logs]
-        for text in said:
-            for secret in self.forbidden:
-                assert secret not in text, f"{secret!r} leaked into {text}"
-        for call in self.calls:
-            assert call.request, call
-
-
 @pytest.fixture
 def recorded() -> Iterator[Recorded]:
-    with capture_logs() as logs, recording_gateway_calls() as calls:
-        found = Recorded(calls, logs)
+    with recording([CANARY, *(c.number for c in SANDBOX_CARDS)]) as found:
         yield found
-    found.check()
 
 
 @pytest.fixture

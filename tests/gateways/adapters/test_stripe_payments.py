@@ -12,21 +12,17 @@ gateway call or a log line holds the key, a card number, a token or a client sec
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 from collections.abc import Iterator
-from dataclasses import asdict
 from typing import Any
 
 import httpx
 import pytest
-from structlog.testing import capture_logs
 
 from paygate.gateways.adapters.base import (
     AdapterConfig,
     DeclineCode,
     Environment,
-    GatewayCallRecord,
     GatewayDeclined,
     GatewayMisconfigured,
     GatewayPaymentStatus,
@@ -38,7 +34,6 @@ from paygate.gateways.adapters.base import (
     PaymentFlow,
     PaymentRequest,
     RefundRequest,
-    recording_gateway_calls,
 )
 from paygate.gateways.adapters.registry import build_adapter
 from paygate.gateways.adapters.stripe import SPEC, StripeAdapter, stripe_decline
@@ -47,6 +42,7 @@ from paygate.kit.errors import Problem
 from paygate.web.render import templates
 from tests.fakes.stripe_checkout import StripeCheckoutEmulator
 from tests.fakes.stripe_faults import StripeFaultProxy
+from tests.gateways.adapters.recording import Recorded, recording
 
 CANARY = "CANARY5e2b8d"
 SECRET_KEY = f"sk_test_{CANARY}"
@@ -56,37 +52,10 @@ SLOW_ANSWER = 1.5
 CARD_NUMBERS = ("4242424242424242", "4000000000000341", "4000002500003155")
 
 
-class Recorded:
-    """The gateway calls made during a test, and strings that must never appear in them."""
-
-    def __init__(self, calls: list[GatewayCallRecord], logs: list[Any]) -> None:
-        self.calls = calls
-        self.logs = logs
-        self.forbidden: list[str] = [CANARY, "_secret_", *CARD_NUMBERS]
-
-    def forbid(self, *texts: str | None) -> None:
-        self.forbidden.extend(t for t in texts if t)
-
-    def operations(self) -> list[str]:
-        return [c.operation for c in self.calls]
-
-    def check(self) -> None:
-        said = [json.dumps(asdict(c), default=str) for c in self.calls]
-        said += [repr(e) for e in self.logs]
-        for text in said:
-            for secret in self.forbidden:
-                assert secret not in text, f"{secret!r} leaked into {text}"
-        for call in self.calls:
-            # Every call says what was asked.
-            assert call.request, call
-
-
 @pytest.fixture
 def recorded() -> Iterator[Recorded]:
-    with capture_logs() as logs, recording_gateway_calls() as calls:
-        found = Recorded(calls, logs)
+    with recording([CANARY, "_secret_", *CARD_NUMBERS]) as found:
         yield found
-    found.check()
 
 
 def adapter(base_url: str, *, key: str = SECRET_KEY, timeout: float = 5.0) -> StripeAdapter:
