@@ -26,6 +26,7 @@ from paygate.kit.jobs_context import JobContext, set_job_context
 from paygate.migrations_check import alembic_config
 from paygate.security.crypto import Keyring, generate_master_key
 from paygate.settings import Mode, Settings
+from tests.fakes.mail import Mailbox
 
 pytest_plugins = ["tests.fakes.fixtures"]
 
@@ -62,7 +63,10 @@ def master_keys() -> str:
 
 @pytest.fixture(scope="session")
 def settings(
-    database_url: str, master_keys: str, tmp_path_factory: pytest.TempPathFactory
+    database_url: str,
+    master_keys: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    _mail_server: Mailbox,
 ) -> Settings:
     return Settings(
         mode=Mode.TEST,
@@ -73,6 +77,8 @@ def settings(
         data_dir=tmp_path_factory.mktemp("var"),
         gateway_timeout_seconds=2.0,
         max_body_bytes=64 * 1024,
+        smtp_host=_mail_server.host,
+        smtp_port=_mail_server.port,
     ).model_copy(update=GENEROUS_RATE_LIMITS)
 
 

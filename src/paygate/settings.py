@@ -65,6 +65,16 @@ class Settings(BaseSettings):
     lockout_threshold: int = Field(default=10, ge=1)
     lockout_minutes: int = Field(default=30, ge=1)
 
+    # Outbound mail (password resets, lockout and key-expiry notices). Without smtp_host,
+    # messages are written to data_dir/outbox as .eml files instead.
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    mail_from: str = "paygate <no-reply@paygate.localhost>"
+
     host: str = "127.0.0.1"
     port: int = 8000
     public_url: str | None = None

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.fakes.custom_gateway import CustomGatewayEmulator
+from tests.fakes.mail import Mailbox, MailServer
 from tests.fakes.paypal import PayPalEmulator
 from tests.fakes.servers import serve_asgi, serve_localstripe
 from tests.fakes.square import SquareEmulator
@@ -112,3 +113,18 @@ def stripe_api(_stripe_api_server: StripeCheckoutEmulator) -> Iterator[StripeChe
     _stripe_api_server.reset()
     yield _stripe_api_server
     _stripe_api_server.reset()
+
+
+@pytest.fixture(scope="session")
+def _mail_server() -> Iterator[Mailbox]:
+    server = MailServer()
+    yield server.start()
+    server.stop()
+
+
+@pytest.fixture
+def mailbox(_mail_server: Mailbox) -> Iterator[Mailbox]:
+    """The SMTP server every test app sends to (see the `settings` fixture), emptied per test."""
+    _mail_server.clear()
+    yield _mail_server
+    _mail_server.clear()

@@ -36,12 +36,17 @@ def _bound_socket() -> socket.socket:
     return sock
 
 
-def closed_port_url() -> str:
-    """A URL on 127.0.0.1 where nothing listens (bound, then released)."""
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((HOST, 0))
-        port = sock.getsockname()[1]
-    return f"http://{HOST}:{port}"
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def closed_port_url() -> str:
+    """A URL on 127.0.0.1 where nothing listens."""
+    return f"http://{HOST}:{free_port()}"
 
 
 @contextlib.contextmanager
