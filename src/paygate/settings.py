@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     smtp_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     mail_from: str = "paygate <no-reply@paygate.localhost>"
 
+    # Owners are emailed this many days before an API key expires (once per key).
+    api_key_expiry_notice_days: int = Field(default=7, ge=1, le=90)
+
     host: str = "127.0.0.1"
     port: int = 8000
     public_url: str | None = None

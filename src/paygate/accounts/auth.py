@@ -16,7 +16,7 @@ from paygate.accounts.permissions import ROLE_PERMISSIONS, Permission, Role
 from paygate.kit.clock import utcnow
 from paygate.kit.deps import DatabaseDep, Origin, OriginDep, SettingsDep
 from paygate.kit.errors import forbidden, unauthorized
-from paygate.security.audit import Actor
+from paygate.security.audit import Actor, record_detached
 from paygate.security.tokens import read_access_token, token_digest
 
 API_KEY_PREFIX = "pgk_"
@@ -133,11 +133,38 @@ Authenticated = Annotated[AuthContext, Depends(authenticate)]
 
 
 def require(permission: Permission) -> Callable[..., Coroutine[Any, Any, AuthContext]]:
-    """A dependency that lets the call through only with `permission`."""
+    """A dependency that lets the call through only with `permission`.
 
-    async def check(auth: Authenticated) -> AuthContext:
+    It needs nothing from the request but the bearer token, so FastAPI runs it before it
+    reports a bad body or path: a caller without the scope learns nothing about the input.
+    Every refusal is audited, in a transaction of its own (the request's rolls back).
+    """
+
+    async def check(auth: Authenticated, request: Request, database: DatabaseDep) -> AuthContext:
         if not auth.can(permission):
+            await record_detached(
+                database,
+                company_id=auth.company_id,
+                actor=auth.actor,
+                origin=auth.origin,
+                action="authorization.denied",
+                object_type="permission",
+                object_id=permission.value,
+                outcome="denied",
+                detail=f"{request.method} {request.url.path}",
+            )
             raise forbidden(f"This needs the {permission.value} permission.")
         return auth
 
+    # Read back by required_permission(): tests find every route's permission this way.
+    check.__dict__[_REQUIRED_PERMISSION] = permission
     return check
+
+
+_REQUIRED_PERMISSION = "required_permission"
+
+
+def required_permission(dependency: object) -> Permission | None:
+    """The permission a dependency made by `require` checks; None for any other callable."""
+    permission = getattr(dependency, _REQUIRED_PERMISSION, None)
+    return permission if isinstance(permission, Permission) else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Body, Depends, Request, Response, status
 
 from paygate.accounts.auth import AuthContext, Authenticated, require
 from paygate.accounts.models import ApiKey, Company, Invitation, User
@@ -16,6 +16,8 @@ from paygate.accounts.schemas import (
     ApiKeyCreate,
     ApiKeyCreated,
     ApiKeyOut,
+    ApiKeyRotate,
+    ApiKeyRotated,
     CompanyOut,
     EmbedOrigins,
     InvitationOut,
@@ -34,7 +36,7 @@ from paygate.accounts.schemas import (
 from paygate.accounts.service import AccountService, permissions_of
 from paygate.kit.clock import utcnow
 from paygate.kit.deps import DatabaseDep, OriginDep, SessionDep, SettingsDep
-from paygate.kit.errors import forbidden, not_found
+from paygate.kit.errors import not_found
 from paygate.security import audit
 from paygate.security.rate_limits import limited, rate_limit
 
@@ -231,6 +233,8 @@ def api_key_out(key: ApiKey) -> ApiKeyOut:
         last_used_at=key.last_used_at,
         expires_at=key.expires_at,
         revoked_at=key.revoked_at,
+        rotated_from=key.rotated_from,
+        replaced_by=key.replaced_by,
     )
 
 
@@ -251,6 +255,24 @@ async def create_api_key(
     return ApiKeyCreated(**api_key_out(api_key).model_dump(), key=key)
 
 
+@router.post(
+    "/api-keys/{key_id}/rotate", status_code=status.HTTP_201_CREATED, response_model=ApiKeyRotated
+)
+async def rotate_api_key(
+    key_id: str,
+    auth: Annotated[AuthContext, Depends(require(Permission.API_KEYS_WRITE))],
+    accounts: Accounts,
+    body: Annotated[ApiKeyRotate | None, Body()] = None,
+) -> ApiKeyRotated:
+    """Replace a key: the new one is shown once; the old one works until the grace period ends."""
+    grace = (body or ApiKeyRotate()).grace_period_hours
+    new, key, old = await accounts.rotate_api_key(auth, key_id, grace)
+    assert old.expires_at is not None
+    return ApiKeyRotated(
+        **api_key_out(new).model_dump(), key=key, previous_key_expires_at=old.expires_at
+    )
+
+
 @router.delete("/api-keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def revoke_api_key(
     key_id: str,
@@ -263,11 +285,12 @@ async def revoke_api_key(
 
 @router.put("/company/embed-origins", response_model=EmbedOrigins)
 async def set_embed_origins(
-    body: EmbedOrigins, auth: Authenticated, session: SessionDep
+    body: EmbedOrigins,
+    auth: Annotated[AuthContext, Depends(require(Permission.COMPANY_WRITE))],
+    session: SessionDep,
 ) -> EmbedOrigins:
-    """Owners only: the origins whose pages may frame this company's payment pages."""
-    if auth.role is not Role.OWNER:
-        raise forbidden("Only an owner can change where the payment page may be embedded.")
+    """The origins whose pages may frame this company's payment pages (company:write, which
+    only owners hold, and keys they made with that scope)."""
     company = await session.get(Company, auth.company_id, with_for_update=True)
     if company is None:
         raise not_found("company")

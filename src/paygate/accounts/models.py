@@ -103,3 +103,9 @@ class ApiKey(Base):
     last_used_at: Mapped[Timestamp | None]
     expires_at: Mapped[Timestamp | None]
     revoked_at: Mapped[Timestamp | None]
+    # Rotation links the key that replaced this one (which works on only until its
+    # shortened expires_at, the grace period) and the key a replacement was rotated from.
+    rotated_from: Mapped[str | None] = mapped_column(ForeignKey("api_keys.id"))
+    replaced_by: Mapped[str | None] = mapped_column(ForeignKey("api_keys.id"))
+    # When the owners were told the key expires soon: set once, so the notice goes once.
+    expiry_notice_sent_at: Mapped[Timestamp | None]

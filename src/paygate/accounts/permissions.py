@@ -24,6 +24,7 @@ class Permission(StrEnum):
     INVOICES_WRITE = "invoices:write"
     PAYMENTS_READ = "payments:read"
     PAYMENTS_WRITE = "payments:write"  # take payments and refunds
+    COMPANY_WRITE = "company:write"  # company security settings (embedding origins)
 
 
 _VIEWER = frozenset(
@@ -42,7 +43,7 @@ _DEVELOPER = _VIEWER | {
     Permission.PAYMENTS_WRITE,
 }
 _ADMIN = _DEVELOPER | {Permission.GATEWAYS_WRITE}
-_OWNER = _ADMIN | {Permission.MEMBERS_WRITE}
+_OWNER = _ADMIN | {Permission.MEMBERS_WRITE, Permission.COMPANY_WRITE}
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.VIEWER: _VIEWER,
@@ -62,7 +63,7 @@ PERMISSION_DESCRIPTIONS: dict[Permission, str] = {
     Permission.GATEWAYS_READ: "See gateway configurations (secrets stay masked)",
     Permission.GATEWAYS_WRITE: "Add, change, test and delete gateways",
     Permission.API_KEYS_READ: "List API keys",
-    Permission.API_KEYS_WRITE: "Create and revoke API keys",
+    Permission.API_KEYS_WRITE: "Create, rotate and revoke API keys",
     Permission.MEMBERS_READ: "List members and invitations",
     Permission.MEMBERS_WRITE: "Invite, change roles and remove members",
     Permission.AUDIT_READ: "Read the audit log",
@@ -70,4 +71,5 @@ PERMISSION_DESCRIPTIONS: dict[Permission, str] = {
     Permission.INVOICES_WRITE: "Create, finalize and void invoices",
     Permission.PAYMENTS_READ: "Read payments, refunds and gateway calls",
     Permission.PAYMENTS_WRITE: "Take payments and refunds, sync payments",
+    Permission.COMPANY_WRITE: "Change company settings, e.g. where payment pages may be embedded",
 }

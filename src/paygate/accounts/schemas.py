@@ -5,7 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from paygate.accounts.permissions import Permission, Role
 from paygate.settings import normalize_origin
@@ -112,10 +120,39 @@ class AcceptInvitation(Strict):
     password: Password
 
 
+MAX_API_KEY_LIFETIME_DAYS = 730  # two years: PCI DSS 3.6/8.6 want keys changed periodically
+MAX_ROTATION_GRACE_HOURS = 168  # a week to roll the new key out everywhere
+
+
 class ApiKeyCreate(Strict):
     name: Name
     scopes: list[Permission] = Field(min_length=1, max_length=len(Permission))
-    expires_at: datetime | None = None
+    expires_at: datetime | None = Field(
+        default=None, description="When the key stops working (at most two years ahead)"
+    )
+    expires_in_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_API_KEY_LIFETIME_DAYS,
+        description="Instead of expires_at: the key's lifetime in days",
+    )
+
+    @model_validator(mode="after")
+    def one_expiry(self) -> ApiKeyCreate:
+        if self.expires_at is not None and self.expires_in_days is not None:
+            raise ValueError("give expires_at or expires_in_days, not both")
+        if self.expires_at is not None and self.expires_at.tzinfo is None:
+            raise ValueError("expires_at needs a time zone (e.g. 2027-01-31T00:00:00Z)")
+        return self
+
+
+class ApiKeyRotate(Strict):
+    grace_period_hours: int = Field(
+        default=24,
+        ge=0,
+        le=MAX_ROTATION_GRACE_HOURS,
+        description="How long the old key keeps working (0: it stops now; at most 7 days)",
+    )
 
 
 class ApiKeyOut(BaseModel):
@@ -127,10 +164,18 @@ class ApiKeyOut(BaseModel):
     last_used_at: datetime | None
     expires_at: datetime | None
     revoked_at: datetime | None
+    rotated_from: str | None = None
+    replaced_by: str | None = None
 
 
 class ApiKeyCreated(ApiKeyOut):
     key: str = Field(description="The key itself: shown this once, store it safely")
+
+
+class ApiKeyRotated(ApiKeyCreated):
+    previous_key_expires_at: datetime = Field(
+        description="When the key this one replaces stops working"
+    )
 
 
 MAX_EMBED_ORIGINS = 10

@@ -14,8 +14,9 @@ from paygate.accounts.permissions import (
     Role,
 )
 from paygate.accounts.repository import ApiKeyRepository, InvitationRepository, MembershipRepository
-from paygate.accounts.schemas import ApiKeyCreate, InviteRequest, RoleChange
+from paygate.accounts.schemas import ApiKeyCreate, ApiKeyRotate, InviteRequest, RoleChange
 from paygate.accounts.service import AccountService
+from paygate.kit.clock import utcnow
 from paygate.kit.deps import OriginDep, SessionDep, SettingsDep
 from paygate.kit.errors import Problem
 from paygate.web.forms import FormErrors, parse, text, texts
@@ -38,8 +39,10 @@ async def _keys_context(session: SessionDep, auth: AuthContext, **extra: Any) ->
         "scopes": list(Permission),
         "scope_descriptions": PERMISSION_DESCRIPTIONS,
         "errors": FormErrors(),
-        "values": {"name": "", "scopes": []},
+        "values": {"name": "", "scopes": [], "expires_in_days": ""},
         "created": None,
+        "rotate_errors": None,
+        "now": utcnow(),
     }
     context.update(extra)
     return context
@@ -71,15 +74,24 @@ async def create_api_key(
 ) -> Response:
     need(auth, Permission.API_KEYS_WRITE)
     form = await request.form()
-    values = {"name": text(form, "name"), "scopes": texts(form, "scopes")}
+    values = {
+        "name": text(form, "name"),
+        "scopes": texts(form, "scopes"),
+        "expires_in_days": text(form, "expires_in_days").strip(),
+    }
     try:
         # A savepoint: a refused change leaves nothing behind, even in memory.
         async with session.begin_nested():
-            body = parse(ApiKeyCreate, {"name": values["name"], "scopes": values["scopes"]})
+            fields: dict[str, Any] = {"name": values["name"], "scopes": values["scopes"]}
+            if values["expires_in_days"]:
+                fields["expires_in_days"] = values["expires_in_days"]
+            body = parse(ApiKeyCreate, fields)
             api_key, key = await _accounts(session, settings, origin).create_api_key(auth, body)
     except Problem as problem:
         errors = FormErrors.from_problem(
-            problem, ["name", "scopes"], labels={"name": "Name", "scopes": "Scopes"}
+            problem,
+            ["name", "scopes", "expires_in_days"],
+            labels={"name": "Name", "scopes": "Scopes", "expires_in_days": "Expiry"},
         )
         # "scopes.3" (an unknown scope) belongs next to the scope checkboxes.
         for message in list(errors.general):
@@ -96,6 +108,61 @@ async def create_api_key(
         "api_keys",
         context,
         notice=Notice("success", f"API key {api_key.name} created."),
+    )
+
+
+@router.post("/api-keys/{key_id}/rotate")
+async def rotate_api_key(
+    request: Request,
+    key_id: str,
+    auth: User,
+    session: SessionDep,
+    settings: SettingsDep,
+    origin: OriginDep,
+) -> Response:
+    need(auth, Permission.API_KEYS_WRITE)
+    form = await request.form()
+    grace = text(form, "grace_period_hours").strip()
+    try:
+        # A savepoint: a refused rotation leaves nothing behind, even in memory.
+        async with session.begin_nested():
+            body = parse(ApiKeyRotate, {"grace_period_hours": grace} if grace else {})
+            new, key, old = await _accounts(session, settings, origin).rotate_api_key(
+                auth, key_id, body.grace_period_hours
+            )
+    except Problem as problem:
+        if problem.status == 404:
+            raise
+        message = (
+            "Enter a number of hours from 0 to 168 (7 days)."
+            if problem.errors
+            else problem.detail or problem.title
+        )
+        context = await _keys_context(
+            session, auth, rotate_errors={"key_id": key_id, "message": message, "value": grace}
+        )
+        return _section_response(
+            request,
+            auth,
+            "api_keys",
+            context,
+            status_code=problem.status,
+            notice=Notice("error", message),
+        )
+    # Like creation: the new key is rendered this once, into a no-store response.
+    created = {
+        "name": new.name,
+        "key": key,
+        "previous_prefix": old.prefix,
+        "previous_stops_at": old.expires_at,
+    }
+    context = await _keys_context(session, auth, created=created)
+    return _section_response(
+        request,
+        auth,
+        "api_keys",
+        context,
+        notice=Notice("success", f"API key {new.name} rotated."),
     )
 
 
