@@ -26,7 +26,16 @@ PAGE_SIZE = 50
 Short = Annotated[str, Query(max_length=60)]
 
 # Offered as suggestions in the filter inputs; any value may still be typed.
-OBJECT_TYPES = ("gateway", "api_key", "member", "invitation", "user", "session", "company")
+OBJECT_TYPES = (
+    "gateway",
+    "api_key",
+    "member",
+    "invitation",
+    "user",
+    "session",
+    "company",
+    "permission",
+)
 ACTIONS = (
     "gateway.created",
     "gateway.updated",
@@ -36,7 +45,10 @@ ACTIONS = (
     "gateway.deleted",
     "gateway.archived",
     "api_key.created",
+    "api_key.rotated",
     "api_key.revoked",
+    "api_key.expiry_notice_sent",
+    "authorization.denied",
     "member.invited",
     "member.joined",
     "member.role_changed",
