@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     # Account lockout: this many failed sign-ins in a row lock the account this long.
     lockout_threshold: int = Field(default=10, ge=1)
     lockout_minutes: int = Field(default=30, ge=1)
+    # How long an emailed password-reset link works.
+    password_reset_ttl_minutes: int = Field(default=30, ge=5, le=1440)
 
     # Outbound mail (password resets, lockout and key-expiry notices). Without smtp_host,
     # messages are written to data_dir/outbox as .eml files instead.

@@ -5,13 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Request, Response, status
+from fastapi import APIRouter, BackgroundTasks, Body, Depends, Request, Response, status
+from fastapi.responses import JSONResponse
 
 from paygate.accounts.auth import AuthContext, Authenticated, require
 from paygate.accounts.models import ApiKey, Company, Invitation, User
+from paygate.accounts.passwords import RESET_REQUESTED, PasswordService
 from paygate.accounts.permissions import Permission, Role
 from paygate.accounts.repository import ApiKeyRepository, InvitationRepository, MembershipRepository
 from paygate.accounts.schemas import (
+    Accepted,
     AcceptInvitation,
     ApiKeyCreate,
     ApiKeyCreated,
@@ -27,6 +30,9 @@ from paygate.accounts.schemas import (
     MembershipSummary,
     MembersOut,
     MeOut,
+    PasswordChange,
+    PasswordResetConfirm,
+    PasswordResetRequest,
     RefreshRequest,
     RegisterRequest,
     RoleChange,
@@ -36,7 +42,7 @@ from paygate.accounts.schemas import (
 from paygate.accounts.service import AccountService, permissions_of
 from paygate.kit.clock import utcnow
 from paygate.kit.deps import DatabaseDep, OriginDep, SessionDep, SettingsDep
-from paygate.kit.errors import not_found
+from paygate.kit.errors import Problem, forbidden, not_found
 from paygate.security import audit
 from paygate.security.rate_limits import limited, rate_limit
 
@@ -64,10 +70,76 @@ async def register(body: RegisterRequest, accounts: Accounts) -> TokenPair:
 
 @router.post("/auth/login", response_model=TokenPair)
 async def login(
-    body: LoginRequest, request: Request, accounts: Accounts, database: DatabaseDep
-) -> TokenPair:
+    body: LoginRequest,
+    request: Request,
+    accounts: Accounts,
+    database: DatabaseDep,
+    settings: SettingsDep,
+) -> TokenPair | JSONResponse:
     await rate_limit(request, "sign_in", account=body.email)
-    return (await accounts.login(body.email, body.password, body.company_id, database)).tokens
+    try:
+        signed_in = await accounts.login(body.email, body.password, body.company_id, database)
+    except Problem as problem:
+        # Nothing was written in this request's transaction; the lockout notice (if this
+        # failure locked the account) still goes out.
+        return accounts.outbox.problem_response(problem, request, settings)
+    return signed_in.tokens
+
+
+# --- passwords -------------------------------------------------------------------------
+
+
+@router.post("/me/password", status_code=status.HTTP_204_NO_CONTENT)
+async def change_password(
+    body: PasswordChange,
+    request: Request,
+    auth: Authenticated,
+    accounts: Accounts,
+    database: DatabaseDep,
+    settings: SettingsDep,
+    background: BackgroundTasks,
+) -> Response:
+    """Change your own password (people only, not API keys); your other sessions end."""
+    # Checking the current password is a sign-in attempt: it shares sign-in's limits.
+    await rate_limit(request, "sign_in", account=auth.actor_id)
+    try:
+        await PasswordService(accounts).change(
+            auth, body.current_password, body.new_password, database
+        )
+    except Problem as problem:
+        if not accounts.outbox.messages:
+            raise
+        return accounts.outbox.problem_response(problem, request, settings)
+    accounts.outbox.send_after_response(background, settings)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/auth/password-reset", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted)
+async def request_password_reset(
+    body: PasswordResetRequest,
+    request: Request,
+    accounts: Accounts,
+    settings: SettingsDep,
+    background: BackgroundTasks,
+) -> Accepted:
+    """Email a one-time reset link. The answer is the same whether or not the account exists."""
+    await rate_limit(request, "password_reset", account=body.email)
+    await PasswordService(accounts).request_reset(body.email)
+    accounts.outbox.send_after_response(background, settings)
+    return Accepted(detail=RESET_REQUESTED)
+
+
+@router.post("/auth/password-reset/confirm", status_code=status.HTTP_204_NO_CONTENT)
+async def confirm_password_reset(
+    body: PasswordResetConfirm,
+    accounts: Accounts,
+    settings: SettingsDep,
+    background: BackgroundTasks,
+) -> Response:
+    """Set a new password with the emailed token; every session of the account ends."""
+    await PasswordService(accounts).confirm_reset(body.token, body.new_password)
+    accounts.outbox.send_after_response(background, settings)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/auth/refresh", response_model=TokenPair, dependencies=[Depends(limited("refresh"))])

@@ -109,3 +109,19 @@ class ApiKey(Base):
     replaced_by: Mapped[str | None] = mapped_column(ForeignKey("api_keys.id"))
     # When the owners were told the key expires soon: set once, so the notice goes once.
     expiry_notice_sent_at: Mapped[Timestamp | None]
+
+
+class PasswordReset(Base):
+    """One emailed reset link. Only the digest of its token is kept: the link is a credential."""
+
+    __tablename__ = "password_resets"
+
+    id: Mapped[PublicId]
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    token_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[CreatedAt]
+    expires_at: Mapped[Timestamp]
+    used_at: Mapped[Timestamp | None]
+    # Set when a newer request (or a completed reset) makes this link void.
+    revoked_at: Mapped[Timestamp | None]
+    requested_ip: Mapped[str | None] = mapped_column(String(64))

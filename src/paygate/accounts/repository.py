@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import case, func, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paygate.accounts.models import (
@@ -14,6 +14,7 @@ from paygate.accounts.models import (
     Company,
     Invitation,
     Membership,
+    PasswordReset,
     RefreshToken,
     User,
 )
@@ -93,6 +94,66 @@ class UserRepository:
         if company_id is not None:
             statement = statement.where(AuthSession.company_id == company_id)
         await self.session.execute(statement.values(revoked_at=utcnow(), revoked_reason=reason))
+
+    async def owners_of(
+        self, company_ids: Sequence[str], *, except_user_id: str | None = None
+    ) -> dict[str, list[str]]:
+        """The owners' emails of these companies, each with the names of its companies."""
+        if not company_ids:
+            return {}
+        rows = await self.session.execute(
+            select(User.email, Company.name)
+            .join(Membership, Membership.user_id == User.id)
+            .join(Company, Company.id == Membership.company_id)
+            .where(Membership.company_id.in_(company_ids), Membership.role == "owner")
+            .where(User.id != except_user_id if except_user_id else true())
+            .order_by(User.email, Company.name)
+        )
+        owners: dict[str, list[str]] = {}
+        for email, company_name in rows.tuples():
+            owners.setdefault(email, []).append(company_name)
+        return owners
+
+    async def end_sessions(
+        self, user_id: str, reason: str, *, except_session_id: str | None = None
+    ) -> int:
+        """Revoke the user's open sessions in every company (but one, if named); how many."""
+        statement = update(AuthSession).where(
+            AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None)
+        )
+        if except_session_id is not None:
+            statement = statement.where(AuthSession.id != except_session_id)
+        ended = await self.session.execute(
+            statement.values(revoked_at=utcnow(), revoked_reason=reason).returning(AuthSession.id)
+        )
+        return len(ended.all())
+
+    async def open_password_reset(self, digest: str, now: datetime) -> PasswordReset | None:
+        """An unused, unexpired, unrevoked reset by its token digest, locked for the change."""
+        return (
+            await self.session.execute(
+                select(PasswordReset)
+                .where(
+                    PasswordReset.token_digest == digest,
+                    PasswordReset.used_at.is_(None),
+                    PasswordReset.revoked_at.is_(None),
+                    PasswordReset.expires_at > now,
+                )
+                .with_for_update()
+            )
+        ).scalar_one_or_none()
+
+    async def revoke_password_resets(self, user_id: str, now: datetime) -> None:
+        """Void every reset link of the user still waiting to be used."""
+        await self.session.execute(
+            update(PasswordReset)
+            .where(
+                PasswordReset.user_id == user_id,
+                PasswordReset.used_at.is_(None),
+                PasswordReset.revoked_at.is_(None),
+            )
+            .values(revoked_at=now)
+        )
 
 
 class MembershipRepository(TenantRepository[Membership]):

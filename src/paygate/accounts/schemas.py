@@ -195,3 +195,21 @@ class EmbedOrigins(Strict):
         if any(not origin.startswith("https://") for origin in origins):
             raise ValueError("embedding origins must use https")
         return list(dict.fromkeys(origins))
+
+
+class PasswordChange(Strict):
+    current_password: Password
+    new_password: Password
+
+
+class PasswordResetRequest(Strict):
+    email: Email
+
+
+class PasswordResetConfirm(Strict):
+    token: str = Field(min_length=1, max_length=200)
+    new_password: Password
+
+
+class Accepted(BaseModel):
+    detail: str

@@ -18,6 +18,12 @@ from paygate.accounts.models import (
     RefreshToken,
     User,
 )
+from paygate.accounts.notices import (
+    LockedAccount,
+    Outbox,
+    account_locked_email,
+    member_locked_email,
+)
 from paygate.accounts.permissions import ROLE_PERMISSIONS, Permission, Role
 from paygate.accounts.repository import (
     ApiKeyRepository,
@@ -79,11 +85,19 @@ class SignedIn:
     company_id: str
 
 
-def check_new_password(password: str, *, email: str, company_name: str | None = None) -> None:
-    context = (email, *(name for name in [company_name] if name))
+def check_new_password(
+    password: str,
+    *,
+    email: str,
+    company_name: str | None = None,
+    company_names: tuple[str, ...] = (),
+    field: str = "password",
+) -> None:
+    """The one strength check for every new password (sign-up, change, reset, invitation)."""
+    context = (email, *(name for name in [company_name, *company_names] if name))
     problems = password_problems(password, context=context)
     if problems:
-        raise validation_failed([FieldError("password", " ".join(problems), "weak_password")])
+        raise validation_failed([FieldError(field, " ".join(problems), "weak_password")])
 
 
 class AccountService:
@@ -92,6 +106,7 @@ class AccountService:
         self.settings = settings
         self.origin = origin
         self.users = UserRepository(session)
+        self.outbox = Outbox()
 
     # --- signing in ------------------------------------------------------------
 
@@ -129,49 +144,20 @@ class AccountService:
         user = await self.users.by_email(email)
         memberships = await self.users.memberships(user.id) if user else []
         now = utcnow()
-        companies: list[str | None] = [m.company_id for m, _ in memberships] or [None]
-        actor = Actor("anonymous" if user is None else "user", user.id if user else None, email)
-
-        async def refused(outcome: str, detail: str, *, count: bool = False) -> None:
-            # The request is rolled back on failure: record the attempt (and count it)
-            # in a transaction of its own.
-            locked = False
-            async with database.transaction() as other:
-                if count and user is not None:
-                    locked = await UserRepository(other).count_failed_sign_in(
-                        user.id,
-                        threshold=self.settings.lockout_threshold,
-                        lock_for=timedelta(minutes=self.settings.lockout_minutes),
-                        now=now,
-                    )
-                entries = [("auth.sign_in", outcome, detail)]
-                if locked:
-                    threshold = self.settings.lockout_threshold
-                    entries.append(("auth.account_locked", "success", f"{threshold} failures"))
-                for company_id_seen in companies:
-                    for action, outcome_, detail_ in entries:
-                        await audit.record(
-                            other,
-                            company_id=company_id_seen,
-                            actor=actor,
-                            origin=self.origin,
-                            action=action,
-                            object_type="user",
-                            object_id=user.id if user else None,
-                            outcome=outcome_,
-                            detail=detail_,
-                        )
-            if locked:
-                raise ACCOUNT_LOCKED
 
         if user is not None and user.locked_until is not None and user.locked_until > now:
             # Refused whatever the password: answering differently for the right one would
             # tell a guesser when they had it. Saying "locked" reveals that the account
             # exists, which sign-up (409 for a taken email) already does.
-            await refused("denied", "account locked")
+            await self.refuse_sign_in(
+                database, user, email, "auth.sign_in", "denied", "account locked", count=False
+            )
             raise ACCOUNT_LOCKED
         if user is None or not verify_password(user.password_hash, password):
-            await refused("failure", "wrong email or password", count=True)
+            if await self.refuse_sign_in(
+                database, user, email, "auth.sign_in", "failure", "wrong email or password"
+            ):
+                raise ACCOUNT_LOCKED
             raise SIGN_IN_FAILED
         chosen = next((m for m, _ in memberships if company_id in (None, m.company_id)), None)
         if chosen is None:
@@ -191,6 +177,79 @@ class AccountService:
             object_id=user.id,
         )
         return await self._start_session(user, chosen.company_id)
+
+    async def refuse_sign_in(
+        self,
+        database: Database,
+        user: User | None,
+        email: str,
+        action: str,
+        outcome: str,
+        detail: str,
+        *,
+        count: bool = True,
+    ) -> bool:
+        """Record a refused password check (and count it toward the lockout); True if it locked.
+
+        The request is rolled back on failure: the record and the count get a transaction of
+        their own. When this failure locks the account, the user and the owners of their
+        companies are told by mail (queued on the outbox, sent after the answer).
+        """
+        now = utcnow()
+        lock_for = timedelta(minutes=self.settings.lockout_minutes)
+        threshold = self.settings.lockout_threshold
+        actor = Actor("anonymous" if user is None else "user", user.id if user else None, email)
+        locked = False
+        owners: dict[str, list[str]] = {}
+        async with database.transaction() as other:
+            users = UserRepository(other)
+            if count and user is not None:
+                locked = await users.count_failed_sign_in(
+                    user.id, threshold=threshold, lock_for=lock_for, now=now
+                )
+            memberships = await users.memberships(user.id) if user else []
+            companies: list[str | None] = [m.company_id for m, _ in memberships] or [None]
+            entries = [(action, outcome, detail)]
+            if locked:
+                entries.append(("auth.account_locked", "success", f"{threshold} failures"))
+            for company_id in companies:
+                for action_, outcome_, detail_ in entries:
+                    await audit.record(
+                        other,
+                        company_id=company_id,
+                        actor=actor,
+                        origin=self.origin,
+                        action=action_,
+                        object_type="user",
+                        object_id=user.id if user else None,
+                        outcome=outcome_,
+                        detail=detail_,
+                    )
+            if locked and user is not None:
+                owners = await users.owners_of(
+                    [m.company_id for m, _ in memberships], except_user_id=user.id
+                )
+        if locked and user is not None:
+            self._tell_about_lock(
+                LockedAccount(user.email, now + lock_for, self.origin.ip), owners, threshold
+            )
+        return locked
+
+    def _tell_about_lock(
+        self, locked: LockedAccount, owners: dict[str, list[str]], threshold: int
+    ) -> None:
+        """One message to the user, one to each owner (never one mail across companies)."""
+        self.outbox.add(account_locked_email(self.settings, locked, threshold))
+        for owner_email, company_names in owners.items():
+            self.outbox.add(
+                member_locked_email(self.settings, owner_email, company_names, locked, threshold)
+            )
+
+    async def end_all_sessions(
+        self, user_id: str, reason: str, *, except_session_id: str | None = None
+    ) -> int:
+        """Revoke every open sign-in session of the user (but one, if named); how many ended."""
+        return await self.users.end_sessions(user_id, reason, except_session_id=except_session_id)
 
     async def _start_session(self, user: User, company_id: str) -> SignedIn:
         now = utcnow()

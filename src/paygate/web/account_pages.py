@@ -1,12 +1,13 @@
-"""API keys and members pages."""
+"""Your account (password), API keys and members pages."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Request, Response
 
 from paygate.accounts.auth import AuthContext
+from paygate.accounts.passwords import PasswordService
 from paygate.accounts.permissions import (
     PERMISSION_DESCRIPTIONS,
     ROLE_DESCRIPTIONS,
@@ -14,11 +15,18 @@ from paygate.accounts.permissions import (
     Role,
 )
 from paygate.accounts.repository import ApiKeyRepository, InvitationRepository, MembershipRepository
-from paygate.accounts.schemas import ApiKeyCreate, ApiKeyRotate, InviteRequest, RoleChange
+from paygate.accounts.schemas import (
+    ApiKeyCreate,
+    ApiKeyRotate,
+    InviteRequest,
+    PasswordChange,
+    RoleChange,
+)
 from paygate.accounts.service import AccountService
 from paygate.kit.clock import utcnow
-from paygate.kit.deps import OriginDep, SessionDep, SettingsDep
+from paygate.kit.deps import DatabaseDep, OriginDep, SessionDep, SettingsDep
 from paygate.kit.errors import Problem
+from paygate.security.rate_limits import rate_limit
 from paygate.web.forms import FormErrors, parse, text, texts
 from paygate.web.render import Notice, PageRoute, is_htmx, redirect, render
 from paygate.web.session import User, flash, need
@@ -28,6 +36,67 @@ router = APIRouter(route_class=PageRoute)
 
 def _accounts(session: SessionDep, settings: SettingsDep, origin: OriginDep) -> AccountService:
     return AccountService(session, settings, origin)
+
+
+# --- your account -----------------------------------------------------------------------
+
+
+def _account_page(
+    request: Request, auth: AuthContext, errors: FormErrors, *, status_code: int = 200
+) -> Response:
+    return render(
+        request, "account/index.html", {"errors": errors}, auth=auth, status_code=status_code
+    )
+
+
+@router.get("/account")
+async def account_page(request: Request, auth: User) -> Response:
+    return _account_page(request, auth, FormErrors())
+
+
+@router.post("/account/password")
+async def change_password(
+    request: Request,
+    auth: User,
+    session: SessionDep,
+    settings: SettingsDep,
+    origin: OriginDep,
+    database: DatabaseDep,
+    background: BackgroundTasks,
+) -> Response:
+    form = await request.form()
+    accounts = _accounts(session, settings, origin)
+    try:
+        # A savepoint: a refused change leaves nothing behind, even in memory.
+        async with session.begin_nested():
+            await rate_limit(request, "sign_in", account=auth.actor_id)
+            body = parse(
+                PasswordChange,
+                {
+                    "current_password": text(form, "current_password"),
+                    "new_password": text(form, "new_password"),
+                },
+            )
+            await PasswordService(accounts).change(
+                auth, body.current_password, body.new_password, database
+            )
+    except Problem as problem:
+        # A lockout notice, when the wrong current password locked the account.
+        accounts.outbox.send_after_response(background, settings)
+        errors = FormErrors.from_problem(
+            problem,
+            ["current_password", "new_password"],
+            labels={"current_password": "Current password", "new_password": "New password"},
+        )
+        return _account_page(
+            request,
+            auth,
+            errors,
+            status_code=problem.status if problem.status in (403, 422, 429) else 400,
+        )
+    accounts.outbox.send_after_response(background, settings)
+    flash(request, "password_changed")
+    return redirect("/account", request)
 
 
 # --- API keys ---------------------------------------------------------------------------
@@ -202,6 +271,7 @@ async def _members_context(session: SessionDep, auth: AuthContext, **extra: Any)
         "errors": FormErrors(),
         "values": {"email": "", "role": Role.DEVELOPER.value},
         "invite_url": None,
+        "now": utcnow(),
     }
     context.update(extra)
     return context
@@ -308,6 +378,22 @@ async def remove_member(
     need(auth, Permission.MEMBERS_WRITE)
     action = _accounts(session, settings, origin).remove_member(auth, membership_id)
     return await _member_action(request, auth, session, "member_removed", "Member removed.", action)
+
+
+@router.post("/members/{membership_id}/unlock")
+async def unlock_member(
+    request: Request,
+    membership_id: str,
+    auth: User,
+    session: SessionDep,
+    settings: SettingsDep,
+    origin: OriginDep,
+) -> Response:
+    need(auth, Permission.MEMBERS_WRITE)
+    action = _accounts(session, settings, origin).unlock_member(auth, membership_id)
+    return await _member_action(
+        request, auth, session, "member_unlocked", "Member unlocked.", action
+    )
 
 
 @router.post("/invitations/{invitation_id}/revoke")

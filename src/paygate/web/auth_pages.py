@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
 
+from paygate.accounts.passwords import INVALID_RESET, PasswordService
 from paygate.accounts.repository import UserRepository, invitation_by_token
-from paygate.accounts.schemas import AcceptInvitation, LoginRequest, RegisterRequest
+from paygate.accounts.schemas import (
+    AcceptInvitation,
+    LoginRequest,
+    PasswordResetConfirm,
+    PasswordResetRequest,
+    RegisterRequest,
+)
 from paygate.accounts.service import AccountService
 from paygate.kit.clock import utcnow
 from paygate.kit.deps import DatabaseDep, OriginDep, SessionDep, SettingsDep
@@ -47,19 +54,21 @@ async def login(
     settings: SettingsDep,
     origin: OriginDep,
     database: DatabaseDep,
+    background: BackgroundTasks,
 ) -> Response:
     form = await request.form()
     email = text(form, "email").strip()
     target = safe_next(text(form, "next"))
+    accounts = AccountService(session, settings, origin)
     try:
         # A savepoint: a refused change leaves nothing behind, even in memory.
         async with session.begin_nested():
             await rate_limit(request, "sign_in", account=email)
             body = parse(LoginRequest, {"email": email, "password": text(form, "password")})
-            signed_in = await AccountService(session, settings, origin).login(
-                body.email, body.password, None, database
-            )
+            signed_in = await accounts.login(body.email, body.password, None, database)
     except Problem as problem:
+        # A lockout notice, when this failure locked the account.
+        accounts.outbox.send_after_response(background, settings)
         errors = FormErrors.from_problem(problem, ["email", "password"], labels={"email": "Email"})
         return render(
             request,
@@ -193,3 +202,100 @@ async def accept_invitation(
     start_session(request, signed_in.tokens)
     flash(request, "joined")
     return redirect("/gateways", request)
+
+
+# --- forgotten password -------------------------------------------------------------------
+
+
+@router.get("/forgot-password")
+async def forgot_password_page(request: Request) -> Response:
+    return render(request, "auth/forgot_password.html", {"email": "", "errors": FormErrors()})
+
+
+@router.post("/forgot-password")
+async def forgot_password(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    origin: OriginDep,
+    background: BackgroundTasks,
+) -> Response:
+    form = await request.form()
+    email = text(form, "email").strip()
+    accounts = AccountService(session, settings, origin)
+    try:
+        async with session.begin_nested():
+            body = parse(PasswordResetRequest, {"email": email})
+            await rate_limit(request, "password_reset", account=body.email)
+            await PasswordService(accounts).request_reset(body.email)
+    except Problem as problem:
+        errors = FormErrors.from_problem(problem, ["email"], labels={"email": "Email"})
+        return render(
+            request,
+            "auth/forgot_password.html",
+            {"email": email, "errors": errors},
+            status_code=problem.status if problem.status in (422, 429) else 400,
+            headers=problem.headers if problem.status == 429 else None,
+        )
+    accounts.outbox.send_after_response(background, settings)
+    # The same page whether or not the address has an account.
+    return render(request, "auth/reset_sent.html", {"email": email})
+
+
+def _invalid_reset_page(request: Request) -> Response:
+    return render(request, "auth/reset_invalid.html", {}, status_code=INVALID_RESET.status)
+
+
+@router.get("/reset-password")
+async def reset_password_page(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    origin: OriginDep,
+    token: Annotated[str, Query(max_length=200)] = "",
+) -> Response:
+    user = await PasswordService(AccountService(session, settings, origin)).reset_target(token)
+    if user is None:
+        return _invalid_reset_page(request)
+    return render(
+        request,
+        "auth/reset_password.html",
+        {"token": token, "email": user.email, "errors": FormErrors()},
+    )
+
+
+@router.post("/reset-password")
+async def reset_password(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    origin: OriginDep,
+    background: BackgroundTasks,
+) -> Response:
+    form = await request.form()
+    token = text(form, "token")
+    accounts = AccountService(session, settings, origin)
+    passwords = PasswordService(accounts)
+    try:
+        async with session.begin_nested():
+            body = parse(
+                PasswordResetConfirm,
+                {"token": token, "new_password": text(form, "new_password")},
+            )
+            await passwords.confirm_reset(body.token, body.new_password)
+    except Problem as problem:
+        user = await passwords.reset_target(token) if problem.status == 422 else None
+        if user is None:
+            return _invalid_reset_page(request)
+        errors = FormErrors.from_problem(problem, ["new_password"])
+        return render(
+            request,
+            "auth/reset_password.html",
+            {"token": token, "email": user.email, "errors": errors},
+            status_code=422,
+        )
+    accounts.outbox.send_after_response(background, settings)
+    # Every session ended, this browser's too: sign in with the new password.
+    end_session(request)
+    flash(request, "password_reset")
+    return redirect("/login", request)

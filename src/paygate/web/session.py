@@ -50,6 +50,12 @@ FLASH_MESSAGES: dict[str, tuple[str, str]] = {
     "member_removed": ("success", "Member removed."),
     "invitation_revoked": ("success", "Invitation revoked."),
     "session_expired": ("info", "Your session ended. Sign in again."),
+    "password_changed": (
+        "success",
+        "Password changed. Your other sessions were signed out.",
+    ),
+    "password_reset": ("success", "Password changed. Sign in with your new password."),
+    "member_unlocked": ("success", "Member unlocked: they can sign in again."),
 }
 
 
