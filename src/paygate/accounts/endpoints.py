@@ -80,8 +80,10 @@ async def login(
     try:
         signed_in = await accounts.login(body.email, body.password, body.company_id, database)
     except Problem as problem:
-        # Nothing was written in this request's transaction; the lockout notice (if this
-        # failure locked the account) still goes out.
+        if not accounts.outbox.messages:
+            raise
+        # This failure locked the account: answer the refusal and still send the notices
+        # (the attempt and the lock were committed in a transaction of their own).
         return accounts.outbox.problem_response(problem, request, settings)
     return signed_in.tokens
 
