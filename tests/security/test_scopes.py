@@ -35,6 +35,9 @@ ALLOWED_WITHOUT_PERMISSION: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/auth/logout"): "ends the caller's own session, nothing else",
     ("GET", "/api/v1/me"): "tells the caller who it is and which permissions it holds",
     ("GET", "/api/v1/roles"): "the fixed table of roles and permissions, the same everywhere",
+    ("POST", "/api/v1/me/password"): "a user's own password, with the current one; keys refused",
+    ("POST", "/api/v1/auth/password-reset"): "asks for a reset mail: there is no caller yet",
+    ("POST", "/api/v1/auth/password-reset/confirm"): "the emailed reset token is the credential",
 }
 
 # Plausible ids for path parameters: well-formed, belonging to no one.

@@ -42,7 +42,7 @@ from paygate.accounts.schemas import (
 from paygate.accounts.service import AccountService, permissions_of
 from paygate.kit.clock import utcnow
 from paygate.kit.deps import DatabaseDep, OriginDep, SessionDep, SettingsDep
-from paygate.kit.errors import Problem, forbidden, not_found
+from paygate.kit.errors import Problem, not_found
 from paygate.security import audit
 from paygate.security.rate_limits import limited, rate_limit
 
