@@ -38,6 +38,7 @@ from paygate.payments.endpoints import router as payments_router
 from paygate.security.crypto import Keyring
 from paygate.security.endpoints import router as audit_router
 from paygate.security.rate_limits import RateLimits
+from paygate.security.rotation_endpoints import router as key_rotation_router
 from paygate.settings import Settings, get_settings
 from paygate.web.pages import router as web_router
 
@@ -119,6 +120,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         payments_router,
         payment_return_router,
         audit_router,
+        key_rotation_router,
     ):
         app.include_router(router)
     app.include_router(web_router)

@@ -252,7 +252,7 @@ def keys_rotate(batch_size: Annotated[int, typer.Option(min=1, max=10_000)] = 10
     keyring = _keyring(settings)
     database = Database(_database_url(settings))
 
-    async def main() -> int:
+    async def main() -> tuple[int, tuple[str, ...]]:
         try:
             async with database.transaction() as session:
                 counts = await count_by_key_id(session)
@@ -265,20 +265,30 @@ def keys_rotate(batch_size: Annotated[int, typer.Option(min=1, max=10_000)] = 10
             ) as progress:
                 task = progress.add_task("rotate", total=total, key=keyring.primary_key_id)
                 remaining = total
+                failed: tuple[str, ...] = ()
                 async for step in rewrap_all(database, keyring, batch_size=batch_size):
                     progress.update(
-                        task, completed=step.rewrapped, total=step.rewrapped + step.remaining
+                        task,
+                        completed=step.rewrapped + len(step.failed_ids),
+                        total=step.rewrapped + len(step.failed_ids) + step.remaining,
                     )
-                    remaining = step.remaining
-            return remaining
+                    remaining, failed = step.remaining, step.failed_ids
+            return remaining, failed
         finally:
             await database.dispose()
 
-    try:
-        remaining = asyncio.run(main())
-    except KeyringError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from None
+    remaining, failed = asyncio.run(main())
+    if failed:
+        console.print(
+            f"[red]{len(failed)} configurations could not be decrypted and were left as they"
+            f" are:[/red] {', '.join(failed)}",
+            soft_wrap=True,
+        )
+        console.print(
+            "Restore the master key they name (see `paygate keys status`), or have each"
+            " company re-enter those gateways' credentials. Do not retire a key they still need."
+        )
+        raise typer.Exit(1)
     if remaining:
         console.print(f"[yellow]{remaining} configurations were busy; run it again.[/yellow]")
         raise typer.Exit(1)

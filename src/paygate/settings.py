@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     refresh_token_ttl_seconds: int = Field(default=30 * 86400, ge=300)
     # A refresh token used again within this many seconds is a race, not a theft.
     refresh_reuse_grace_seconds: int = Field(default=5, ge=0, le=60)
+    # A replaced gateway secret stays accepted this long (webhooks in flight), 0 to 7 days.
+    credential_grace_hours: int = Field(default=24, ge=0, le=168)
     gateway_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
 

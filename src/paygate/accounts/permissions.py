@@ -25,6 +25,7 @@ class Permission(StrEnum):
     PAYMENTS_READ = "payments:read"
     PAYMENTS_WRITE = "payments:write"  # take payments and refunds
     COMPANY_WRITE = "company:write"  # company security settings (embedding origins)
+    KEYS_ROTATE = "keys:rotate"  # re-wrap the company's data keys under the new master key
 
 
 _VIEWER = frozenset(
@@ -43,7 +44,7 @@ _DEVELOPER = _VIEWER | {
     Permission.PAYMENTS_WRITE,
 }
 _ADMIN = _DEVELOPER | {Permission.GATEWAYS_WRITE}
-_OWNER = _ADMIN | {Permission.MEMBERS_WRITE, Permission.COMPANY_WRITE}
+_OWNER = _ADMIN | {Permission.MEMBERS_WRITE, Permission.COMPANY_WRITE, Permission.KEYS_ROTATE}
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.VIEWER: _VIEWER,
@@ -72,4 +73,5 @@ PERMISSION_DESCRIPTIONS: dict[Permission, str] = {
     Permission.PAYMENTS_READ: "Read payments, refunds and gateway calls",
     Permission.PAYMENTS_WRITE: "Take payments and refunds, sync payments",
     Permission.COMPANY_WRITE: "Change company settings, e.g. where payment pages may be embedded",
+    Permission.KEYS_ROTATE: "Re-wrap the gateway credentials under the current master key",
 }

@@ -10,6 +10,7 @@ from paygate.accounts.auth import AuthContext, require
 from paygate.accounts.permissions import Permission
 from paygate.gateways.adapters.base import Environment, GatewayType, GatewayTypeSpec
 from paygate.gateways.adapters.registry import all_specs
+from paygate.gateways.credentials import accepted_previous_until
 from paygate.gateways.models import Gateway
 from paygate.gateways.schemas import (
     ConnectionTestOut,
@@ -57,8 +58,9 @@ Reader = Annotated[GatewayService, Depends(reader)]
 Writer = Annotated[GatewayService, Depends(writer)]
 
 
-def gateway_out(gateway: Gateway) -> GatewayOut:
+def gateway_out(gateway: Gateway, service: GatewayService) -> GatewayOut:
     hints = gateway.secret_hints or {}
+    now = utcnow()
     last_test = (
         LastTest(
             at=gateway.last_test_at,
@@ -77,9 +79,14 @@ def gateway_out(gateway: Gateway) -> GatewayOut:
         enabled=gateway.enabled,
         configuration={**gateway.public_config, **{k: v["masked"] for k, v in hints.items()}},
         credentials={
-            k: CredentialOut(masked=v["masked"], changed_at=v["changed_at"])
+            k: CredentialOut(
+                masked=v["masked"],
+                changed_at=v["changed_at"],
+                previous_valid_until=accepted_previous_until(gateway, k, now),
+            )
             for k, v in hints.items()
         },
+        credentials_readable=service.credentials_readable(gateway),
         supported_currencies=list(gateway.supported_currencies),
         min_amount=gateway.min_amount,
         max_amount=gateway.max_amount,
@@ -125,22 +132,22 @@ async def list_gateway_types(
 
 @router.get("/gateways", response_model=list[GatewayOut])
 async def list_gateways(gateways: Reader) -> list[GatewayOut]:
-    return [gateway_out(g) for g in await gateways.list_all()]
+    return [gateway_out(g, gateways) for g in await gateways.list_all()]
 
 
 @router.post("/gateways", status_code=status.HTTP_201_CREATED, response_model=GatewayOut)
 async def create_gateway(body: GatewayCreate, gateways: Writer) -> GatewayOut:
-    return gateway_out(await gateways.create(body))
+    return gateway_out(await gateways.create(body), gateways)
 
 
 @router.get("/gateways/{gateway_id}", response_model=GatewayOut)
 async def get_gateway(gateway_id: str, gateways: Reader) -> GatewayOut:
-    return gateway_out(await gateways.get(gateway_id))
+    return gateway_out(await gateways.get(gateway_id), gateways)
 
 
 @router.patch("/gateways/{gateway_id}", response_model=GatewayOut)
 async def update_gateway(gateway_id: str, body: GatewayUpdate, gateways: Writer) -> GatewayOut:
-    return gateway_out(await gateways.update(gateway_id, body))
+    return gateway_out(await gateways.update(gateway_id, body), gateways)
 
 
 @router.delete("/gateways/{gateway_id}", response_model=GatewayDeleted)
@@ -151,12 +158,12 @@ async def delete_gateway(gateway_id: str, gateways: Writer) -> GatewayDeleted:
 
 @router.post("/gateways/{gateway_id}/enable", response_model=GatewayOut)
 async def enable_gateway(gateway_id: str, gateways: Writer) -> GatewayOut:
-    return gateway_out(await gateways.set_enabled(gateway_id, True))
+    return gateway_out(await gateways.set_enabled(gateway_id, True), gateways)
 
 
 @router.post("/gateways/{gateway_id}/disable", response_model=GatewayOut)
 async def disable_gateway(gateway_id: str, gateways: Writer) -> GatewayOut:
-    return gateway_out(await gateways.set_enabled(gateway_id, False))
+    return gateway_out(await gateways.set_enabled(gateway_id, False), gateways)
 
 
 @router.post("/gateways/{gateway_id}/test", response_model=ConnectionTestOut)

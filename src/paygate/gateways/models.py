@@ -36,10 +36,13 @@ class Gateway(Base):
     public_config: Mapped[dict[str, str]] = mapped_column(JSONB, default=dict)
     # Per secret field: its mask ("sk_test_...4242") and when it last changed.
     secret_hints: Mapped[dict[str, dict[str, str]]] = mapped_column(JSONB, default=dict)
-    # Envelope-encrypted secret fields (see security/crypto.py).
+    # Envelope-encrypted secret fields (see security/crypto.py); a replaced secret stays in
+    # the same envelope as "previous" until its grace ends (see gateways/credentials.py).
     key_id: Mapped[str] = mapped_column(String(64), index=True)
     wrapped_data_key: Mapped[bytes] = mapped_column(LargeBinary)
     secret_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    # The earliest end of grace among the previous secrets kept: when the sweeper wipes one.
+    previous_credentials_expire_at: Mapped[Timestamp | None] = mapped_column(index=True)
 
     supported_currencies: Mapped[list[str]] = mapped_column(ARRAY(String(3)), default=list)
     min_amount: Mapped[int | None] = mapped_column(BigInteger)
@@ -70,6 +73,12 @@ class Gateway(Base):
                 **self.public_config,
                 # A secret is compared by when it changed, never by its value.
                 **{name: hint["changed_at"] for name, hint in self.secret_hints.items()},
+            },
+            # Until when a replaced secret is still accepted (a time, never the value).
+            "previous_credentials": {
+                name: hint["previous_valid_until"]
+                for name, hint in self.secret_hints.items()
+                if hint.get("previous_valid_until")
             },
             "supported_currencies": list(self.supported_currencies),
             "min_amount": self.min_amount,

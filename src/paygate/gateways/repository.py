@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from datetime import datetime
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -40,14 +41,26 @@ class GatewayRepository(TenantRepository[Gateway]):
         return (await self.session.execute(statement)).scalars().all()
 
 
-async def count_by_key_id(session: AsyncSession) -> dict[str, int]:
-    """How many configurations each master key wraps (archived ones included)."""
-    rows = await session.execute(select(Gateway.key_id, func.count()).group_by(Gateway.key_id))
+async def count_by_key_id(session: AsyncSession, company_id: str | None = None) -> dict[str, int]:
+    """How many configurations each master key wraps (archived ones included), of one
+    company or (None: the operator's view) of all."""
+    statement = select(Gateway.key_id, func.count()).group_by(Gateway.key_id)
+    if company_id is not None:
+        statement = statement.where(Gateway.company_id == company_id)
+    rows = await session.execute(statement)
     return {key_id: int(count) for key_id, count in rows.tuples()}
 
 
-async def lock_batch_not_under(session: AsyncSession, key_id: str, size: int) -> Sequence[Gateway]:
-    """Up to `size` configurations wrapped by another key than `key_id`, row-locked.
+async def lock_batch_not_under(
+    session: AsyncSession,
+    key_id: str,
+    size: int,
+    *,
+    company_id: str | None = None,
+    exclude: Collection[str] = (),
+) -> Sequence[Gateway]:
+    """Up to `size` configurations wrapped by another key than `key_id`, row-locked, of one
+    company or (None) of all, leaving out `exclude` (those that already failed).
 
     SKIP LOCKED lets rotation run beside live traffic (and beside another rotation).
     """
@@ -58,4 +71,24 @@ async def lock_batch_not_under(session: AsyncSession, key_id: str, size: int) ->
         .limit(size)
         .with_for_update(skip_locked=True)
     )
+    if company_id is not None:
+        statement = statement.where(Gateway.company_id == company_id)
+    if exclude:
+        statement = statement.where(Gateway.id.not_in(list(exclude)))
+    return (await session.execute(statement)).scalars().all()
+
+
+async def lock_batch_with_expired_previous(
+    session: AsyncSession, now: datetime, size: int, *, exclude: Collection[str] = ()
+) -> Sequence[Gateway]:
+    """Up to `size` configurations keeping a previous secret past its grace, row-locked."""
+    statement = (
+        select(Gateway)
+        .where(Gateway.previous_credentials_expire_at <= now)
+        .order_by(Gateway.id)
+        .limit(size)
+        .with_for_update(skip_locked=True)
+    )
+    if exclude:
+        statement = statement.where(Gateway.id.not_in(list(exclude)))
     return (await session.execute(statement)).scalars().all()

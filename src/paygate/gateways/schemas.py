@@ -49,6 +49,15 @@ class GatewayCreate(GatewayFields):
 class GatewayUpdate(GatewayFields):
     """A secret field left out (or sent empty) keeps its stored value."""
 
+    previous_secret_grace_hours: Annotated[StrictInt, Field(ge=0, le=168)] | None = Field(
+        default=None,
+        description=(
+            "How long a replaced secret stays accepted (for webhooks already in flight), in "
+            "hours, 0 to 168; 0 drops it at once (after a leak). Default: the "
+            "credential_grace_hours setting (24)."
+        ),
+    )
+
 
 class LastTest(BaseModel):
     at: datetime
@@ -60,6 +69,9 @@ class LastTest(BaseModel):
 class CredentialOut(BaseModel):
     masked: str
     changed_at: datetime
+    previous_valid_until: datetime | None = Field(
+        description="While set, the replaced value is still accepted until this time"
+    )
 
 
 class GatewayOut(BaseModel):
@@ -70,7 +82,10 @@ class GatewayOut(BaseModel):
     enabled: bool
     configuration: dict[str, str] = Field(description="Settings, with every secret masked")
     credentials: dict[str, CredentialOut] = Field(
-        description="Each secret's mask and when it last changed"
+        description="Each secret's mask, when it last changed, and its previous one's grace"
+    )
+    credentials_readable: bool = Field(
+        description="False when the master keys cannot decrypt the secrets: re-enter them"
     )
     supported_currencies: list[str]
     min_amount: int | None

@@ -7,6 +7,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -26,8 +27,20 @@ from paygate.gateways.adapters.base import (
     GatewayTypeSpec,
 )
 from paygate.gateways.adapters.registry import build_adapter, spec_for
+from paygate.gateways.credentials import (
+    Envelope,
+    accepted_previous_until,
+    grace_end,
+    next_expiry,
+    open_envelope,
+)
 from paygate.gateways.models import Gateway
-from paygate.gateways.repository import GatewayRepository, count_by_key_id, lock_batch_not_under
+from paygate.gateways.repository import (
+    GatewayRepository,
+    count_by_key_id,
+    lock_batch_not_under,
+    lock_batch_with_expired_previous,
+)
 from paygate.gateways.schemas import GatewayCreate, GatewayFields, GatewayUpdate
 from paygate.kit.clock import utcnow
 from paygate.kit.errors import FieldError, validation_failed
@@ -189,12 +202,14 @@ def _check_commercial_terms(spec: GatewayTypeSpec, gateway: Gateway) -> None:
 
 
 def secrets_of(gateway: Gateway, keyring: Keyring) -> dict[str, str]:
-    """A gateway's decrypted secrets, for one call; raises KeyringError loudly."""
+    """A gateway's decrypted current secrets, for one call; raises KeyringError loudly."""
+    return envelope_of(gateway, keyring).current
+
+
+def envelope_of(gateway: Gateway, keyring: Keyring) -> Envelope:
+    """Current and previous secrets; raises KeyringError loudly."""
     try:
-        return keyring.open(
-            SealedSecrets(gateway.key_id, gateway.wrapped_data_key, gateway.secret_ciphertext),
-            gateway.aad(),
-        )
+        return open_envelope(gateway, keyring)
     except KeyringError as exc:
         # Loud, never silent: the operator must restore the key or the admin re-enter secrets.
         logger.error(
@@ -248,6 +263,13 @@ class GatewayService:
     def adapter_config(self, gateway: Gateway) -> AdapterConfig:
         return adapter_config(gateway, self.keyring, self.settings)
 
+    def credentials_readable(self, gateway: Gateway) -> bool:
+        """Whether the configured master keys open this gateway's secrets (none returned)."""
+        return self.keyring.readable(
+            SealedSecrets(gateway.key_id, gateway.wrapped_data_key, gateway.secret_ciphertext),
+            gateway.aad(),
+        )
+
     # --- writing -----------------------------------------------------------------
 
     async def create(self, request: GatewayCreate) -> Gateway:
@@ -269,7 +291,7 @@ class GatewayService:
             secret_hints={},
         )
         _check_commercial_terms(spec, gateway)
-        self._store(gateway, spec, checked)
+        self._store(gateway, spec, checked, Envelope(checked.secrets, {}), {}, utcnow())
         await self.gateways.add(gateway)
         await self._audit(
             "gateway.created",
@@ -282,33 +304,51 @@ class GatewayService:
         gateway = await self.gateways.get(gateway_id, for_update=True)
         spec = spec_for(GatewayType(gateway.gateway_type))
         before = gateway.snapshot()
+        now = utcnow()
         environment = request.environment or Environment(gateway.environment)
+        stored = self._stored_envelope_or_empty(gateway)
         checked = check_configuration(
             spec,
             environment,
             request.configuration or {},
             stored_public=gateway.public_config,
-            stored_secrets=self._stored_secrets_or_none(gateway),
+            stored_secrets=stored.current,
         )
         self._apply_terms(gateway, request)
         gateway.environment = environment.value
         _check_commercial_terms(spec, gateway)
-        self._store(gateway, spec, checked)
-        gateway.updated_at = utcnow()
-        await self.session.flush()
-        await self._audit(
-            "gateway.updated",
-            gateway,
-            changes=audit.diff(before, gateway.snapshot(), secret_keys=self._secret_paths(spec)),
+        grace = timedelta(
+            hours=self.settings.credential_grace_hours
+            if request.previous_secret_grace_hours is None
+            else request.previous_secret_grace_hours
         )
+        kept, until = _previous_after_update(gateway, stored, checked, now, grace)
+        self._store(gateway, spec, checked, Envelope(checked.secrets, kept), until, now)
+        gateway.updated_at = now
+        await self.session.flush()
+        secret_paths = self._secret_paths(spec)
+        changes = audit.diff(before, gateway.snapshot(), secret_keys=secret_paths)
+        await self._audit("gateway.updated", gateway, changes=changes)
+        if checked.changed_secrets:
+            # A security change of its own, easy to find: which credentials, and their grace.
+            await self._audit(
+                "gateway.credentials_rotated",
+                gateway,
+                changes={
+                    path: change
+                    for path, change in changes.items()
+                    if path in secret_paths or path.startswith("previous_credentials.")
+                },
+                detail=_rotation_detail(sorted(checked.changed_secrets), until),
+            )
         return gateway
 
-    def _stored_secrets_or_none(self, gateway: Gateway) -> dict[str, str]:
+    def _stored_envelope_or_empty(self, gateway: Gateway) -> Envelope:
         """The stored secrets; none when they cannot be decrypted, so an update re-enters them."""
         try:
-            return self.secrets_of(gateway)
+            return envelope_of(gateway, self.keyring)
         except KeyringError:
-            return {}
+            return Envelope({}, {})
 
     def _apply_terms(self, gateway: Gateway, request: GatewayFields) -> None:
         if request.name is not None:
@@ -328,10 +368,16 @@ class GatewayService:
             gateway.payment_method_types = list(request.payment_method_types)
 
     def _store(
-        self, gateway: Gateway, spec: GatewayTypeSpec, checked: CheckedConfiguration
+        self,
+        gateway: Gateway,
+        spec: GatewayTypeSpec,
+        checked: CheckedConfiguration,
+        envelope: Envelope,
+        previous_until: dict[str, str],
+        at: datetime,
     ) -> None:
-        now = utcnow().isoformat()
-        sealed = self.keyring.seal(checked.secrets, gateway.aad())
+        now = at.isoformat()
+        sealed = self.keyring.seal(envelope.plaintext(), gateway.aad())
         gateway.key_id = sealed.key_id
         gateway.wrapped_data_key = sealed.wrapped_data_key
         gateway.secret_ciphertext = sealed.ciphertext
@@ -345,7 +391,10 @@ class GatewayService:
                 previous["changed_at"] if previous and name not in checked.changed_secrets else now
             )
             hints[name] = {"masked": mask(value, field), "changed_at": changed_at}
+            if name in envelope.previous:
+                hints[name]["previous_valid_until"] = previous_until[name]
         gateway.secret_hints = hints
+        gateway.previous_credentials_expire_at = next_expiry(hints)
 
     @staticmethod
     def _secret_paths(spec: GatewayTypeSpec) -> list[str]:
@@ -420,35 +469,173 @@ class GatewayService:
         )
 
 
+def _previous_after_update(
+    gateway: Gateway,
+    stored: Envelope,
+    checked: CheckedConfiguration,
+    now: datetime,
+    grace: timedelta,
+) -> tuple[dict[str, str], dict[str, str]]:
+    """The previous secrets to keep after an update, and until when each is accepted.
+
+    A replaced secret becomes the previous one for `grace` (none with a grace of 0, e.g.
+    after a leak); an unchanged field keeps its previous one while that grace lasts, and
+    an expired one is dropped here: every write wipes what has expired.
+    """
+    kept: dict[str, str] = {}
+    until: dict[str, str] = {}
+    for name in checked.secrets:
+        if name in checked.changed_secrets:
+            old = stored.current.get(name)
+            end = grace_end(now, grace)
+            if old and end:
+                kept[name], until[name] = old, end
+            continue
+        still = accepted_previous_until(gateway, name, now)
+        if still is not None and name in stored.previous:
+            kept[name], until[name] = stored.previous[name], still.isoformat()
+    return kept, until
+
+
+def _rotation_detail(fields: list[str], until: dict[str, str]) -> str:
+    parts = []
+    for name in fields:
+        if name in until:
+            parts.append(f"{name} replaced; the previous one is accepted until {until[name]}")
+        else:
+            parts.append(f"{name} replaced; the previous one is no longer accepted")
+    return ". ".join(parts) + "."
+
+
+async def wipe_expired_previous_credentials(
+    database: Database, keyring: Keyring, *, now: datetime | None = None, batch_size: int = 100
+) -> int:
+    """Wipe every previous secret whose grace has ended; returns how many gateways changed.
+
+    One small transaction per batch; a gateway that cannot be decrypted is reported (error
+    log) and left alone: its current secrets must not be lost along with the old one.
+    """
+    moment = now or utcnow()
+    unreadable: set[str] = set()
+    wiped = 0
+    while True:
+        async with database.transaction() as session:
+            batch = await lock_batch_with_expired_previous(
+                session, moment, batch_size, exclude=unreadable
+            )
+            for gateway in batch:
+                try:
+                    envelope = envelope_of(gateway, keyring)
+                except KeyringError:
+                    unreadable.add(gateway.id)
+                    continue
+                _wipe_expired(gateway, envelope, keyring, moment)
+                wiped += 1
+                await audit.record(
+                    session,
+                    company_id=gateway.company_id,
+                    actor=audit.SYSTEM,
+                    origin=None,
+                    action="gateway.previous_credentials_wiped",
+                    object_type="gateway",
+                    object_id=gateway.id,
+                    detail="The grace period of a replaced secret ended; it was wiped.",
+                )
+        if len(batch) < batch_size:
+            return wiped
+
+
+def _wipe_expired(gateway: Gateway, envelope: Envelope, keyring: Keyring, now: datetime) -> None:
+    hints = {name: dict(hint) for name, hint in (gateway.secret_hints or {}).items()}
+    kept: dict[str, str] = {}
+    for name, hint in hints.items():
+        if name in envelope.previous and accepted_previous_until(gateway, name, now):
+            kept[name] = envelope.previous[name]
+        else:
+            hint.pop("previous_valid_until", None)
+    sealed = keyring.seal(Envelope(envelope.current, kept).plaintext(), gateway.aad())
+    gateway.key_id = sealed.key_id
+    gateway.wrapped_data_key = sealed.wrapped_data_key
+    gateway.secret_ciphertext = sealed.ciphertext
+    gateway.secret_hints = hints
+    gateway.previous_credentials_expire_at = next_expiry(hints)
+
+
 @dataclass(frozen=True)
 class RotationProgress:
     rewrapped: int
+    # Still under another key and not failed (busy rows another transaction held).
     remaining: int
+    # Configurations that could not be re-wrapped, so far (their ids only).
+    failed_ids: tuple[str, ...] = ()
 
 
 async def rewrap_all(
-    database: Database, keyring: Keyring, *, batch_size: int = 100
+    database: Database,
+    keyring: Keyring,
+    *,
+    company_id: str | None = None,
+    actor: audit.Actor = audit.SYSTEM,
+    batch_size: int = 100,
 ) -> AsyncIterator[RotationProgress]:
     """Re-wrap every data key under the primary master key, one small transaction per batch.
 
-    Rows are locked only while their batch is re-wrapped, so paygate keeps serving.
+    `company_id` limits it to one company (the owner's job); None is every company (the
+    operator's CLI). Rows are locked only while their batch is re-wrapped, so paygate keeps
+    serving. A data key that cannot be unwrapped is never skipped silently: it is logged
+    at error level, audited for its company, and reported in `failed_ids`.
     """
     done = 0
+    failed: list[str] = []
     while True:
         async with database.transaction() as session:
-            batch = await lock_batch_not_under(session, keyring.primary_key_id, batch_size)
+            batch = await lock_batch_not_under(
+                session, keyring.primary_key_id, batch_size, company_id=company_id, exclude=failed
+            )
             for gateway in batch:
-                sealed = keyring.rewrap(
-                    SealedSecrets(
-                        gateway.key_id, gateway.wrapped_data_key, gateway.secret_ciphertext
-                    ),
-                    gateway.aad(),
-                )
+                try:
+                    sealed = keyring.rewrap(
+                        SealedSecrets(
+                            gateway.key_id, gateway.wrapped_data_key, gateway.secret_ciphertext
+                        ),
+                        gateway.aad(),
+                    )
+                except KeyringError as exc:
+                    failed.append(gateway.id)
+                    await _report_unwrap_failure(session, gateway, keyring, actor, str(exc))
+                    continue
                 gateway.key_id = sealed.key_id
                 gateway.wrapped_data_key = sealed.wrapped_data_key
-            counts = await count_by_key_id(session)
-        done += len(batch)
-        remaining = sum(n for key_id, n in counts.items() if key_id != keyring.primary_key_id)
-        yield RotationProgress(done, remaining)
+                done += 1
+            counts = await count_by_key_id(session, company_id)
+        under_other = sum(n for key_id, n in counts.items() if key_id != keyring.primary_key_id)
+        yield RotationProgress(done, under_other - len(failed), tuple(failed))
         if not batch:
             return
+
+
+async def _report_unwrap_failure(
+    session: AsyncSession, gateway: Gateway, keyring: Keyring, actor: audit.Actor, reason: str
+) -> None:
+    logger.error(
+        "key_rotation_unwrap_failed",
+        gateway_id=gateway.id,
+        company_id=gateway.company_id,
+        key_id=gateway.key_id,
+        target_key_id=keyring.primary_key_id,
+        reason=reason,
+    )
+    await audit.record(
+        session,
+        company_id=gateway.company_id,
+        actor=actor,
+        origin=None,
+        action="gateway.credentials_undecryptable",
+        object_type="gateway",
+        object_id=gateway.id,
+        outcome="failure",
+        detail=(
+            f"Re-wrapping under master key {keyring.primary_key_id} failed: {reason}. "
+            f"Restore master key {gateway.key_id} or re-enter the gateway's credentials."
+        ),
+    )

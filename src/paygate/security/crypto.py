@@ -113,13 +113,29 @@ class Keyring:
             raise KeyringError("the stored secrets are not a mapping")
         return {str(k): str(v) for k, v in values.items()}
 
+    def readable(self, sealed: SealedSecrets, aad: str) -> bool:
+        """Whether these secrets open with the configured keys (nothing is returned)."""
+        try:
+            self.open(sealed, aad)
+        except KeyringError:
+            return False
+        return True
+
     def rewrap(self, sealed: SealedSecrets, aad: str) -> SealedSecrets:
-        """The same ciphertext with its data key wrapped by the primary master key."""
+        """The same ciphertext with its data key wrapped by the primary master key.
+
+        The ciphertext is opened too (and discarded): a rotation that succeeds has proved
+        every configuration it touched is still readable, not just its wrapped key.
+        """
         associated = aad.encode()
         try:
             data_key = _open(self._master(sealed.key_id), sealed.wrapped_data_key, associated)
         except InvalidTag:
             raise KeyringError("a data key could not be unwrapped") from None
+        try:
+            _open(data_key, sealed.ciphertext, associated)
+        except InvalidTag:
+            raise KeyringError("the stored secrets could not be decrypted") from None
         return SealedSecrets(
             key_id=self.primary_key_id,
             wrapped_data_key=_seal(self._master(self.primary_key_id), data_key, associated),

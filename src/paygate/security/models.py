@@ -10,12 +10,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import BigInteger, FetchedValue, Index, LargeBinary, String, Text
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import (
+    BigInteger,
+    FetchedValue,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from paygate.db import Base
-from paygate.kit.columns import CreatedAt, PublicId
+from paygate.kit.columns import CompanyRef, CreatedAt, PublicId, Timestamp
 
 
 class AuditEntry(Base):
@@ -46,3 +56,38 @@ class AuditEntry(Base):
     seq: Mapped[int | None] = mapped_column(BigInteger, server_default=FetchedValue())
     prev_hash: Mapped[bytes | None] = mapped_column(LargeBinary, server_default=FetchedValue())
     hash: Mapped[bytes | None] = mapped_column(LargeBinary, server_default=FetchedValue())
+
+
+class KeyRotation(Base):
+    """One run of re-wrapping a company's data keys under the primary master key.
+
+    Written by the job as it goes, so the page and the API show its progress; the ids of
+    configurations that could not be re-wrapped are kept (never any secret material).
+    """
+
+    __tablename__ = "key_rotations"
+    __table_args__ = (
+        # One run at a time per company.
+        Index(
+            "ux_key_rotations_running",
+            "company_id",
+            unique=True,
+            postgresql_where=text("status = 'running'"),
+        ),
+    )
+
+    id: Mapped[PublicId]
+    company_id: Mapped[CompanyRef] = mapped_column(ForeignKey("companies.id"))
+    started_by_id: Mapped[str | None] = mapped_column(String(40))
+    started_by: Mapped[str] = mapped_column(String(320))
+    started_at: Mapped[CreatedAt]
+    # Moved on by every batch: a running run that stops moving was abandoned by its worker.
+    progressed_at: Mapped[CreatedAt]
+    finished_at: Mapped[Timestamp | None]
+    target_key_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(20))  # running, finished, failed
+    total: Mapped[int] = mapped_column(Integer)
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    failed_gateway_ids: Mapped[list[str]] = mapped_column(ARRAY(String(40)), default=list)
+    detail: Mapped[str | None] = mapped_column(Text)
