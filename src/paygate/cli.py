@@ -243,8 +243,17 @@ def keys_status() -> None:
 
 
 @keys_app.command("rotate")
-def keys_rotate(batch_size: Annotated[int, typer.Option(min=1, max=10_000)] = 100) -> None:
-    """Re-wrap every data key under the primary master key, while paygate keeps serving."""
+def keys_rotate(
+    batch_size: Annotated[int, typer.Option(min=1, max=10_000)] = 100,
+    company: Annotated[
+        str | None, typer.Option(help="Only this company's configurations (its id)")
+    ] = None,
+) -> None:
+    """Re-wrap every data key under the primary master key, while paygate keeps serving.
+
+    Exits 1 when a configuration cannot be decrypted (it is named, and audited), or when
+    some were busy and it should be run again.
+    """
     from paygate.gateways.repository import count_by_key_id
     from paygate.gateways.service import rewrap_all
 
@@ -255,7 +264,7 @@ def keys_rotate(batch_size: Annotated[int, typer.Option(min=1, max=10_000)] = 10
     async def main() -> tuple[int, tuple[str, ...]]:
         try:
             async with database.transaction() as session:
-                counts = await count_by_key_id(session)
+                counts = await count_by_key_id(session, company)
             total = sum(n for key_id, n in counts.items() if key_id != keyring.primary_key_id)
             with Progress(
                 TextColumn("Re-wrapping under [bold]{task.fields[key]}[/bold]"),
@@ -266,7 +275,9 @@ def keys_rotate(batch_size: Annotated[int, typer.Option(min=1, max=10_000)] = 10
                 task = progress.add_task("rotate", total=total, key=keyring.primary_key_id)
                 remaining = total
                 failed: tuple[str, ...] = ()
-                async for step in rewrap_all(database, keyring, batch_size=batch_size):
+                async for step in rewrap_all(
+                    database, keyring, company_id=company, batch_size=batch_size
+                ):
                     progress.update(
                         task,
                         completed=step.rewrapped + len(step.failed_ids),

@@ -121,6 +121,7 @@ GATEWAY_FIELDS = (
     "max_amount",
     "priority",
     "payment_method_types",
+    "previous_secret_grace_hours",
 )
 
 
@@ -142,6 +143,7 @@ def gateway_labels(spec: GatewayTypeSpec) -> dict[str, str]:
         max_amount="Maximum amount",
         priority="Priority",
         payment_method_types="Payment methods",
+        previous_secret_grace_hours="Keep a replaced secret valid for",
         configuration="Configuration",
     )
     return labels
@@ -220,7 +222,10 @@ def gateway_create(form: FormData, spec: GatewayTypeSpec) -> GatewayCreate:
 
 
 def gateway_update(form: FormData, spec: GatewayTypeSpec) -> GatewayUpdate:
-    return parse(GatewayUpdate, _gateway_fields(form, spec))
+    grace = _integer(text(form, "previous_secret_grace_hours"))
+    return parse(
+        GatewayUpdate, {**_gateway_fields(form, spec), "previous_secret_grace_hours": grace}
+    )
 
 
 def gateway_list_values(form: FormData) -> dict[str, list[str]]:

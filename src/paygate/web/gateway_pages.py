@@ -14,8 +14,10 @@ from paygate.accounts.auth import AuthContext
 from paygate.accounts.permissions import Permission
 from paygate.gateways.adapters.base import GatewayType, GatewayTypeSpec
 from paygate.gateways.adapters.registry import all_specs, spec_for
+from paygate.gateways.credentials import accepted_previous_until
 from paygate.gateways.models import Gateway
 from paygate.gateways.service import GatewayService
+from paygate.kit.clock import utcnow
 from paygate.kit.deps import KeyringDep, SessionDep, SettingsDep
 from paygate.kit.errors import Problem, not_found
 from paygate.web.forms import (
@@ -44,6 +46,17 @@ def gateway_service(
 Gateways = Annotated[GatewayService, Depends(gateway_service)]
 
 
+# How long a replaced secret stays accepted: the choices of the edit form ("" = the setting).
+GRACE_CHOICES: list[tuple[str, str]] = [
+    ("", "The default (credential_grace_hours, 24 hours unless changed)"),
+    ("0", "Not at all: refuse the old one now (after a leak)"),
+    ("1", "1 hour"),
+    ("24", "24 hours"),
+    ("72", "3 days"),
+    ("168", "7 days"),
+]
+
+
 # --- view models ----------------------------------------------------------------------
 
 
@@ -52,6 +65,8 @@ class Credential:
     label: str
     masked: str
     changed_at: datetime | None
+    # While set, the replaced value is still accepted (webhooks in flight) until then.
+    previous_until: datetime | None
 
 
 @dataclass(frozen=True)
@@ -69,14 +84,20 @@ class GatewayCard:
     spec: GatewayTypeSpec
     credentials: list[Credential]
     settings: list[Setting]
+    # False when the master keys cannot open the secrets: the card asks to re-enter them.
+    readable: bool
 
 
-def card_of(gateway: Gateway) -> GatewayCard:
+def card_of(gateway: Gateway, gateways: GatewayService) -> GatewayCard:
     spec = spec_for(GatewayType(gateway.gateway_type))
     hints = gateway.secret_hints or {}
+    now = utcnow()
     credentials = [
         Credential(
-            f.label, hints[f.name]["masked"], _changed_at(hints[f.name].get("changed_at", ""))
+            f.label,
+            hints[f.name]["masked"],
+            _changed_at(hints[f.name].get("changed_at", "")),
+            accepted_previous_until(gateway, f.name, now),
         )
         for f in spec.fields
         if f.secret and f.name in hints
@@ -86,7 +107,8 @@ def card_of(gateway: Gateway) -> GatewayCard:
         for f in spec.fields
         if not f.secret and gateway.public_config.get(f.name)
     ]
-    return GatewayCard(gateway, spec, credentials, settings)
+    readable = not hints or gateways.credentials_readable(gateway)
+    return GatewayCard(gateway, spec, credentials, settings, readable)
 
 
 def _changed_at(value: str) -> datetime | None:
@@ -103,10 +125,10 @@ def _spec(type_name: str) -> GatewayTypeSpec:
         raise not_found("gateway type") from None
 
 
-def _list_response(
+async def _list_response(
     request: Request,
     auth: AuthContext,
-    gateways: list[Gateway],
+    gateways: GatewayService,
     notice: Notice | None,
     flash_key: str,
 ) -> Response:
@@ -116,20 +138,29 @@ def _list_response(
     return render(
         request,
         "gateways/_list.html",
-        {"cards": [card_of(g) for g in gateways]},
+        {"cards": [card_of(g, gateways) for g in await gateways.list_all()]},
         auth=auth,
         notice=notice,
     )
 
 
 def _card_response(
-    request: Request, auth: AuthContext, gateway: Gateway, notice: Notice, flash_key: str
+    request: Request,
+    auth: AuthContext,
+    gateways: GatewayService,
+    gateway: Gateway,
+    notice: Notice,
+    flash_key: str,
 ) -> Response:
     if not is_htmx(request):
         flash(request, flash_key)
         return redirect("/gateways", request)
     return render(
-        request, "gateways/_card.html", {"card": card_of(gateway)}, auth=auth, notice=notice
+        request,
+        "gateways/_card.html",
+        {"card": card_of(gateway, gateways)},
+        auth=auth,
+        notice=notice,
     )
 
 
@@ -149,6 +180,7 @@ def _form_context(
         "stored": stored,
         "fields": list(spec.fields),
         "action": f"/gateways/{gateway.id}/edit" if gateway else "/gateways",
+        "grace_choices": GRACE_CHOICES,
     }
 
 
@@ -157,7 +189,7 @@ def _form_context(
 
 @router.get("/gateways")
 async def gateways_page(request: Request, auth: User, gateways: Gateways) -> Response:
-    cards = [card_of(g) for g in await gateways.list_all()]
+    cards = [card_of(g, gateways) for g in await gateways.list_all()]
     return render(request, "gateways/index.html", {"cards": cards}, auth=auth)
 
 
@@ -191,10 +223,10 @@ async def create_gateway(
         if problem.status != 422:
             raise
         return _refused_form(request, auth, problem, spec, form, None)
-    response = _list_response(
+    response = await _list_response(
         request,
         auth,
-        await gateways.list_all(),
+        gateways,
         Notice("success", f"{gateway.name} added."),
         "gateway_created",
     )
@@ -260,10 +292,10 @@ async def update_gateway(
         # The savepoint expired what the service changed in memory: read the row again.
         gateway = await gateways.get(gateway_id)
         return _refused_form(request, auth, problem, spec, form, gateway)
-    response = _list_response(
+    response = await _list_response(
         request,
         auth,
-        await gateways.list_all(),
+        gateways,
         Notice("success", f"{gateway.name} saved."),
         "gateway_saved",
     )
@@ -278,7 +310,7 @@ async def enable_gateway(
     need(auth, Permission.GATEWAYS_WRITE)
     gateway = await gateways.set_enabled(gateway_id, True)
     notice = Notice("success", f"{gateway.name} is enabled.")
-    return _card_response(request, auth, gateway, notice, "gateway_enabled")
+    return _card_response(request, auth, gateways, gateway, notice, "gateway_enabled")
 
 
 @router.post("/gateways/{gateway_id}/disable")
@@ -288,7 +320,7 @@ async def disable_gateway(
     need(auth, Permission.GATEWAYS_WRITE)
     gateway = await gateways.set_enabled(gateway_id, False)
     notice = Notice("info", f"{gateway.name} is disabled: no payments will be routed to it.")
-    return _card_response(request, auth, gateway, notice, "gateway_disabled")
+    return _card_response(request, auth, gateways, gateway, notice, "gateway_disabled")
 
 
 @router.post("/gateways/{gateway_id}/test")
@@ -302,7 +334,7 @@ async def test_gateway(
         notice = Notice("success", f"{gateway.name}: connected in {result.latency_ms} ms.")
     else:
         notice = Notice("error", f"{gateway.name}: connection failed. {result.message}")
-    return _card_response(request, auth, gateway, notice, "gateway_tested")
+    return _card_response(request, auth, gateways, gateway, notice, "gateway_tested")
 
 
 @router.post("/gateways/{gateway_id}/delete")
@@ -317,4 +349,4 @@ async def delete_gateway(
         "success" if outcome == "deleted" else "info",
         f"{name} deleted." if outcome == "deleted" else f"{name} archived: payments refer to it.",
     )
-    return _list_response(request, auth, await gateways.list_all(), notice, f"gateway_{outcome}")
+    return await _list_response(request, auth, gateways, notice, f"gateway_{outcome}")

@@ -14,6 +14,7 @@ from paygate.web import (
     auth_pages,
     gateway_pages,
     invoice_pages,
+    key_pages,
     pay_pages,
 )
 from paygate.web.render import PageRoute
@@ -23,5 +24,13 @@ router = APIRouter(
     include_in_schema=False, route_class=PageRoute, dependencies=[Depends(verify_csrf)]
 )
 
-for module in (auth_pages, invoice_pages, gateway_pages, audit_pages, account_pages, pay_pages):
+for module in (
+    auth_pages,
+    invoice_pages,
+    gateway_pages,
+    audit_pages,
+    account_pages,
+    key_pages,
+    pay_pages,
+):
     router.include_router(module.router)

@@ -56,6 +56,8 @@ FLASH_MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "password_reset": ("success", "Password changed. Sign in with your new password."),
     "member_unlocked": ("success", "Member unlocked: they can sign in again."),
+    "key_rotation_started": ("success", "Re-wrap started: it runs in the background."),
+    "key_rotation_busy": ("error", "A re-wrap is already running; wait for it to finish."),
 }
 
 
