@@ -35,6 +35,7 @@ OBJECT_TYPES = (
     "session",
     "company",
     "permission",
+    "key_rotation",
 )
 ACTIONS = (
     "gateway.created",
@@ -44,6 +45,12 @@ ACTIONS = (
     "gateway.tested",
     "gateway.deleted",
     "gateway.archived",
+    "gateway.credentials_rotated",
+    "gateway.previous_credentials_wiped",
+    "gateway.credentials_undecryptable",
+    "keys.rotation_started",
+    "keys.rotation_finished",
+    "keys.rotation_failed",
     "api_key.created",
     "api_key.rotated",
     "api_key.revoked",
