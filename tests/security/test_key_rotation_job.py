@@ -301,3 +301,51 @@ async def test_the_keys_page_offers_the_rewrap_to_owners_only(rotating: Rotating
         assert "No re-wrap has been run yet." in (await viewer.client.get("/security/keys")).text
     finally:
         await viewer.client.aclose()
+
+
+async def test_nothing_to_rewrap_finishes_at_once_and_an_abandoned_run_gives_way(
+    client: httpx.AsyncClient, tenant: Tenant, database: Database, rotating: Rotating
+) -> None:
+    await create_gateway(client, tenant, sandbox_payload())
+    # Under the process's own primary key already: nothing to wait for.
+    settled = await client.post("/api/v1/security/key-rotations", headers=tenant.headers)
+    assert settled.status_code == 202
+    assert settled.json()["status"] == "finished"
+    assert settled.json()["detail"].startswith("Nothing to re-wrap")
+    async with database.transaction() as session:
+        jobs = await session.execute(
+            text("SELECT count(*) FROM procrastinate_jobs WHERE args->>'rotation_id' = :id"),
+            {"id": settled.json()["id"]},
+        )
+        assert jobs.scalar_one() == 0
+
+    # Under the new key, a run starts; its worker dies (it stops moving for 11 minutes).
+    stuck = (
+        await rotating.client.post("/api/v1/security/key-rotations", headers=tenant.headers)
+    ).json()
+    assert stuck["status"] == "running"
+    async with database.transaction() as session:
+        await session.execute(
+            text(
+                "UPDATE key_rotations SET progressed_at = progressed_at - interval '11 minutes'"
+                " WHERE id = :id"
+            ),
+            {"id": stuck["id"]},
+        )
+    fresh = await rotating.client.post("/api/v1/security/key-rotations", headers=tenant.headers)
+    assert fresh.status_code == 202, fresh.text
+    old = (
+        await client.get(f"/api/v1/security/key-rotations/{stuck['id']}", headers=tenant.headers)
+    ).json()
+    assert old["status"] == "failed"
+    assert "Abandoned" in old["detail"]
+    # The old job, should it run late, leaves the abandoned run alone; the new one finishes.
+    await rewrap_company_keys(rotation_id=stuck["id"])
+    await run_deferred_job(database, fresh.json()["id"])
+    runs = {
+        rid: (
+            await client.get(f"/api/v1/security/key-rotations/{rid}", headers=tenant.headers)
+        ).json()["status"]
+        for rid in (stuck["id"], fresh.json()["id"])
+    }
+    assert runs == {stuck["id"]: "failed", fresh.json()["id"]: "finished"}

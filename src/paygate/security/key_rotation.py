@@ -101,10 +101,22 @@ class KeyRotationService:
                     f"A re-wrap is already running ({running.id}); wait for it to finish."
                 )
             await self._finish(running, "failed", now, "Abandoned: its job stopped moving.")
+            await audit.record(
+                self.session,
+                company_id=self.auth.company_id,
+                actor=self.auth.actor,
+                origin=self.auth.origin,
+                action="keys.rotation_failed",
+                object_type="key_rotation",
+                object_id=running.id,
+                outcome="failure",
+                detail=running.detail,
+            )
         overview = await self.overview()
         rotation = KeyRotation(
             id=new_id("krot"),
             company_id=self.auth.company_id,
+            started_by_type=self.auth.actor_type,
             started_by_id=self.auth.actor_id,
             started_by=self.auth.actor_label,
             started_at=now,
@@ -134,6 +146,25 @@ class KeyRotationService:
                 f"{rotation.target_key_id}."
             ),
         )
+        if rotation.total == 0:
+            # Nothing under an older key: no job to wait for.
+            await self._finish(
+                rotation,
+                "finished",
+                now,
+                f"Nothing to re-wrap: every configuration is under {rotation.target_key_id}.",
+            )
+            await audit.record(
+                self.session,
+                company_id=self.auth.company_id,
+                actor=self.auth.actor,
+                origin=self.auth.origin,
+                action="keys.rotation_finished",
+                object_type="key_rotation",
+                object_id=rotation.id,
+                detail=rotation.detail,
+            )
+            return rotation
         await defer_in_transaction(self.session, TASK_NAME, queue=QUEUE, rotation_id=rotation.id)
         return rotation
 
@@ -145,6 +176,10 @@ class KeyRotationService:
         rotation.progressed_at = now
         rotation.detail = detail
         await self.session.flush()
+
+
+def starter_of(rotation: KeyRotation) -> audit.Actor:
+    return audit.Actor(rotation.started_by_type, rotation.started_by_id, rotation.started_by)
 
 
 async def run_rotation(
@@ -160,7 +195,7 @@ async def run_rotation(
         if rotation is None or rotation.status != "running":
             return
         company_id = rotation.company_id
-        actor = audit.Actor("user", rotation.started_by_id, rotation.started_by)
+        actor = starter_of(rotation)
         target = rotation.target_key_id
     if target != keyring.primary_key_id:
         await _conclude(
@@ -243,7 +278,7 @@ async def _conclude(
         await audit.record(
             session,
             company_id=row.company_id,
-            actor=audit.Actor("user", row.started_by_id, row.started_by),
+            actor=starter_of(row),
             origin=None,
             action="keys.rotation_failed" if problems else "keys.rotation_finished",
             object_type="key_rotation",

@@ -78,6 +78,7 @@ class KeyRotation(Base):
 
     id: Mapped[PublicId]
     company_id: Mapped[CompanyRef] = mapped_column(ForeignKey("companies.id"))
+    started_by_type: Mapped[str] = mapped_column(String(20))  # user or api_key
     started_by_id: Mapped[str | None] = mapped_column(String(40))
     started_by: Mapped[str] = mapped_column(String(320))
     started_at: Mapped[CreatedAt]

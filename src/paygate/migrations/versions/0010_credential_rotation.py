@@ -35,6 +35,7 @@ def upgrade() -> None:
         sa.Column(
             "company_id", sa.String(length=40), sa.ForeignKey("companies.id"), nullable=False
         ),
+        sa.Column("started_by_type", sa.String(length=20), nullable=False),
         sa.Column("started_by_id", sa.String(length=40), nullable=True),
         sa.Column("started_by", sa.String(length=320), nullable=False),
         sa.Column(
