@@ -25,15 +25,19 @@ from paygate.gateways.schemas import (
 )
 from paygate.gateways.service import GatewayService
 from paygate.kit.clock import utcnow
-from paygate.kit.deps import KeyringDep, SessionDep, SettingsDep
+from paygate.kit.deps import KeyringDep, ResolverDep, SessionDep, SettingsDep
 
 router = APIRouter(prefix="/api/v1", tags=["gateways"])
 
 
 def _service(
-    auth: AuthContext, session: SessionDep, keyring: KeyringDep, settings: SettingsDep
+    auth: AuthContext,
+    session: SessionDep,
+    keyring: KeyringDep,
+    settings: SettingsDep,
+    resolver: ResolverDep,
 ) -> GatewayService:
-    return GatewayService(session, keyring, settings, auth)
+    return GatewayService(session, keyring, settings, auth, resolver=resolver)
 
 
 def reader(
@@ -41,8 +45,9 @@ def reader(
     session: SessionDep,
     keyring: KeyringDep,
     settings: SettingsDep,
+    resolver: ResolverDep,
 ) -> GatewayService:
-    return _service(auth, session, keyring, settings)
+    return _service(auth, session, keyring, settings, resolver)
 
 
 def writer(
@@ -50,8 +55,9 @@ def writer(
     session: SessionDep,
     keyring: KeyringDep,
     settings: SettingsDep,
+    resolver: ResolverDep,
 ) -> GatewayService:
-    return _service(auth, session, keyring, settings)
+    return _service(auth, session, keyring, settings, resolver)
 
 
 Reader = Annotated[GatewayService, Depends(reader)]

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import structlog
 from sqlalchemy.exc import IntegrityError
@@ -48,6 +47,13 @@ from paygate.kit.ids import new_id
 from paygate.kit.money import is_currency
 from paygate.security import audit
 from paygate.security.crypto import Keyring, KeyringError, SealedSecrets
+from paygate.security.ssrf import (
+    Resolver,
+    UnsafeURL,
+    check_outbound_url,
+    check_url_shape,
+    resolve_host,
+)
 from paygate.settings import Settings
 
 logger = structlog.get_logger(__name__)
@@ -69,14 +75,36 @@ def mask(value: str, spec: FieldSpec) -> str:
 
 
 def _url_problem(value: str, environment: Environment) -> str | None:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "must be an http(s) URL with a host"
-    if parts.username or parts.password:
-        return "must not contain a user name or password"
-    if environment is Environment.LIVE and parts.scheme != "https":
-        return "must use https for a live gateway"
+    try:
+        check_url_shape(value, live=environment is Environment.LIVE)
+    except UnsafeURL as exc:
+        return exc.reason
     return None
+
+
+async def check_outbound_addresses(
+    spec: GatewayTypeSpec,
+    environment: Environment,
+    public: Mapping[str, str],
+    resolver: Resolver,
+) -> None:
+    """A live gateway's URL fields must point at public addresses (SSRF, security/ssrf.py).
+
+    Test gateways may point anywhere, so the local emulators on 127.0.0.1 keep working.
+    """
+    if environment is not Environment.LIVE:
+        return
+    errors: list[FieldError] = []
+    for field in spec.fields:
+        value = public.get(field.name)
+        if field.kind is not FieldKind.URL or not value:
+            continue
+        try:
+            await check_outbound_url(value, live=True, resolver=resolver)
+        except UnsafeURL as exc:
+            errors.append(FieldError(f"configuration.{field.name}", exc.reason, "unsafe_url"))
+    if errors:
+        raise validation_failed(errors)
 
 
 @dataclass
@@ -221,7 +249,9 @@ def envelope_of(gateway: Gateway, keyring: Keyring) -> Envelope:
         raise
 
 
-def adapter_config(gateway: Gateway, keyring: Keyring, settings: Settings) -> AdapterConfig:
+def adapter_config(
+    gateway: Gateway, keyring: Keyring, settings: Settings, resolver: Resolver = resolve_host
+) -> AdapterConfig:
     """What an adapter is built from: the gateway's settings and decrypted secrets."""
     return AdapterConfig(
         gateway_type=GatewayType(gateway.gateway_type),
@@ -229,6 +259,7 @@ def adapter_config(gateway: Gateway, keyring: Keyring, settings: Settings) -> Ad
         values={**gateway.public_config, **secrets_of(gateway, keyring)},
         timeout_seconds=settings.gateway_timeout_seconds,
         public_base_url=settings.base_url,
+        resolver=resolver,
     )
 
 
@@ -241,12 +272,19 @@ class ConnectionResult:
 
 class GatewayService:
     def __init__(
-        self, session: AsyncSession, keyring: Keyring, settings: Settings, auth: AuthContext
+        self,
+        session: AsyncSession,
+        keyring: Keyring,
+        settings: Settings,
+        auth: AuthContext,
+        *,
+        resolver: Resolver = resolve_host,
     ) -> None:
         self.session = session
         self.keyring = keyring
         self.settings = settings
         self.auth = auth
+        self.resolver = resolver
         self.gateways = GatewayRepository(session, auth.company_id)
 
     # --- reading -----------------------------------------------------------------
@@ -261,7 +299,7 @@ class GatewayService:
         return secrets_of(gateway, self.keyring)
 
     def adapter_config(self, gateway: Gateway) -> AdapterConfig:
-        return adapter_config(gateway, self.keyring, self.settings)
+        return adapter_config(gateway, self.keyring, self.settings, self.resolver)
 
     def credentials_readable(self, gateway: Gateway) -> bool:
         """Whether the configured master keys open this gateway's secrets (none returned)."""
@@ -276,6 +314,7 @@ class GatewayService:
         spec = spec_for(request.gateway_type)
         environment = request.environment or Environment.TEST
         checked = check_configuration(spec, environment, request.configuration or {})
+        await check_outbound_addresses(spec, environment, checked.public, self.resolver)
         gateway = Gateway(
             id=new_id("gw"),
             company_id=self.auth.company_id,
@@ -314,6 +353,7 @@ class GatewayService:
             stored_public=gateway.public_config,
             stored_secrets=stored.current,
         )
+        await check_outbound_addresses(spec, environment, checked.public, self.resolver)
         self._apply_terms(gateway, request)
         gateway.environment = environment.value
         _check_commercial_terms(spec, gateway)

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from paygate.db import Database
 from paygate.security.crypto import Keyring
+from paygate.security.ssrf import Resolver, resolve_host
 from paygate.settings import Settings
 
 
@@ -28,6 +29,12 @@ async def get_database(request: Request) -> Database:
 async def get_keyring(request: Request) -> Keyring:
     keyring: Keyring = request.app.state.keyring
     return keyring
+
+
+async def get_resolver(request: Request) -> Resolver:
+    """How outbound host names are resolved for the SSRF check (tests set a fake one)."""
+    resolver: Resolver = getattr(request.app.state, "outbound_resolver", resolve_host)
+    return resolver
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -62,3 +69,4 @@ SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 KeyringDep = Annotated[Keyring, Depends(get_keyring)]
 OriginDep = Annotated[Origin, Depends(get_origin)]
 DatabaseDep = Annotated[Database, Depends(get_database)]
+ResolverDep = Annotated[Resolver, Depends(get_resolver)]

@@ -18,7 +18,7 @@ from paygate.gateways.credentials import accepted_previous_until
 from paygate.gateways.models import Gateway
 from paygate.gateways.service import GatewayService
 from paygate.kit.clock import utcnow
-from paygate.kit.deps import KeyringDep, SessionDep, SettingsDep
+from paygate.kit.deps import KeyringDep, ResolverDep, SessionDep, SettingsDep
 from paygate.kit.errors import Problem, not_found
 from paygate.web.forms import (
     FormErrors,
@@ -37,10 +37,14 @@ router = APIRouter(route_class=PageRoute)
 
 
 def gateway_service(
-    auth: User, session: SessionDep, keyring: KeyringDep, settings: SettingsDep
+    auth: User,
+    session: SessionDep,
+    keyring: KeyringDep,
+    settings: SettingsDep,
+    resolver: ResolverDep,
 ) -> GatewayService:
     need(auth, Permission.GATEWAYS_READ)
-    return GatewayService(session, keyring, settings, auth)
+    return GatewayService(session, keyring, settings, auth, resolver=resolver)
 
 
 Gateways = Annotated[GatewayService, Depends(gateway_service)]

@@ -17,6 +17,8 @@ from typing import Any, ClassVar, Protocol, TypeVar
 import httpx
 import structlog
 
+from paygate.security.ssrf import GuardedTransport, OutboundRefused, Resolver, resolve_host
+
 logger = structlog.get_logger("paygate.gateway_calls")
 
 T = TypeVar("T")
@@ -93,6 +95,8 @@ class AdapterConfig:
     timeout_seconds: float = 10.0
     # paygate's own public URL: the sandbox's hosted customer-action page lives there.
     public_base_url: str = ""
+    # How a live gateway's host names are resolved before connecting (tests inject one).
+    resolver: Resolver = resolve_host
 
     def value(self, name: str) -> str:
         return self.values.get(name) or ""
@@ -352,11 +356,21 @@ class GatewayAdapter(Protocol):
 
 
 def http_client(config: AdapterConfig, *, base_url: str) -> httpx.AsyncClient:
-    """An httpx client for one adapter call, with the configured timeout."""
+    """An httpx client for one adapter call, with the configured timeout.
+
+    A live gateway's client checks the address at connection time (security/ssrf.py):
+    private addresses are refused even when a name resolves to one only now.
+    """
+    transport = (
+        GuardedTransport(resolver=config.resolver)
+        if config.environment is Environment.LIVE
+        else None
+    )
     return httpx.AsyncClient(
         base_url=base_url,
         timeout=httpx.Timeout(config.timeout_seconds),
         headers={"User-Agent": "paygate/0.1"},
+        transport=transport,
     )
 
 
@@ -427,6 +441,12 @@ async def call_gateway(
         raise GatewayTimeout(
             f"The gateway did not answer within {config.timeout_seconds:g} s.",
             request_sent=sent,
+        ) from None
+    except OutboundRefused:
+        record.outcome = "refused"
+        record.error = "private address refused"
+        raise GatewayMisconfigured(
+            "paygate refused to call the gateway: its address points at a private address."
         ) from None
     except httpx.TransportError as exc:
         record.outcome = "unreachable"
