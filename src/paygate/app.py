@@ -10,6 +10,7 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -23,7 +24,7 @@ from paygate.db import Database, resolve_database_url
 from paygate.gateways.endpoints import router as gateways_router
 from paygate.invoices.endpoints import router as invoices_router
 from paygate.jobs import start_worker_task
-from paygate.kit.errors import install_problem_handlers
+from paygate.kit.errors import install_problem_handlers, problem_media_types
 from paygate.kit.logging import configure_logging
 from paygate.kit.middleware import (
     BodyLimitMiddleware,
@@ -67,6 +68,18 @@ def _docs_page(request: Request) -> HTMLResponse:
     )
     set_content_security_policy(request.state, policy)
     return page
+
+
+def _document_problems_as_problem_json(app: FastAPI) -> None:
+    """The OpenAPI document says error answers are application/problem+json, as they are."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = problem_media_types(build())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def create_app(settings: Settings | None = None, *, database: Database | None = None) -> FastAPI:
@@ -128,6 +141,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     head = head_revision()
 
     app.add_api_route("/api/docs", _docs_page, include_in_schema=False, methods=["GET"])
+    _document_problems_as_problem_json(app)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

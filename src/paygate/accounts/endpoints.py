@@ -42,11 +42,12 @@ from paygate.accounts.schemas import (
 from paygate.accounts.service import AccountService, permissions_of
 from paygate.kit.clock import utcnow
 from paygate.kit.deps import DatabaseDep, OriginDep, SessionDep, SettingsDep
-from paygate.kit.errors import Problem, not_found
+from paygate.kit.errors import PROBLEM_RESPONSES, Problem, not_found
+from paygate.kit.ids import ObjectId
 from paygate.security import audit
 from paygate.security.rate_limits import limited, rate_limit
 
-router = APIRouter(prefix="/api/v1", tags=["accounts"])
+router = APIRouter(prefix="/api/v1", tags=["accounts"], responses=PROBLEM_RESPONSES)
 
 
 def account_service(
@@ -237,7 +238,7 @@ async def invite_member(
 
 @router.delete("/invitations/{invitation_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def revoke_invitation(
-    invitation_id: str,
+    invitation_id: ObjectId,
     auth: Annotated[AuthContext, Depends(require(Permission.MEMBERS_WRITE))],
     accounts: Accounts,
 ) -> Response:
@@ -247,7 +248,7 @@ async def revoke_invitation(
 
 @router.patch("/members/{membership_id}", response_model=MemberOut)
 async def change_member_role(
-    membership_id: str,
+    membership_id: ObjectId,
     body: RoleChange,
     auth: Annotated[AuthContext, Depends(require(Permission.MEMBERS_WRITE))],
     accounts: Accounts,
@@ -267,7 +268,7 @@ async def change_member_role(
 
 @router.post("/members/{membership_id}/unlock", response_model=MemberOut)
 async def unlock_member(
-    membership_id: str,
+    membership_id: ObjectId,
     auth: Annotated[AuthContext, Depends(require(Permission.MEMBERS_WRITE))],
     accounts: Accounts,
 ) -> MemberOut:
@@ -286,7 +287,7 @@ async def unlock_member(
 
 @router.delete("/members/{membership_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def remove_member(
-    membership_id: str,
+    membership_id: ObjectId,
     auth: Annotated[AuthContext, Depends(require(Permission.MEMBERS_WRITE))],
     accounts: Accounts,
 ) -> Response:
@@ -333,7 +334,7 @@ async def create_api_key(
     "/api-keys/{key_id}/rotate", status_code=status.HTTP_201_CREATED, response_model=ApiKeyRotated
 )
 async def rotate_api_key(
-    key_id: str,
+    key_id: ObjectId,
     auth: Annotated[AuthContext, Depends(require(Permission.API_KEYS_WRITE))],
     accounts: Accounts,
     body: Annotated[ApiKeyRotate | None, Body()] = None,
@@ -349,7 +350,7 @@ async def rotate_api_key(
 
 @router.delete("/api-keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def revoke_api_key(
-    key_id: str,
+    key_id: ObjectId,
     auth: Annotated[AuthContext, Depends(require(Permission.API_KEYS_WRITE))],
     accounts: Accounts,
 ) -> Response:

@@ -22,6 +22,8 @@ Email = Annotated[EmailStr, StringConstraints(max_length=320)]
 # Bounded well above the 128-character rule so the refusal can say why.
 Password = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+# API key names are stored in String(100): a longer one was a database error (500).
+KeyName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 
 
 class Strict(BaseModel):
@@ -125,7 +127,7 @@ MAX_ROTATION_GRACE_HOURS = 168  # a week to roll the new key out everywhere
 
 
 class ApiKeyCreate(Strict):
-    name: Name
+    name: KeyName
     scopes: list[Permission] = Field(min_length=1, max_length=len(Permission))
     expires_at: datetime | None = Field(
         default=None, description="When the key stops working (at most two years ahead)"

@@ -26,8 +26,10 @@ from paygate.gateways.schemas import (
 from paygate.gateways.service import GatewayService
 from paygate.kit.clock import utcnow
 from paygate.kit.deps import KeyringDep, ResolverDep, SessionDep, SettingsDep
+from paygate.kit.errors import PROBLEM_RESPONSES
+from paygate.kit.ids import ObjectId
 
-router = APIRouter(prefix="/api/v1", tags=["gateways"])
+router = APIRouter(prefix="/api/v1", tags=["gateways"], responses=PROBLEM_RESPONSES)
 
 
 def _service(
@@ -147,33 +149,33 @@ async def create_gateway(body: GatewayCreate, gateways: Writer) -> GatewayOut:
 
 
 @router.get("/gateways/{gateway_id}", response_model=GatewayOut)
-async def get_gateway(gateway_id: str, gateways: Reader) -> GatewayOut:
+async def get_gateway(gateway_id: ObjectId, gateways: Reader) -> GatewayOut:
     return gateway_out(await gateways.get(gateway_id), gateways)
 
 
 @router.patch("/gateways/{gateway_id}", response_model=GatewayOut)
-async def update_gateway(gateway_id: str, body: GatewayUpdate, gateways: Writer) -> GatewayOut:
+async def update_gateway(gateway_id: ObjectId, body: GatewayUpdate, gateways: Writer) -> GatewayOut:
     return gateway_out(await gateways.update(gateway_id, body), gateways)
 
 
 @router.delete("/gateways/{gateway_id}", response_model=GatewayDeleted)
-async def delete_gateway(gateway_id: str, gateways: Writer) -> GatewayDeleted:
+async def delete_gateway(gateway_id: ObjectId, gateways: Writer) -> GatewayDeleted:
     """Deletes the gateway; once payments refer to it, archives it instead (kept for history)."""
     return GatewayDeleted(id=gateway_id, outcome=await gateways.delete(gateway_id))
 
 
 @router.post("/gateways/{gateway_id}/enable", response_model=GatewayOut)
-async def enable_gateway(gateway_id: str, gateways: Writer) -> GatewayOut:
+async def enable_gateway(gateway_id: ObjectId, gateways: Writer) -> GatewayOut:
     return gateway_out(await gateways.set_enabled(gateway_id, True), gateways)
 
 
 @router.post("/gateways/{gateway_id}/disable", response_model=GatewayOut)
-async def disable_gateway(gateway_id: str, gateways: Writer) -> GatewayOut:
+async def disable_gateway(gateway_id: ObjectId, gateways: Writer) -> GatewayOut:
     return gateway_out(await gateways.set_enabled(gateway_id, False), gateways)
 
 
 @router.post("/gateways/{gateway_id}/test", response_model=ConnectionTestOut)
-async def test_gateway(gateway_id: str, gateways: Writer) -> ConnectionTestOut:
+async def test_gateway(gateway_id: ObjectId, gateways: Writer) -> ConnectionTestOut:
     result = await gateways.test_connection(gateway_id)
     return ConnectionTestOut(
         ok=result.ok, message=result.message, latency_ms=result.latency_ms, tested_at=utcnow()

@@ -21,10 +21,12 @@ from paygate.invoices.schemas import (
 )
 from paygate.invoices.service import InvoiceService
 from paygate.kit.deps import SessionDep, SettingsDep
+from paygate.kit.errors import PROBLEM_RESPONSES
+from paygate.kit.ids import ObjectId
 from paygate.kit.pagination import PageParams, page_params
 from paygate.settings import Settings
 
-router = APIRouter(prefix="/api/v1", tags=["invoices"])
+router = APIRouter(prefix="/api/v1", tags=["invoices"], responses=PROBLEM_RESPONSES)
 
 Reader = Annotated[AuthContext, Depends(require(Permission.INVOICES_READ))]
 Writer = Annotated[AuthContext, Depends(require(Permission.INVOICES_WRITE))]
@@ -99,20 +101,20 @@ async def list_invoices(
 
 @router.get("/invoices/{invoice_id}", response_model=InvoiceOut)
 async def get_invoice(
-    invoice_id: str, auth: Reader, session: SessionDep, settings: SettingsDep
+    invoice_id: ObjectId, auth: Reader, session: SessionDep, settings: SettingsDep
 ) -> InvoiceOut:
     return invoice_out(await InvoiceRepository(session, auth.company_id).get(invoice_id), settings)
 
 
 @router.post("/invoices/{invoice_id}/finalize", response_model=InvoiceOut)
 async def finalize_invoice(
-    invoice_id: str, auth: Writer, session: SessionDep, settings: SettingsDep
+    invoice_id: ObjectId, auth: Writer, session: SessionDep, settings: SettingsDep
 ) -> InvoiceOut:
     return invoice_out(await InvoiceService(session, auth).finalize(invoice_id), settings)
 
 
 @router.post("/invoices/{invoice_id}/void", response_model=InvoiceOut)
 async def void_invoice(
-    invoice_id: str, auth: Writer, session: SessionDep, settings: SettingsDep
+    invoice_id: ObjectId, auth: Writer, session: SessionDep, settings: SettingsDep
 ) -> InvoiceOut:
     return invoice_out(await InvoiceService(session, auth).void(invoice_id), settings)

@@ -10,6 +10,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 logger = structlog.get_logger(__name__)
@@ -157,6 +158,46 @@ def install_problem_handlers(app: FastAPI) -> None:
             detail = "No such route." if exc.status_code == 404 else None
         problem = Problem(exc.status_code, slug, title, detail, headers=dict(exc.headers or {}))
         return problem_response(problem, request)
+
+
+class ProblemFieldErrorOut(BaseModel):
+    field: str
+    message: str
+    code: str
+
+
+class ProblemDetails(BaseModel):
+    """An RFC 9457 problem as paygate answers it (application/problem+json)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = None
+    errors: list[ProblemFieldErrorOut] | None = None
+
+
+# What any API route may answer besides its success: declared on every API router so the
+# OpenAPI document lists every answer a client can get (and schemathesis can check them).
+PROBLEM_STATUSES = (400, 401, 403, 404, 409, 413, 422, 429)
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ProblemDetails, "description": _STATUS_SLUGS[status][1]}
+    for status in PROBLEM_STATUSES
+}
+
+
+def problem_media_types(document: dict[str, Any]) -> dict[str, Any]:
+    """Error answers are application/problem+json: FastAPI writes every model as
+    application/json, so move the error responses' schemas to the right media type."""
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            if not isinstance(operation, dict):
+                continue
+            for status, response in operation.get("responses", {}).items():
+                content = response.get("content", {})
+                if status[:1] in ("4", "5") and "application/json" in content:
+                    content[PROBLEM_CONTENT_TYPE] = content.pop("application/json")
+    return document
 
 
 INTERNAL_ERROR = Problem(

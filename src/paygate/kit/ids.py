@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import secrets
 import time
+from typing import Annotated
+
+from fastapi import Path
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+ID_MAX_LENGTH = 40
 
 
 def _encode(number: int, length: int) -> str:
@@ -25,3 +29,11 @@ def new_id(prefix: str) -> str:
 def is_id(value: str, prefix: str) -> bool:
     head, _, body = value.partition("_")
     return head == prefix and len(body) == 26 and all(c in _CROCKFORD for c in body)
+
+
+# Every id in a URL path. The bound is the id columns' (String(40)) and is declared in the
+# OpenAPI document; it is not a 422: a longer id is simply one that does not exist, and
+# unknown ids answer 404 like another tenant's (the tenancy rule), never a database error.
+ObjectId = Annotated[
+    str, Path(description="The object's id", json_schema_extra={"maxLength": ID_MAX_LENGTH})
+]

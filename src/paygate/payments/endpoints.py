@@ -17,9 +17,11 @@ from paygate.accounts.permissions import Permission
 from paygate.gateways.models import Gateway
 from paygate.invoices.models import Invoice
 from paygate.kit.deps import DatabaseDep, KeyringDep, OriginDep, SessionDep, SettingsDep
-from paygate.kit.errors import not_found
+from paygate.kit.errors import PROBLEM_RESPONSES, ProblemDetails, not_found
+from paygate.kit.ids import ObjectId
 from paygate.kit.pagination import PageParams, page_params
 from paygate.payments.idempotency import (
+    MAX_KEY_LENGTH,
     Answer,
     Claim,
     Replay,
@@ -48,12 +50,17 @@ from paygate.payments.service import Caller, PaymentService, Settled
 from paygate.payments.state import PaymentStatus
 from paygate.security.audit import Actor
 
-router = APIRouter(prefix="/api/v1", tags=["payments"])
+router = APIRouter(prefix="/api/v1", tags=["payments"], responses=PROBLEM_RESPONSES)
 return_router = APIRouter(include_in_schema=False)
 
 Reader = Annotated[AuthContext, Depends(require(Permission.PAYMENTS_READ))]
 Writer = Annotated[AuthContext, Depends(require(Permission.PAYMENTS_WRITE))]
-IdempotencyHeader = Annotated[str | None, Header(alias="Idempotency-Key")]
+# The bound is declared here and enforced by check_key (a 400 bad-idempotency-key, as
+# documented), so an over-long key gets the specific answer rather than a generic 422.
+IdempotencyHeader = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", json_schema_extra={"maxLength": MAX_KEY_LENGTH}),
+]
 
 
 def payment_service(
@@ -165,10 +172,16 @@ def answer_response(answer: Answer) -> JSONResponse:
     "/invoices/{invoice_id}/payments",
     status_code=status.HTTP_201_CREATED,
     response_model=PaymentOut,
-    responses={409: {"description": "A request with this Idempotency-Key is still running"}},
+    responses={
+        409: {
+            "model": ProblemDetails,
+            "description": "A request with this Idempotency-Key is still running, or the "
+            "invoice is not payable",
+        }
+    },
 )
 async def create_payment(
-    invoice_id: str,
+    invoice_id: ObjectId,
     body: PaymentCreate,
     request: Request,
     auth: Writer,
@@ -227,13 +240,17 @@ async def list_payments(
 
 
 @router.get("/payments/{payment_id}", response_model=PaymentOut)
-async def get_payment(payment_id: str, auth: Reader, session: SessionDep) -> PaymentOut:
+async def get_payment(payment_id: ObjectId, auth: Reader, session: SessionDep) -> PaymentOut:
     return await payment_view(session, auth.company_id, payment_id)
 
 
 @router.post("/payments/{payment_id}/sync", response_model=PaymentOut)
 async def sync_payment(
-    payment_id: str, auth: Writer, database: DatabaseDep, keyring: KeyringDep, settings: SettingsDep
+    payment_id: ObjectId,
+    auth: Writer,
+    database: DatabaseDep,
+    keyring: KeyringDep,
+    settings: SettingsDep,
 ) -> PaymentOut:
     """Ask the gateway what became of an open payment (after a timeout, say)."""
     await payment_service(database, keyring, settings, caller_of(auth)).sync(payment_id)
@@ -243,7 +260,7 @@ async def sync_payment(
 
 @router.post("/payments/{payment_id}/review", response_model=PaymentOut)
 async def review_payment(
-    payment_id: str,
+    payment_id: ObjectId,
     body: ReviewDecision,
     auth: Writer,
     database: DatabaseDep,
@@ -261,7 +278,7 @@ async def review_payment(
     "/payments/{payment_id}/refunds", status_code=status.HTTP_201_CREATED, response_model=RefundOut
 )
 async def create_refund(
-    payment_id: str,
+    payment_id: ObjectId,
     body: RefundCreate,
     request: Request,
     auth: Writer,
@@ -285,7 +302,11 @@ async def create_refund(
 
 @router.post("/refunds/{refund_id}/sync", response_model=RefundOut)
 async def sync_refund(
-    refund_id: str, auth: Writer, database: DatabaseDep, keyring: KeyringDep, settings: SettingsDep
+    refund_id: ObjectId,
+    auth: Writer,
+    database: DatabaseDep,
+    keyring: KeyringDep,
+    settings: SettingsDep,
 ) -> RefundOut:
     """Ask the gateway what became of a pending refund (answered pending, or timed out)."""
     service = payment_service(database, keyring, settings, caller_of(auth))
@@ -307,7 +328,7 @@ async def list_gateway_calls(
 
 @return_router.get("/payments/{payment_id}/return")
 async def payment_return(
-    payment_id: str,
+    payment_id: ObjectId,
     request: Request,
     database: DatabaseDep,
     keyring: KeyringDep,

@@ -5,7 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StrictInt, StringConstraints
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    StrictInt,
+    StringConstraints,
+    UrlConstraints,
+)
 
 from paygate.payments.state import PaymentStatus
 
@@ -25,7 +33,8 @@ class PaymentCreate(BaseModel):
     amount: Annotated[StrictInt, Field(gt=0, le=10**15)] | None = Field(
         default=None, description="Minor units; defaults to the invoice's amount due"
     )
-    return_url: HttpUrl | None = Field(
+    # The column is String(2048); HttpUrl alone allows 2083 characters.
+    return_url: Annotated[HttpUrl, UrlConstraints(max_length=2048)] | None = Field(
         default=None, description="Where the customer goes after a redirect flow"
     )
 

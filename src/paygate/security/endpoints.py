@@ -10,11 +10,12 @@ from fastapi import APIRouter, Depends, Query
 from paygate.accounts.auth import AuthContext, require
 from paygate.accounts.permissions import Permission
 from paygate.kit.deps import SessionDep
+from paygate.kit.errors import PROBLEM_RESPONSES
 from paygate.kit.pagination import PageParams, page_params
 from paygate.security.repository import AuditFilters, AuditRepository
 from paygate.security.schemas import AuditEntryOut, AuditPage
 
-router = APIRouter(prefix="/api/v1", tags=["audit"])
+router = APIRouter(prefix="/api/v1", tags=["audit"], responses=PROBLEM_RESPONSES)
 
 Short = Annotated[str | None, Query(max_length=60)]
 

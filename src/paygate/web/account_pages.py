@@ -26,6 +26,7 @@ from paygate.accounts.service import AccountService
 from paygate.kit.clock import utcnow
 from paygate.kit.deps import DatabaseDep, OriginDep, SessionDep, SettingsDep
 from paygate.kit.errors import Problem
+from paygate.kit.ids import ObjectId
 from paygate.security.rate_limits import rate_limit
 from paygate.web.forms import FormErrors, parse, text, texts
 from paygate.web.render import Notice, PageRoute, is_htmx, redirect, render
@@ -238,7 +239,7 @@ async def rotate_api_key(
 @router.post("/api-keys/{key_id}/revoke")
 async def revoke_api_key(
     request: Request,
-    key_id: str,
+    key_id: ObjectId,
     auth: User,
     session: SessionDep,
     settings: SettingsDep,
@@ -350,7 +351,7 @@ async def _member_action(
 @router.post("/members/{membership_id}/role")
 async def change_role(
     request: Request,
-    membership_id: str,
+    membership_id: ObjectId,
     auth: User,
     session: SessionDep,
     settings: SettingsDep,
@@ -369,7 +370,7 @@ async def change_role(
 @router.post("/members/{membership_id}/remove")
 async def remove_member(
     request: Request,
-    membership_id: str,
+    membership_id: ObjectId,
     auth: User,
     session: SessionDep,
     settings: SettingsDep,
@@ -399,7 +400,7 @@ async def unlock_member(
 @router.post("/invitations/{invitation_id}/revoke")
 async def revoke_invitation(
     request: Request,
-    invitation_id: str,
+    invitation_id: ObjectId,
     auth: User,
     session: SessionDep,
     settings: SettingsDep,

@@ -33,6 +33,7 @@ from paygate.invoices.schemas import InvoiceCreate, InvoiceStatus
 from paygate.invoices.service import InvoiceService
 from paygate.kit.deps import DatabaseDep, KeyringDep, SessionDep, SettingsDep
 from paygate.kit.errors import FieldError, Problem, validation_failed
+from paygate.kit.ids import ObjectId
 from paygate.kit.money import Money, exponent, is_currency
 from paygate.kit.pagination import PageParams
 from paygate.payments.endpoints import caller_of, payment_views
@@ -534,7 +535,7 @@ async def detail_context(
     session: AsyncSession,
     settings: Settings,
     auth: AuthContext,
-    invoice_id: str,
+    invoice_id: ObjectId,
     refund_form: RefundForm | None = None,
 ) -> dict[str, Any]:
     """Everything the detail page shows."""
@@ -583,7 +584,7 @@ async def _detail(
     auth: AuthContext,
     reads: AsyncSession | Database,
     settings: Settings,
-    invoice_id: str,
+    invoice_id: ObjectId,
     *,
     notice: Notice | None = None,
     refund_form: RefundForm | None = None,
@@ -611,7 +612,7 @@ def _done(request: Request, invoice_id: str, key: str) -> tuple[Response | None,
 @router.get("/invoices/{invoice_id}")
 async def invoice_page(
     request: Request,
-    invoice_id: str,
+    invoice_id: ObjectId,
     auth: User,
     session: SessionDep,
     settings: SettingsDep,
@@ -627,7 +628,7 @@ async def _invoice_action(
     auth: AuthContext,
     session: AsyncSession,
     settings: Settings,
-    invoice_id: str,
+    invoice_id: ObjectId,
     action: str,
 ) -> Response:
     need(auth, Permission.INVOICES_WRITE)
@@ -646,7 +647,7 @@ async def _invoice_action(
 @router.post("/invoices/{invoice_id}/finalize")
 async def finalize_invoice(
     request: Request,
-    invoice_id: str,
+    invoice_id: ObjectId,
     auth: User,
     session: SessionDep,
     settings: SettingsDep,
@@ -657,7 +658,7 @@ async def finalize_invoice(
 @router.post("/invoices/{invoice_id}/void")
 async def void_invoice(
     request: Request,
-    invoice_id: str,
+    invoice_id: ObjectId,
     auth: User,
     session: SessionDep,
     settings: SettingsDep,
@@ -680,8 +681,8 @@ async def _payment_of_invoice(
 @router.post("/invoices/{invoice_id}/payments/{payment_id}/refund")
 async def refund_payment(
     request: Request,
-    invoice_id: str,
-    payment_id: str,
+    invoice_id: ObjectId,
+    payment_id: ObjectId,
     auth: User,
     database: DatabaseDep,
     keyring: KeyringDep,
@@ -749,8 +750,8 @@ async def refund_payment(
 @router.post("/invoices/{invoice_id}/payments/{payment_id}/sync")
 async def sync_payment(
     request: Request,
-    invoice_id: str,
-    payment_id: str,
+    invoice_id: ObjectId,
+    payment_id: ObjectId,
     auth: User,
     database: DatabaseDep,
     keyring: KeyringDep,

@@ -18,11 +18,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlencode, urlsplit
 
 import structlog
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -41,6 +41,7 @@ from paygate.invoices.schemas import InvoiceStatus
 from paygate.kit.clock import utcnow
 from paygate.kit.deps import DatabaseDep, KeyringDep, Origin, OriginDep, SettingsDep
 from paygate.kit.errors import FieldError, Problem, not_found, validation_failed
+from paygate.kit.ids import ObjectId
 from paygate.kit.middleware import ContentSecurityPolicy, set_content_security_policy
 from paygate.kit.money import Money, exponent
 from paygate.payments.idempotency import Answer, request_fingerprint, run_once
@@ -59,6 +60,9 @@ from paygate.web.session import CSRF_FIELD
 logger = structlog.get_logger(__name__)
 
 router = APIRouter(route_class=PageRoute)
+
+# The payment link's token (String(64) in the database).
+PayToken = Annotated[str, Path(min_length=1, max_length=64)]
 
 # A processing payment the customer reloads after this long is re-checked with the gateway.
 SYNC_AFTER = timedelta(seconds=10)
@@ -385,6 +389,9 @@ def _luhn(digits: str) -> bool:
     return total % 10 == 0
 
 
+MAX_CARD_NAME = 200
+
+
 def parse_card(form: Mapping[str, str]) -> str:
     """The card number when the form is complete and plausible; field errors otherwise."""
     errors = []
@@ -406,8 +413,11 @@ def parse_card(form: Mapping[str, str]) -> str:
             errors.append(FieldError("card_expiry", "This card has expired."))
     if not re.fullmatch(r"\d{3,4}", form.get("card_cvc", "").strip()):
         errors.append(FieldError("card_cvc", "Enter the 3 or 4 digits on the back of the card."))
-    if not form.get("card_name", "").strip():
+    card_name = form.get("card_name", "").strip()
+    if not card_name:
         errors.append(FieldError("card_name", "Enter the name on the card."))
+    elif len(card_name) > MAX_CARD_NAME:
+        errors.append(FieldError("card_name", f"Use at most {MAX_CARD_NAME} characters."))
     if errors:
         raise validation_failed(errors)
     return number
@@ -439,7 +449,7 @@ def _service(
 
 @router.get("/pay/{token}")
 async def pay_page(
-    token: str,
+    token: PayToken,
     request: Request,
     database: DatabaseDep,
     keyring: KeyringDep,
@@ -552,7 +562,7 @@ async def _pay_once(
 
 @router.post("/pay/{token}/payments")
 async def pay_submit(
-    token: str,
+    token: PayToken,
     request: Request,
     database: DatabaseDep,
     keyring: KeyringDep,
@@ -642,8 +652,8 @@ async def pay_submit(
 
 @router.post("/pay/{token}/payments/{payment_id}/complete")
 async def pay_complete(
-    token: str,
-    payment_id: str,
+    token: PayToken,
+    payment_id: ObjectId,
     request: Request,
     database: DatabaseDep,
     keyring: KeyringDep,

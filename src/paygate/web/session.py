@@ -248,9 +248,18 @@ def need(auth: AuthContext, permission: Permission) -> None:
         raise forbidden(f"This needs the {permission.value} permission.")
 
 
+# The same bound as the `next` query parameter of the sign-in page.
+MAX_NEXT_LENGTH = 500
+
+
 def safe_next(target: str | None, default: str = "/gateways") -> str:
     """Only a same-site path: never another host, scheme, or a protocol-relative URL."""
-    if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
+    if (
+        not target
+        or len(target) > MAX_NEXT_LENGTH
+        or not target.startswith("/")
+        or target.startswith(("//", "/\\"))
+    ):
         return default
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or any(c in target for c in "\r\n\t\\"):
