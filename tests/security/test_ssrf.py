@@ -305,13 +305,16 @@ async def test_the_guard_connects_to_the_address_it_checked() -> None:
     transport = GuardedTransport(httpx.MockTransport(answer), resolver=fake_resolver)
     async with httpx.AsyncClient(transport=transport) as client:
         response = await client.get("https://pay.example.com/health")
+        await client.get("https://v6.example.com:8443/health")
         with pytest.raises(OutboundRefused):
             await client.get("https://split.example.net/health")
         with pytest.raises(OutboundRefused):
             await client.get("https://[::1]/health")
 
     assert response.status_code == 200
-    [sent] = seen
+    sent, sent_v6 = seen
     assert sent.url.host == "93.184.216.34"
     assert sent.headers["host"] == "pay.example.com"
     assert sent.extensions["sni_hostname"] == "pay.example.com"
+    assert str(sent_v6.url) == "https://[2606:2800:220:1:248:1893:25c8:1946]:8443/health"
+    assert sent_v6.headers["host"] == "v6.example.com:8443"
