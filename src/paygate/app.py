@@ -40,6 +40,7 @@ from paygate.security.crypto import Keyring
 from paygate.security.endpoints import router as audit_router
 from paygate.security.rate_limits import RateLimits
 from paygate.security.rotation_endpoints import router as key_rotation_router
+from paygate.security.revocation import RevocationList
 from paygate.settings import Settings, get_settings
 from paygate.web.pages import router as web_router
 
@@ -102,6 +103,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
                     await worker
             if database is None:
                 await db.dispose()
+            await app.state.revocations.close()
 
     app = FastAPI(
         title="paygate",
@@ -115,6 +117,8 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.state.settings = settings
     app.state.keyring = keyring
     app.state.rate_limits = RateLimits(settings)
+    # One Redis client per app (when redis_url is set), closed by the lifespan.
+    app.state.revocations = RevocationList.from_settings(settings)
     if database is not None:
         app.state.database = database
     install_problem_handlers(app)

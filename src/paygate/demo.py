@@ -20,6 +20,7 @@ from paygate.invoices.service import InvoiceService
 from paygate.kit.deps import Origin
 from paygate.kit.errors import Problem
 from paygate.security.crypto import Keyring
+from paygate.security.revocation import RevocationList
 from paygate.settings import Settings
 
 CLI_ORIGIN = Origin(ip=None, user_agent="paygate-cli", request_id=None)
@@ -36,14 +37,19 @@ async def create_owner(
     database: Database, settings: Settings, *, email: str, password: str, company_name: str
 ) -> str:
     """Create a company and its owner, under the same rules as sign-up; returns the company id."""
-    async with database.transaction() as session:
-        try:
-            signed_in = await AccountService(session, settings, CLI_ORIGIN).register(
-                RegisterRequest(email=email, password=password, company_name=company_name)
-            )
-        except Problem as problem:
-            raise ValueError(problem.detail or problem.title) from None
-        return signed_in.company_id
+    revocations = RevocationList.from_settings(settings)
+    try:
+        async with database.transaction() as session:
+            service = AccountService(session, settings, CLI_ORIGIN, revocations=revocations)
+            try:
+                signed_in = await service.register(
+                    RegisterRequest(email=email, password=password, company_name=company_name)
+                )
+            except Problem as problem:
+                raise ValueError(problem.detail or problem.title) from None
+            return signed_in.company_id
+    finally:
+        await revocations.close()
 
 
 async def create_demo(

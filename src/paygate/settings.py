@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     rate_limit_pay_submit_account: str = "20/minute;100/hour"
     rate_limit_webhook_ip: str = "600/minute"
     rate_limit_key_prefix: str = "paygate-rl"
+    # Redis keys of the token revocation list start with this (one Redis may serve several
+    # deployments, or test runs).
+    revocation_key_prefix: str = Field(default="paygate-rev", min_length=1, max_length=100)
     # Account lockout: this many failed sign-ins in a row lock the account this long.
     lockout_threshold: int = Field(default=10, ge=1)
     lockout_minutes: int = Field(default=30, ge=1)

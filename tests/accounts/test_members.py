@@ -79,6 +79,20 @@ async def test_role_change_and_removal_take_effect_at_once(
         f"/api/v1/members/{membership['id']}", json={"role": "viewer"}, headers=tenant.headers
     )
     assert demoted.json()["role"] == "viewer"
+    # The demotion ends their sessions: tokens issued under the old role are refused...
+    assert (await client.get("/api/v1/gateways", headers=member["headers"])).status_code == 401
+    # ...and signing in again gives the new role's rights.
+    signed_in = await client.post(
+        "/api/v1/auth/login",
+        json={
+            "email": "ops@acme-invoicing.com",
+            "password": STRONG_PASSWORD,
+            "company_id": tenant.company_id,
+        },
+    )
+    assert signed_in.status_code == 200, signed_in.text
+    member["headers"] = {"Authorization": f"Bearer {signed_in.json()['access_token']}"}
+    member["refresh_token"] = signed_in.json()["refresh_token"]
     assert (
         await client.post("/api/v1/gateways", json=sandbox_payload(), headers=member["headers"])
     ).status_code == 403

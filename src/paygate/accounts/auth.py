@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paygate.accounts.models import ApiKey, AuthSession, Membership, User
+from paygate.accounts.models import ApiKey, Membership, User
 from paygate.accounts.permissions import ROLE_PERMISSIONS, Permission, Role
 from paygate.kit.clock import utcnow
 from paygate.kit.deps import DatabaseDep, Origin, OriginDep, SettingsDep
 from paygate.kit.errors import forbidden, unauthorized
 from paygate.security.audit import Actor, record_detached
+from paygate.security.revocation import RevocationList
 from paygate.security.tokens import read_access_token, token_digest
 
 API_KEY_PREFIX = "pgk_"
@@ -33,6 +34,9 @@ class AuthContext:
     role: Role | None = None
     user_id: str | None = None
     session_id: str | None = None
+    # The access token's jti and expiry: signing out puts that token on the revocation list.
+    token_id: str | None = None
+    token_expires_at: datetime | None = None
 
     @property
     def actor(self) -> Actor:
@@ -43,7 +47,11 @@ class AuthContext:
 
 
 async def authenticate_token(
-    session: AsyncSession, jwt_secret: str, token: str, origin: Origin
+    session: AsyncSession,
+    jwt_secret: str,
+    token: str,
+    origin: Origin,
+    revocations: RevocationList,
 ) -> AuthContext | None:
     """The auth context for a bearer token, or None when it is not (or no longer) valid."""
     if token.startswith(API_KEY_PREFIX):
@@ -51,17 +59,16 @@ async def authenticate_token(
     claims = read_access_token(jwt_secret, token)
     if claims is None:
         return None
-    # Role and revocation are read fresh: a sign-out or role change takes effect at once.
+    # Ended sessions and signed-out tokens are on the revocation list until the last token
+    # they cover expires (every way a session ends puts it there).
+    if await revocations.is_revoked(session, claims.jti, claims.session_id):
+        return None
+    # The role is read fresh: a role change or removal takes effect at once.
     row = (
         await session.execute(
             select(Membership.role, User.email)
-            .join(AuthSession, AuthSession.user_id == Membership.user_id)
             .join(User, User.id == Membership.user_id)
             .where(
-                AuthSession.id == claims.session_id,
-                AuthSession.revoked_at.is_(None),
-                AuthSession.expires_at > utcnow(),
-                AuthSession.company_id == claims.company_id,
                 Membership.company_id == claims.company_id,
                 Membership.user_id == claims.user_id,
             )
@@ -80,6 +87,8 @@ async def authenticate_token(
         role=role,
         user_id=claims.user_id,
         session_id=claims.session_id,
+        token_id=claims.jti,
+        token_expires_at=claims.expires_at,
     )
 
 
@@ -112,8 +121,25 @@ def bearer_token(request: Request) -> str | None:
     return token.strip()
 
 
+def revocations_of(request: Request) -> RevocationList:
+    """The app's one revocation list (and Redis client), made by create_app."""
+    revocations: RevocationList = request.app.state.revocations
+    return revocations
+
+
+async def get_revocations(request: Request) -> RevocationList:
+    return revocations_of(request)
+
+
+RevocationsDep = Annotated[RevocationList, Depends(get_revocations)]
+
+
 async def authenticate(
-    request: Request, database: DatabaseDep, settings: SettingsDep, origin: OriginDep
+    request: Request,
+    database: DatabaseDep,
+    settings: SettingsDep,
+    origin: OriginDep,
+    revocations: RevocationsDep,
 ) -> AuthContext:
     token = bearer_token(request)
     if token is None:
@@ -122,7 +148,7 @@ async def authenticate(
     # pooled connection idle in a transaction for the whole call.
     async with database.transaction() as session:
         context = await authenticate_token(
-            session, settings.jwt_secret.get_secret_value(), token, origin
+            session, settings.jwt_secret.get_secret_value(), token, origin, revocations
         )
     if context is None:
         raise unauthorized("The token is invalid, expired or revoked.")

@@ -8,8 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Body, Depends, Request, Response, status
 from fastapi.responses import JSONResponse
 
-from paygate.accounts.auth import AuthContext, Authenticated, require
-from paygate.accounts.models import ApiKey, Company, Invitation, User
+from paygate.accounts.auth import AuthContext, Authenticated, RevocationsDep, require
+from paygate.accounts.models import ApiKey, AuthSession, Company, Invitation, User
 from paygate.accounts.passwords import RESET_REQUESTED, PasswordService
 from paygate.accounts.permissions import Permission, Role
 from paygate.accounts.repository import ApiKeyRepository, InvitationRepository, MembershipRepository
@@ -36,6 +36,8 @@ from paygate.accounts.schemas import (
     RefreshRequest,
     RegisterRequest,
     RoleChange,
+    SessionOut,
+    SessionsEnded,
     TokenPair,
     UserOut,
 )
@@ -51,9 +53,9 @@ router = APIRouter(prefix="/api/v1", tags=["accounts"], responses=PROBLEM_RESPON
 
 
 def account_service(
-    session: SessionDep, settings: SettingsDep, origin: OriginDep
+    session: SessionDep, settings: SettingsDep, origin: OriginDep, revocations: RevocationsDep
 ) -> AccountService:
-    return AccountService(session, settings, origin)
+    return AccountService(session, settings, origin, revocations=revocations)
 
 
 Accounts = Annotated[AccountService, Depends(account_service)]
@@ -293,6 +295,61 @@ async def remove_member(
 ) -> Response:
     await accounts.remove_member(auth, membership_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# --- sign-in sessions ---------------------------------------------------------------
+
+
+def session_out(auth_session: AuthSession, auth: AuthContext) -> SessionOut:
+    return SessionOut(
+        id=auth_session.id,
+        created_at=auth_session.created_at,
+        last_used_at=auth_session.last_used_at,
+        expires_at=auth_session.expires_at,
+        ip=auth_session.ip,
+        user_agent=auth_session.user_agent,
+        current=auth_session.id == auth.session_id,
+    )
+
+
+@router.get("/sessions", response_model=list[SessionOut])
+async def list_my_sessions(auth: Authenticated, accounts: Accounts) -> list[SessionOut]:
+    """Where you are signed in to this company (browsers and apps), newest first."""
+    return [session_out(s, auth) for s in await accounts.my_sessions(auth)]
+
+
+@router.post("/sessions/end-others", response_model=SessionsEnded)
+async def end_my_other_sessions(auth: Authenticated, accounts: Accounts) -> SessionsEnded:
+    """Sign out everywhere else: every session of yours in this company but this one."""
+    return SessionsEnded(ended=await accounts.end_my_other_sessions(auth))
+
+
+@router.delete("/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def end_my_session(session_id: str, auth: Authenticated, accounts: Accounts) -> Response:
+    """End one of your sessions; ending the one in use signs you out."""
+    await accounts.end_my_session(auth, session_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/members/{membership_id}/sessions", response_model=list[SessionOut])
+async def list_member_sessions(
+    membership_id: str,
+    auth: Annotated[AuthContext, Depends(require(Permission.MEMBERS_WRITE))],
+    accounts: Accounts,
+) -> list[SessionOut]:
+    """Owners: where a member is signed in to this company."""
+    _, sessions = await accounts.member_sessions(auth, membership_id)
+    return [session_out(s, auth) for s in sessions]
+
+
+@router.delete("/members/{membership_id}/sessions", response_model=SessionsEnded)
+async def end_member_sessions(
+    membership_id: str,
+    auth: Annotated[AuthContext, Depends(require(Permission.MEMBERS_WRITE))],
+    accounts: Accounts,
+) -> SessionsEnded:
+    """Owners: sign a member out of this company everywhere, at once."""
+    return SessionsEnded(ended=await accounts.end_member_sessions(auth, membership_id))
 
 
 # --- API keys ----------------------------------------------------------------------

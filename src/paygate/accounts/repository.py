@@ -85,7 +85,13 @@ class UserRepository:
         session_id: str | None = None,
         user_id: str | None = None,
         company_id: str | None = None,
-    ) -> None:
+        except_session_id: str | None = None,
+    ) -> list[str]:
+        """Mark the matching live sessions ended; their ids (for the revocation list).
+
+        Use AccountService, which also puts the ids on the revocation list: a session only
+        marked here keeps its access tokens working until they expire.
+        """
         statement = update(AuthSession).where(AuthSession.revoked_at.is_(None))
         if session_id is not None:
             statement = statement.where(AuthSession.id == session_id)
@@ -93,7 +99,26 @@ class UserRepository:
             statement = statement.where(AuthSession.user_id == user_id)
         if company_id is not None:
             statement = statement.where(AuthSession.company_id == company_id)
-        await self.session.execute(statement.values(revoked_at=utcnow(), revoked_reason=reason))
+        if except_session_id is not None:
+            statement = statement.where(AuthSession.id != except_session_id)
+        result = await self.session.execute(
+            statement.values(revoked_at=utcnow(), revoked_reason=reason).returning(AuthSession.id)
+        )
+        return list(result.scalars())
+
+    async def live_sessions(self, user_id: str, company_id: str) -> Sequence[AuthSession]:
+        """The user's sign-in sessions in one company that can still be used, newest first."""
+        rows = await self.session.execute(
+            select(AuthSession)
+            .where(
+                AuthSession.user_id == user_id,
+                AuthSession.company_id == company_id,
+                AuthSession.revoked_at.is_(None),
+                AuthSession.expires_at > utcnow(),
+            )
+            .order_by(AuthSession.created_at.desc(), AuthSession.id.desc())
+        )
+        return list(rows.scalars())
 
     async def owners_of(
         self, company_ids: Sequence[str], *, except_user_id: str | None = None

@@ -215,3 +215,17 @@ class PasswordResetConfirm(Strict):
 
 class Accepted(BaseModel):
     detail: str
+class SessionOut(BaseModel):
+    """One sign-in session (a browser or app signed in), never its tokens."""
+
+    id: str
+    created_at: datetime
+    last_used_at: datetime | None
+    expires_at: datetime
+    ip: str | None
+    user_agent: str | None
+    current: bool
+
+
+class SessionsEnded(BaseModel):
+    ended: int

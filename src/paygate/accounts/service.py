@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -60,6 +61,7 @@ from paygate.security.passwords import (
     password_problems,
     verify_password,
 )
+from paygate.security.revocation import RevocationList
 from paygate.security.tokens import issue_access_token, new_opaque_token, token_digest
 from paygate.settings import Settings
 
@@ -75,6 +77,10 @@ ACCOUNT_LOCKED = Problem(
     "Sign-in failed",
     "This account is locked after too many failed sign-ins. Try again later, "
     "or ask an owner of your company to unlock it.",
+)
+
+_NOT_A_SESSION = Problem(
+    400, "not-a-session", "Not a session", "API keys are revoked, not signed out."
 )
 
 
@@ -101,10 +107,19 @@ def check_new_password(
 
 
 class AccountService:
-    def __init__(self, session: AsyncSession, settings: Settings, origin: Origin) -> None:
+    def __init__(
+        self,
+        session: AsyncSession,
+        settings: Settings,
+        origin: Origin,
+        *,
+        revocations: RevocationList,
+    ) -> None:
         self.session = session
         self.settings = settings
         self.origin = origin
+        # Ending a session must reach every process: app.state.revocations (RevocationsDep).
+        self.revocations = revocations
         self.users = UserRepository(session)
         self.outbox = Outbox()
 
@@ -305,8 +320,11 @@ class AccountService:
             # Reuse means the token leaked: end the family, in a transaction that commits
             # even though this request answers 401.
             async with database.transaction() as other:
-                await UserRepository(other).revoke_sessions(
+                ended = await UserRepository(other).revoke_sessions(
                     reason="refresh_token_reused", session_id=auth_session.id
+                )
+                await self.revocations.revoke_all(
+                    other, [auth_session.id, *ended], self.revocations.session_until()
                 )
                 await audit.record(
                     other,
@@ -329,10 +347,10 @@ class AccountService:
 
     async def logout(self, auth: AuthContext) -> None:
         if auth.session_id is None:
-            raise Problem(
-                400, "not-a-session", "Not a session", "API keys are revoked, not signed out."
-            )
-        await self.users.revoke_sessions(reason="signed_out", session_id=auth.session_id)
+            raise _NOT_A_SESSION
+        if auth.token_id is not None and auth.token_expires_at is not None:
+            await self.revocations.revoke(self.session, auth.token_id, auth.token_expires_at)
+        await self._end_sessions(reason="signed_out", session_id=auth.session_id)
         await audit.record(
             self.session,
             company_id=auth.company_id,
@@ -446,6 +464,16 @@ class AccountService:
         ):
             raise conflict("A company keeps at least one owner. Make someone else owner first.")
         membership.role = role.value
+        ended = 0
+        if before != role.value:
+            # A new role starts from a new sign-in: nothing issued under the old one lives on.
+            # Changing your own role keeps the session you are using.
+            ended = await self.end_all_sessions(
+                membership.user_id,
+                "role_changed",
+                company_id=auth.company_id,
+                except_session_id=auth.session_id if membership.user_id == auth.user_id else None,
+            )
         await audit.record(
             self.session,
             company_id=auth.company_id,
@@ -457,6 +485,7 @@ class AccountService:
             changes={"role": {"before": before, "after": role.value}}
             if before != role.value
             else None,
+            detail=f"{ended} session(s) ended" if ended else None,
         )
         return membership
 
@@ -493,8 +522,8 @@ class AccountService:
             raise conflict("A company keeps at least one owner. Make someone else owner first.")
         await self.session.delete(membership)
         # Their sessions in this company end at once.
-        await self.users.revoke_sessions(
-            reason="member_removed", user_id=membership.user_id, company_id=auth.company_id
+        ended = await self.end_all_sessions(
+            membership.user_id, "member_removed", company_id=auth.company_id
         )
         await audit.record(
             self.session,
@@ -505,7 +534,137 @@ class AccountService:
             object_type="member",
             object_id=membership.id,
             changes={"role": {"before": membership.role, "after": None}},
+            detail=f"{ended} session(s) ended",
         )
+
+    # --- sign-in sessions -------------------------------------------------------------
+
+    async def _end_sessions(
+        self,
+        *,
+        reason: str,
+        session_id: str | None = None,
+        user_id: str | None = None,
+        company_id: str | None = None,
+        except_session_id: str | None = None,
+    ) -> int:
+        """Mark sessions ended and put them on the revocation list; how many ended."""
+        ended = await self.users.revoke_sessions(
+            reason=reason,
+            session_id=session_id,
+            user_id=user_id,
+            company_id=company_id,
+            except_session_id=except_session_id,
+        )
+        # An already-ended session is listed again too: cheap, and it heals an entry that
+        # a failed earlier attempt never wrote.
+        identifiers = [*ended, *([session_id] if session_id else [])]
+        await self.revocations.revoke_all(
+            self.session, identifiers, self.revocations.session_until()
+        )
+        return len(ended)
+
+    async def end_all_sessions(
+        self,
+        user_id: str,
+        reason: str,
+        *,
+        except_session_id: str | None = None,
+        company_id: str | None = None,
+    ) -> int:
+        """End every sign-in session of a user at once; how many ended.
+
+        Each session is marked ended (`revoked_at`, `revoked_reason=reason`), so it cannot
+        be refreshed, and put on the revocation list, so its access tokens are refused by
+        every process from now on. `except_session_id` keeps one (the caller's own, after
+        a password change); `company_id` limits it to one company (member removal, role
+        change), otherwise every company's sessions end (password change or reset).
+        The caller records the audit entry of the cause.
+        """
+        return await self._end_sessions(
+            reason=reason,
+            user_id=user_id,
+            company_id=company_id,
+            except_session_id=except_session_id,
+        )
+
+    async def my_sessions(self, auth: AuthContext) -> Sequence[AuthSession]:
+        if auth.user_id is None:
+            raise _NOT_A_SESSION
+        return await self.users.live_sessions(auth.user_id, auth.company_id)
+
+    async def end_my_session(self, auth: AuthContext, session_id: str) -> None:
+        """End one of the caller's sessions in this company; the current one signs out."""
+        if auth.user_id is None:
+            raise _NOT_A_SESSION
+        mine = {s.id for s in await self.users.live_sessions(auth.user_id, auth.company_id)}
+        if session_id not in mine:
+            raise not_found("session")
+        if session_id == auth.session_id:
+            await self.logout(auth)
+            return
+        await self._end_sessions(reason="ended_by_user", session_id=session_id)
+        await audit.record(
+            self.session,
+            company_id=auth.company_id,
+            actor=auth.actor,
+            origin=self.origin,
+            action="auth.session_ended",
+            object_type="session",
+            object_id=session_id,
+        )
+
+    async def end_my_other_sessions(self, auth: AuthContext) -> int:
+        """End the caller's sessions in this company except the one in use."""
+        if auth.user_id is None or auth.session_id is None:
+            raise _NOT_A_SESSION
+        ended = await self.end_all_sessions(
+            auth.user_id,
+            "ended_by_user",
+            company_id=auth.company_id,
+            except_session_id=auth.session_id,
+        )
+        await audit.record(
+            self.session,
+            company_id=auth.company_id,
+            actor=auth.actor,
+            origin=self.origin,
+            action="auth.other_sessions_ended",
+            object_type="user",
+            object_id=auth.user_id,
+            detail=f"{ended} session(s) ended",
+        )
+        return ended
+
+    async def member_sessions(
+        self, auth: AuthContext, membership_id: str
+    ) -> tuple[Membership, Sequence[AuthSession]]:
+        """A member's live sessions in this company (owners: the route needs members:write)."""
+        membership = await MembershipRepository(self.session, auth.company_id).get(membership_id)
+        return membership, await self.users.live_sessions(membership.user_id, auth.company_id)
+
+    async def end_member_sessions(self, auth: AuthContext, membership_id: str) -> int:
+        """End every session of a member in this company (a lost laptop, a departure)."""
+        membership = await MembershipRepository(self.session, auth.company_id).get(
+            membership_id, for_update=True
+        )
+        ended = await self.end_all_sessions(
+            membership.user_id,
+            "ended_by_owner",
+            company_id=auth.company_id,
+            except_session_id=auth.session_id if membership.user_id == auth.user_id else None,
+        )
+        await audit.record(
+            self.session,
+            company_id=auth.company_id,
+            actor=auth.actor,
+            origin=self.origin,
+            action="member.sessions_ended",
+            object_type="member",
+            object_id=membership.id,
+            detail=f"{ended} session(s) ended",
+        )
+        return ended
 
     # --- API keys ----------------------------------------------------------------
 

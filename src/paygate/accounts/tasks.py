@@ -22,6 +22,7 @@ from paygate.kit.clock import utcnow
 from paygate.kit.jobs_context import job_context, job_database
 from paygate.kit.mail import Email, Mailer, MailError
 from paygate.security import audit
+from paygate.security.revocation import purge_expired
 
 logger = structlog.get_logger(__name__)
 
@@ -145,3 +146,12 @@ async def notify_expiring_api_keys(timestamp: int) -> None:
         except MailError:
             logger.warning("api_key_expiry_notice_not_sent", api_key_id=key_id)
     logger.info("api_key_expiry_notices", due=len(key_ids), sent=sent)
+
+@blueprint.periodic(cron="*/10 * * * *")
+@blueprint.task(name="purge_revoked_tokens", queue="maintenance")
+async def purge_revoked_tokens(timestamp: int) -> None:
+    """Delete revocation list entries past their last covered token's expiry (Redis expires
+    its own copies); idempotent, so a missed or doubled tick does no harm."""
+    async with job_database().transaction() as session:
+        purged = await purge_expired(session)
+    logger.info("purged_revoked_tokens", entries=purged)

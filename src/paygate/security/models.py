@@ -8,10 +8,12 @@ sets all three when the transaction that wrote the entry commits (the deferred
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    DateTime,
     FetchedValue,
     ForeignKey,
     Index,
@@ -92,3 +94,16 @@ class KeyRotation(Base):
     failed: Mapped[int] = mapped_column(Integer, default=0)
     failed_gateway_ids: Mapped[list[str]] = mapped_column(ARRAY(String(40)), default=list)
     detail: Mapped[str | None] = mapped_column(Text)
+
+class RevokedToken(Base):
+    """One entry of the token revocation list (see security/revocation.py).
+
+    `identifier` is an access token's jti (that token is signed out) or a sign-in session
+    id (every token of that session). The row is needed only until the last access token
+    it covers would have expired anyway; the purge job deletes it after `expires_at`.
+    """
+
+    __tablename__ = "revoked_tokens"
+
+    identifier: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

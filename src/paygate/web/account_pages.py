@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, BackgroundTasks, Request, Response
 
-from paygate.accounts.auth import AuthContext
+from paygate.accounts.auth import AuthContext, revocations_of
 from paygate.accounts.passwords import PasswordService
 from paygate.accounts.permissions import (
     PERMISSION_DESCRIPTIONS,
@@ -35,8 +35,10 @@ from paygate.web.session import User, flash, need
 router = APIRouter(route_class=PageRoute)
 
 
-def _accounts(session: SessionDep, settings: SettingsDep, origin: OriginDep) -> AccountService:
-    return AccountService(session, settings, origin)
+def _accounts(
+    request: Request, session: SessionDep, settings: SettingsDep, origin: OriginDep
+) -> AccountService:
+    return AccountService(session, settings, origin, revocations=revocations_of(request))
 
 
 # --- your account -----------------------------------------------------------------------
@@ -66,7 +68,7 @@ async def change_password(
     background: BackgroundTasks,
 ) -> Response:
     form = await request.form()
-    accounts = _accounts(session, settings, origin)
+    accounts = _accounts(request, session, settings, origin)
     try:
         # A savepoint: a refused change leaves nothing behind, even in memory.
         async with session.begin_nested():
@@ -156,7 +158,9 @@ async def create_api_key(
             if values["expires_in_days"]:
                 fields["expires_in_days"] = values["expires_in_days"]
             body = parse(ApiKeyCreate, fields)
-            api_key, key = await _accounts(session, settings, origin).create_api_key(auth, body)
+            api_key, key = await _accounts(request, session, settings, origin).create_api_key(
+                auth, body
+            )
     except Problem as problem:
         errors = FormErrors.from_problem(
             problem,
@@ -197,7 +201,7 @@ async def rotate_api_key(
         # A savepoint: a refused rotation leaves nothing behind, even in memory.
         async with session.begin_nested():
             body = parse(ApiKeyRotate, {"grace_period_hours": grace} if grace else {})
-            new, key, old = await _accounts(session, settings, origin).rotate_api_key(
+            new, key, old = await _accounts(request, session, settings, origin).rotate_api_key(
                 auth, key_id, body.grace_period_hours
             )
     except Problem as problem:
@@ -246,7 +250,7 @@ async def revoke_api_key(
     origin: OriginDep,
 ) -> Response:
     need(auth, Permission.API_KEYS_WRITE)
-    api_key = await _accounts(session, settings, origin).revoke_api_key(auth, key_id)
+    api_key = await _accounts(request, session, settings, origin).revoke_api_key(auth, key_id)
     if not is_htmx(request):
         flash(request, "api_key_revoked")
         return redirect("/api-keys", request)
@@ -295,7 +299,7 @@ async def invite_member(
         # A savepoint: a refused change leaves nothing behind, even in memory.
         async with session.begin_nested():
             body = parse(InviteRequest, values)
-            invitation, url = await _accounts(session, settings, origin).invite(auth, body)
+            invitation, url = await _accounts(request, session, settings, origin).invite(auth, body)
     except Problem as problem:
         errors = FormErrors.from_problem(
             problem, ["email", "role"], labels={"email": "Email", "role": "Role"}
@@ -363,7 +367,9 @@ async def change_role(
         body = parse(RoleChange, {"role": text(form, "role")})
     except Problem as problem:
         raise Problem(400, "bad-request", "Bad request", "Choose one of the roles.") from problem
-    action = _accounts(session, settings, origin).change_role(auth, membership_id, body.role)
+    action = _accounts(request, session, settings, origin).change_role(
+        auth, membership_id, body.role
+    )
     return await _member_action(request, auth, session, "member_updated", "Role changed.", action)
 
 
@@ -377,7 +383,7 @@ async def remove_member(
     origin: OriginDep,
 ) -> Response:
     need(auth, Permission.MEMBERS_WRITE)
-    action = _accounts(session, settings, origin).remove_member(auth, membership_id)
+    action = _accounts(request, session, settings, origin).remove_member(auth, membership_id)
     return await _member_action(request, auth, session, "member_removed", "Member removed.", action)
 
 
@@ -391,7 +397,7 @@ async def unlock_member(
     origin: OriginDep,
 ) -> Response:
     need(auth, Permission.MEMBERS_WRITE)
-    action = _accounts(session, settings, origin).unlock_member(auth, membership_id)
+    action = _accounts(request, session, settings, origin).unlock_member(auth, membership_id)
     return await _member_action(
         request, auth, session, "member_unlocked", "Member unlocked.", action
     )
@@ -407,7 +413,7 @@ async def revoke_invitation(
     origin: OriginDep,
 ) -> Response:
     need(auth, Permission.MEMBERS_WRITE)
-    action = _accounts(session, settings, origin).revoke_invitation(auth, invitation_id)
+    action = _accounts(request, session, settings, origin).revoke_invitation(auth, invitation_id)
     return await _member_action(
         request, auth, session, "invitation_revoked", "Invitation revoked.", action
     )

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
 
+from paygate.accounts.auth import revocations_of
 from paygate.accounts.passwords import INVALID_RESET, PasswordService
 from paygate.accounts.repository import UserRepository, invitation_by_token
 from paygate.accounts.schemas import (
@@ -59,7 +60,7 @@ async def login(
     form = await request.form()
     email = text(form, "email").strip()
     target = safe_next(text(form, "next"))
-    accounts = AccountService(session, settings, origin)
+    accounts = AccountService(session, settings, origin, revocations=revocations_of(request))
     try:
         # A savepoint: a refused change leaves nothing behind, even in memory.
         async with session.begin_nested():
@@ -102,7 +103,9 @@ async def signup(
         async with session.begin_nested():
             await rate_limit(request, "sign_up")
             body = parse(RegisterRequest, {**values, "password": text(form, "password")})
-            signed_in = await AccountService(session, settings, origin).register(body)
+            signed_in = await AccountService(
+                session, settings, origin, revocations=revocations_of(request)
+            ).register(body)
     except Problem as problem:
         errors = FormErrors.from_problem(
             problem,
@@ -129,7 +132,9 @@ async def logout(
     request: Request, auth: MaybeUser, session: SessionDep, settings: SettingsDep, origin: OriginDep
 ) -> Response:
     if auth is not None:
-        await AccountService(session, settings, origin).logout(auth)
+        await AccountService(session, settings, origin, revocations=revocations_of(request)).logout(
+            auth
+        )
     end_session(request)
     flash(request, "signed_out")
     return redirect("/login", request)
@@ -183,9 +188,9 @@ async def accept_invitation(
         # A savepoint: a refused change leaves nothing behind, even in memory.
         async with session.begin_nested():
             body = parse(AcceptInvitation, {"token": token, "password": text(form, "password")})
-            signed_in = await AccountService(session, settings, origin).accept_invitation(
-                body.token, body.password
-            )
+            signed_in = await AccountService(
+                session, settings, origin, revocations=revocations_of(request)
+            ).accept_invitation(body.token, body.password)
     except Problem as problem:
         view = await _invitation_view(session, token)
         if view is None:
@@ -222,7 +227,7 @@ async def forgot_password(
 ) -> Response:
     form = await request.form()
     email = text(form, "email").strip()
-    accounts = AccountService(session, settings, origin)
+    accounts = AccountService(session, settings, origin, revocations=revocations_of(request))
     try:
         async with session.begin_nested():
             body = parse(PasswordResetRequest, {"email": email})
@@ -254,7 +259,7 @@ async def reset_password_page(
     origin: OriginDep,
     token: Annotated[str, Query(max_length=200)] = "",
 ) -> Response:
-    user = await PasswordService(AccountService(session, settings, origin)).reset_target(token)
+    user = await PasswordService(AccountService(session, settings, origin, revocations=revocations_of(request))).reset_target(token)
     if user is None:
         return _invalid_reset_page(request)
     return render(
@@ -274,7 +279,7 @@ async def reset_password(
 ) -> Response:
     form = await request.form()
     token = text(form, "token")
-    accounts = AccountService(session, settings, origin)
+    accounts = AccountService(session, settings, origin, revocations=revocations_of(request))
     passwords = PasswordService(accounts)
     try:
         async with session.begin_nested():

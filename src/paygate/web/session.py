@@ -15,7 +15,7 @@ from urllib.parse import quote, urlsplit
 from fastapi import Depends, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paygate.accounts.auth import AuthContext, authenticate_token
+from paygate.accounts.auth import AuthContext, authenticate_token, revocations_of
 from paygate.accounts.permissions import Permission
 from paygate.accounts.repository import UserRepository
 from paygate.accounts.schemas import TokenPair
@@ -197,9 +197,10 @@ async def resolve_auth(
 ) -> AuthContext | None:
     """The signed-in user of this browser, rotating the tokens when the access token expired."""
     secret = settings.jwt_secret.get_secret_value()
+    revocations = revocations_of(request)
     access = request.cookies.get(ACCESS_COOKIE)
     if access:
-        context = await authenticate_token(session, secret, access, origin)
+        context = await authenticate_token(session, secret, access, origin, revocations)
         # Pages are for people: an API key pasted into the cookie is not a session.
         if context is not None and context.actor_type == "user":
             return await _remember(request, session, context)
@@ -211,12 +212,14 @@ async def resolve_auth(
     try:
         # Its own transaction: the rotation must stick even if this page then fails.
         async with database.transaction() as own:
-            tokens = await AccountService(own, settings, origin).refresh(refresh, database)
+            tokens = await AccountService(own, settings, origin, revocations=revocations).refresh(
+                refresh, database
+            )
     except Problem:
         cookie_changes(request).clear_session = True
         return None
     cookie_changes(request).tokens = tokens
-    context = await authenticate_token(session, secret, tokens.access_token, origin)
+    context = await authenticate_token(session, secret, tokens.access_token, origin, revocations)
     if context is None or context.actor_type != "user":
         return None
     return await _remember(request, session, context)
