@@ -1,4 +1,4 @@
-"""Your account (password), API keys and members pages."""
+"""Your account (password and active sessions), API keys and members pages."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from paygate.kit.ids import ObjectId
 from paygate.security.rate_limits import rate_limit
 from paygate.web.forms import FormErrors, parse, text, texts
 from paygate.web.render import Notice, PageRoute, is_htmx, redirect, render
-from paygate.web.session import User, flash, need
+from paygate.web.session import User, end_session, flash, need
 
 router = APIRouter(route_class=PageRoute)
 
@@ -390,7 +390,7 @@ async def remove_member(
 @router.post("/members/{membership_id}/unlock")
 async def unlock_member(
     request: Request,
-    membership_id: str,
+    membership_id: ObjectId,
     auth: User,
     session: SessionDep,
     settings: SettingsDep,
@@ -400,6 +400,22 @@ async def unlock_member(
     action = _accounts(request, session, settings, origin).unlock_member(auth, membership_id)
     return await _member_action(
         request, auth, session, "member_unlocked", "Member unlocked.", action
+    )
+
+
+@router.post("/members/{membership_id}/end-sessions")
+async def end_member_sessions(
+    request: Request,
+    membership_id: ObjectId,
+    auth: User,
+    session: SessionDep,
+    settings: SettingsDep,
+    origin: OriginDep,
+) -> Response:
+    need(auth, Permission.MEMBERS_WRITE)
+    action = _accounts(request, session, settings, origin).end_member_sessions(auth, membership_id)
+    return await _member_action(
+        request, auth, session, "member_sessions_ended", "Sessions ended.", action
     )
 
 
@@ -417,3 +433,61 @@ async def revoke_invitation(
     return await _member_action(
         request, auth, session, "invitation_revoked", "Invitation revoked.", action
     )
+
+
+# --- active sessions --------------------------------------------------------------------
+
+
+async def _sessions_response(
+    request: Request, auth: AuthContext, accounts: AccountService, notice: Notice | None = None
+) -> Response:
+    context = {"sessions": await accounts.my_sessions(auth)}
+    return _section_response(request, auth, "account/sessions", context, notice=notice)
+
+
+@router.get("/account/sessions")
+async def sessions_page(
+    request: Request, auth: User, session: SessionDep, settings: SettingsDep, origin: OriginDep
+) -> Response:
+    accounts = _accounts(request, session, settings, origin)
+    return render(
+        request,
+        "account/sessions/index.html",
+        {"sessions": await accounts.my_sessions(auth)},
+        auth=auth,
+    )
+
+
+@router.post("/account/sessions/end-others")
+async def end_other_sessions(
+    request: Request, auth: User, session: SessionDep, settings: SettingsDep, origin: OriginDep
+) -> Response:
+    accounts = _accounts(request, session, settings, origin)
+    ended = await accounts.end_my_other_sessions(auth)
+    if not is_htmx(request):
+        flash(request, "other_sessions_ended")
+        return redirect("/account/sessions", request)
+    notice = Notice("success", f"{ended} other session(s) ended.")
+    return await _sessions_response(request, auth, accounts, notice)
+
+
+@router.post("/account/sessions/{session_id}/end")
+async def end_one_session(
+    request: Request,
+    session_id: str,
+    auth: User,
+    session: SessionDep,
+    settings: SettingsDep,
+    origin: OriginDep,
+) -> Response:
+    accounts = _accounts(request, session, settings, origin)
+    await accounts.end_my_session(auth, session_id)
+    if session_id == auth.session_id:
+        # The session in use: this browser is signed out, as with "Sign out".
+        end_session(request)
+        flash(request, "signed_out")
+        return redirect("/login", request)
+    if not is_htmx(request):
+        flash(request, "session_ended")
+        return redirect("/account/sessions", request)
+    return await _sessions_response(request, auth, accounts, Notice("success", "Session ended."))

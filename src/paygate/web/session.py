@@ -49,6 +49,9 @@ FLASH_MESSAGES: dict[str, tuple[str, str]] = {
     "member_updated": ("success", "Role changed."),
     "member_removed": ("success", "Member removed."),
     "invitation_revoked": ("success", "Invitation revoked."),
+    "member_sessions_ended": ("success", "Sessions ended: the member is signed out everywhere."),
+    "session_ended": ("success", "Session ended."),
+    "other_sessions_ended": ("success", "Every other session ended."),
     "session_expired": ("info", "Your session ended. Sign in again."),
     "password_changed": (
         "success",
