@@ -1,0 +1,181 @@
+"""The revocation list: PostgreSQL always, Redis when configured, purged when no token needs it."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from sqlalchemy import select, text
+
+from paygate.accounts.tasks import purge_revoked_tokens
+from paygate.db import Database
+from paygate.jobs import build_job_app
+from paygate.kit.clock import utcnow
+from paygate.kit.jobs_context import JobContext
+from paygate.security.models import RevokedToken
+from paygate.security.revocation import RevocationList
+from paygate.settings import Settings
+from tests.conftest import Tenant
+from tests.peers import TEST_REDIS_URL, delete_keys, free_port, require_redis, unique_key_prefix
+
+
+@pytest.fixture
+def redis_settings(settings: Settings) -> Iterator[Settings]:
+    require_redis()
+    prefix = unique_key_prefix()
+    yield settings.model_copy(update={"redis_url": TEST_REDIS_URL, "revocation_key_prefix": prefix})
+    delete_keys(prefix)
+
+
+@pytest.fixture
+async def with_redis(redis_settings: Settings) -> AsyncIterator[RevocationList]:
+    revocations = RevocationList.from_settings(redis_settings)
+    yield revocations
+    await revocations.close()
+
+
+def ident(kind: str) -> str:
+    return f"{kind}_{secrets.token_hex(8)}"
+
+
+async def test_postgresql_only_revokes_a_token_or_a_whole_session(
+    settings: Settings, database: Database
+) -> None:
+    revocations = RevocationList.from_settings(settings)
+    assert revocations.redis is None
+    jti, sid, other_sid = ident("jti"), ident("ses"), ident("ses")
+    async with database.transaction() as session:
+        await revocations.revoke(session, jti, utcnow() + timedelta(minutes=5))
+        await revocations.revoke(session, sid, revocations.session_until())
+    async with database.transaction() as session:
+        assert await revocations.is_revoked(session, jti, other_sid)
+        assert await revocations.is_revoked(session, ident("jti"), sid)
+        assert not await revocations.is_revoked(session, ident("jti"), other_sid)
+        # Past the last covered token's expiry, the entry no longer counts.
+        await session.execute(
+            text(
+                "UPDATE revoked_tokens SET expires_at = now() - interval '1 second'"
+                " WHERE identifier = :id"
+            ),
+            {"id": jti},
+        )
+        assert not await revocations.is_revoked(session, jti, other_sid)
+
+
+async def test_a_rolled_back_change_leaves_no_postgresql_entry(
+    settings: Settings, database: Database
+) -> None:
+    revocations = RevocationList.from_settings(settings)
+    sid = ident("ses")
+
+    async def failing_request() -> None:
+        async with database.transaction() as session:
+            await revocations.revoke(session, sid, revocations.session_until())
+            raise RuntimeError("the request failed")
+
+    with pytest.raises(RuntimeError):
+        await failing_request()
+    async with database.transaction() as session:
+        assert not await revocations.is_revoked(session, ident("jti"), sid)
+
+
+async def test_with_redis_writes_go_to_both_and_reads_to_redis(
+    settings: Settings, with_redis: RevocationList, database: Database
+) -> None:
+    sid = ident("ses")
+    until = with_redis.session_until()
+    async with database.transaction() as session:
+        await with_redis.revoke(session, sid, until)
+    async with database.transaction() as session:
+        stored = await session.get(RevokedToken, sid)
+        assert stored is not None
+        assert stored.expires_at == until
+        assert await with_redis.is_revoked(session, ident("jti"), sid)
+    assert with_redis.redis is not None
+    # Redis forgets the entry on its own when the last covered token would have expired.
+    expiry_ms = await with_redis.redis.pexpiretime(with_redis.key(sid))
+    assert expiry_ms == int(until.timestamp() * 1000)
+
+    # A process without Redis, sharing the database, sees the same entry.
+    postgres_only = RevocationList.from_settings(settings)
+    async with database.transaction() as session:
+        assert await postgres_only.is_revoked(session, ident("jti"), sid)
+
+    # Reads go to Redis only: an entry written by a PostgreSQL-only process is not seen
+    # there (the decision in docs/decisions.md: every node of a Redis deployment uses Redis).
+    pg_only_sid = ident("ses")
+    async with database.transaction() as session:
+        await postgres_only.revoke(session, pg_only_sid, postgres_only.session_until())
+    async with database.transaction() as session:
+        assert not await with_redis.is_revoked(session, ident("jti"), pg_only_sid)
+
+
+async def test_when_redis_fails_reads_fall_back_to_postgresql_and_writes_fail(
+    redis_settings: Settings, database: Database
+) -> None:
+    # Nothing listens on this port: every Redis call fails at once.
+    broken = RevocationList(
+        redis_settings,
+        Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=1),
+    )
+    postgres_only = RevocationList(redis_settings)
+    sid = ident("ses")
+    async with database.transaction() as session:
+        await postgres_only.revoke(session, sid, postgres_only.session_until())
+    async with database.transaction() as session:
+        assert await broken.is_revoked(session, ident("jti"), sid)
+        assert not await broken.is_revoked(session, ident("jti"), ident("ses"))
+
+    # A revocation Redis did not take fails, and rolls back with the change it belonged to:
+    # no node that reads Redis can be left accepting a token PostgreSQL says is revoked.
+    lost = ident("ses")
+
+    async def request() -> None:
+        async with database.transaction() as session:
+            await broken.revoke(session, lost, broken.session_until())
+
+    with pytest.raises(RedisError):
+        await request()
+    async with database.transaction() as session:
+        assert await session.get(RevokedToken, lost) is None
+    await broken.close()
+
+
+async def test_the_purge_job_removes_only_entries_no_token_needs(
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    other_tenant: Tenant,
+    database: Database,
+    jobs: JobContext,
+) -> None:
+    assert (await client.post("/api/v1/auth/logout", headers=tenant.headers)).status_code == 204
+    async with database.transaction() as session:
+        unexpired = select(RevokedToken.identifier).where(RevokedToken.expires_at > utcnow())
+        live = set((await session.execute(unexpired)).scalars())
+        assert len(live) >= 2, "sign-out put the token and its session on the list"
+        expired = ident("ses")
+        session.add(RevokedToken(identifier=expired, expires_at=utcnow() - timedelta(minutes=1)))
+
+    await purge_revoked_tokens(timestamp=0)
+    await purge_revoked_tokens(timestamp=0)  # a doubled tick does no harm
+
+    async with database.transaction() as session:
+        remaining = set((await session.execute(select(RevokedToken.identifier))).scalars())
+    assert expired not in remaining
+    assert live <= remaining
+    # The signed-out token stays refused; the other company is still signed in.
+    assert (await client.get("/api/v1/me", headers=tenant.headers)).status_code == 401
+    assert (await client.get("/api/v1/me", headers=other_tenant.headers)).status_code == 200
+
+
+def test_the_purge_runs_on_a_schedule(settings: Settings) -> None:
+    assert settings.database_url is not None
+    app = build_job_app(settings.database_url)
+    assert "accounts:purge_revoked_tokens" in app.tasks
+    periodic = {task.task.name for task in app.periodic_registry.periodic_tasks.values()}
+    assert "accounts:purge_revoked_tokens" in periodic
