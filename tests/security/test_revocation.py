@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
@@ -13,6 +14,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import select, text
 
 from paygate.accounts.tasks import purge_revoked_tokens
+from paygate.app import create_app
 from paygate.db import Database
 from paygate.jobs import build_job_app
 from paygate.kit.clock import utcnow
@@ -20,7 +22,7 @@ from paygate.kit.jobs_context import JobContext
 from paygate.security.models import RevokedToken
 from paygate.security.revocation import RevocationList
 from paygate.settings import Settings
-from tests.conftest import Tenant
+from tests.conftest import Tenant, register
 from tests.peers import TEST_REDIS_URL, delete_keys, free_port, require_redis, unique_key_prefix
 
 
@@ -28,8 +30,15 @@ from tests.peers import TEST_REDIS_URL, delete_keys, free_port, require_redis, u
 def redis_settings(settings: Settings) -> Iterator[Settings]:
     require_redis()
     prefix = unique_key_prefix()
-    yield settings.model_copy(update={"redis_url": TEST_REDIS_URL, "revocation_key_prefix": prefix})
+    yield settings.model_copy(
+        update={
+            "redis_url": TEST_REDIS_URL,
+            "revocation_key_prefix": prefix,
+            "rate_limit_key_prefix": f"{prefix}-rl",
+        }
+    )
     delete_keys(prefix)
+    delete_keys(f"{prefix}-rl")
 
 
 @pytest.fixture
@@ -113,6 +122,32 @@ async def test_with_redis_writes_go_to_both_and_reads_to_redis(
         await postgres_only.revoke(session, pg_only_sid, postgres_only.session_until())
     async with database.transaction() as session:
         assert not await with_redis.is_revoked(session, ident("jti"), pg_only_sid)
+
+
+async def connections_named(name: str) -> int:
+    async with Redis.from_url(TEST_REDIS_URL) as admin:
+        clients = await admin.client_list()
+    return sum(1 for client in clients if client.get("name") == name)
+
+
+async def test_the_app_opens_one_redis_client_and_closes_it_at_shutdown(
+    redis_settings: Settings, database: Database
+) -> None:
+    app = create_app(redis_settings, database=database)
+    name = redis_settings.revocation_key_prefix
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://paygate.test") as c:
+            tenant = await register(c, "Acme Redis")
+            for _ in range(3):
+                assert (await c.get("/api/v1/me", headers=tenant.headers)).status_code == 200
+        assert await connections_named(name) == 1
+    # Closing is asynchronous on the server's side: wait for it, boundedly.
+    for _ in range(50):
+        if await connections_named(name) == 0:
+            break
+        await asyncio.sleep(0.1)
+    assert await connections_named(name) == 0
 
 
 async def test_when_redis_fails_reads_fall_back_to_postgresql_and_writes_fail(

@@ -556,8 +556,8 @@ class AccountService:
             company_id=company_id,
             except_session_id=except_session_id,
         )
-        # An already-ended session is listed again too: cheap, and it heals an entry that
-        # a failed earlier attempt never wrote.
+        # The named session is listed even if it was already marked ended: the caller
+        # means "no token of it may work", whatever its row says.
         identifiers = [*ended, *([session_id] if session_id else [])]
         await self.revocations.revoke_all(
             self.session, identifiers, self.revocations.session_until()

@@ -53,8 +53,12 @@ class RevocationList:
     @classmethod
     def from_settings(cls, settings: Settings) -> RevocationList:
         """A list with its own Redis client when `redis_url` is set (no connection yet)."""
-        redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
-        return cls(settings, redis)
+        if not settings.redis_url:
+            return cls(settings)
+        # Named after the key prefix, so `CLIENT LIST` shows whose connections these are.
+        return cls(
+            settings, Redis.from_url(settings.redis_url, client_name=settings.revocation_key_prefix)
+        )
 
     async def close(self) -> None:
         if self.redis is not None:
