@@ -65,7 +65,10 @@ class Settings(BaseSettings):
     rate_limit_key_prefix: str = "paygate-rl"
     # Redis keys of the token revocation list start with this (one Redis may serve several
     # deployments, or test runs).
-    revocation_key_prefix: str = Field(default="paygate-rev", min_length=1, max_length=100)
+    # It also names the Redis connection (CLIENT SETNAME): no spaces.
+    revocation_key_prefix: str = Field(
+        default="paygate-rev", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:-]+$"
+    )
     # Account lockout: this many failed sign-ins in a row lock the account this long.
     lockout_threshold: int = Field(default=10, ge=1)
     lockout_minutes: int = Field(default=30, ge=1)

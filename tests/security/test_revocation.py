@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import httpx
 import pytest
+from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy import select, text
@@ -214,3 +215,8 @@ def test_the_purge_runs_on_a_schedule(settings: Settings) -> None:
     assert "accounts:purge_revoked_tokens" in app.tasks
     periodic = {task.task.name for task in app.periodic_registry.periodic_tasks.values()}
     assert "accounts:purge_revoked_tokens" in periodic
+
+
+def test_a_key_prefix_with_spaces_is_refused_at_start() -> None:
+    with pytest.raises(ValidationError, match="revocation_key_prefix"):
+        Settings(revocation_key_prefix="two words")
