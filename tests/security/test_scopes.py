@@ -38,6 +38,9 @@ ALLOWED_WITHOUT_PERMISSION: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/me/password"): "a user's own password, with the current one; keys refused",
     ("POST", "/api/v1/auth/password-reset"): "asks for a reset mail: there is no caller yet",
     ("POST", "/api/v1/auth/password-reset/confirm"): "the emailed reset token is the credential",
+    ("GET", "/api/v1/sessions"): "lists the caller's own sign-in sessions; keys refused",
+    ("POST", "/api/v1/sessions/end-others"): "signs the caller's own other sessions out",
+    ("DELETE", "/api/v1/sessions/{session_id}"): "ends one of the caller's own sessions",
 }
 
 # Plausible ids for path parameters: well-formed, belonging to no one.

@@ -325,7 +325,7 @@ async def end_my_other_sessions(auth: Authenticated, accounts: Accounts) -> Sess
 
 
 @router.delete("/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def end_my_session(session_id: str, auth: Authenticated, accounts: Accounts) -> Response:
+async def end_my_session(session_id: ObjectId, auth: Authenticated, accounts: Accounts) -> Response:
     """End one of your sessions; ending the one in use signs you out."""
     await accounts.end_my_session(auth, session_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -333,7 +333,7 @@ async def end_my_session(session_id: str, auth: Authenticated, accounts: Account
 
 @router.get("/members/{membership_id}/sessions", response_model=list[SessionOut])
 async def list_member_sessions(
-    membership_id: str,
+    membership_id: ObjectId,
     auth: Annotated[AuthContext, Depends(require(Permission.MEMBERS_WRITE))],
     accounts: Accounts,
 ) -> list[SessionOut]:
@@ -344,7 +344,7 @@ async def list_member_sessions(
 
 @router.delete("/members/{membership_id}/sessions", response_model=SessionsEnded)
 async def end_member_sessions(
-    membership_id: str,
+    membership_id: ObjectId,
     auth: Annotated[AuthContext, Depends(require(Permission.MEMBERS_WRITE))],
     accounts: Accounts,
 ) -> SessionsEnded:

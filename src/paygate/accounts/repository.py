@@ -139,20 +139,6 @@ class UserRepository:
             owners.setdefault(email, []).append(company_name)
         return owners
 
-    async def end_sessions(
-        self, user_id: str, reason: str, *, except_session_id: str | None = None
-    ) -> int:
-        """Revoke the user's open sessions in every company (but one, if named); how many."""
-        statement = update(AuthSession).where(
-            AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None)
-        )
-        if except_session_id is not None:
-            statement = statement.where(AuthSession.id != except_session_id)
-        ended = await self.session.execute(
-            statement.values(revoked_at=utcnow(), revoked_reason=reason).returning(AuthSession.id)
-        )
-        return len(ended.all())
-
     async def open_password_reset(self, digest: str, now: datetime) -> PasswordReset | None:
         """An unused, unexpired, unrevoked reset by its token digest, locked for the change."""
         return (

@@ -215,6 +215,8 @@ class PasswordResetConfirm(Strict):
 
 class Accepted(BaseModel):
     detail: str
+
+
 class SessionOut(BaseModel):
     """One sign-in session (a browser or app signed in), never its tokens."""
 

@@ -260,12 +260,6 @@ class AccountService:
                 member_locked_email(self.settings, owner_email, company_names, locked, threshold)
             )
 
-    async def end_all_sessions(
-        self, user_id: str, reason: str, *, except_session_id: str | None = None
-    ) -> int:
-        """Revoke every open sign-in session of the user (but one, if named); how many ended."""
-        return await self.users.end_sessions(user_id, reason, except_session_id=except_session_id)
-
     async def _start_session(self, user: User, company_id: str) -> SignedIn:
         now = utcnow()
         auth_session = AuthSession(

@@ -147,6 +147,7 @@ async def notify_expiring_api_keys(timestamp: int) -> None:
             logger.warning("api_key_expiry_notice_not_sent", api_key_id=key_id)
     logger.info("api_key_expiry_notices", due=len(key_ids), sent=sent)
 
+
 @blueprint.periodic(cron="*/10 * * * *")
 @blueprint.task(name="purge_revoked_tokens", queue="maintenance")
 async def purge_revoked_tokens(timestamp: int) -> None:

@@ -95,6 +95,7 @@ class KeyRotation(Base):
     failed_gateway_ids: Mapped[list[str]] = mapped_column(ARRAY(String(40)), default=list)
     detail: Mapped[str | None] = mapped_column(Text)
 
+
 class RevokedToken(Base):
     """One entry of the token revocation list (see security/revocation.py).
 

@@ -11,10 +11,12 @@ from pydantic import BaseModel, Field
 from paygate.accounts.auth import AuthContext, require
 from paygate.accounts.permissions import Permission
 from paygate.kit.deps import KeyringDep, SessionDep
+from paygate.kit.errors import PROBLEM_RESPONSES
+from paygate.kit.ids import ObjectId
 from paygate.security.key_rotation import KeyRotationService
 from paygate.security.models import KeyRotation
 
-router = APIRouter(prefix="/api/v1/security", tags=["security"])
+router = APIRouter(prefix="/api/v1/security", tags=["security"], responses=PROBLEM_RESPONSES)
 
 
 class KeyRotationOut(BaseModel):
@@ -105,5 +107,5 @@ async def start_key_rotation(rotations: Rotator) -> KeyRotationOut:
 
 
 @router.get("/key-rotations/{rotation_id}", response_model=KeyRotationOut)
-async def get_key_rotation(rotation_id: str, rotations: Reader) -> KeyRotationOut:
+async def get_key_rotation(rotation_id: ObjectId, rotations: Reader) -> KeyRotationOut:
     return rotation_out(await rotations.get(rotation_id))

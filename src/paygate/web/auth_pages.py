@@ -259,7 +259,9 @@ async def reset_password_page(
     origin: OriginDep,
     token: Annotated[str, Query(max_length=200)] = "",
 ) -> Response:
-    user = await PasswordService(AccountService(session, settings, origin, revocations=revocations_of(request))).reset_target(token)
+    user = await PasswordService(
+        AccountService(session, settings, origin, revocations=revocations_of(request))
+    ).reset_target(token)
     if user is None:
         return _invalid_reset_page(request)
     return render(
