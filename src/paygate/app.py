@@ -37,10 +37,10 @@ from paygate.migrations_check import current_revision, head_revision
 from paygate.payments.endpoints import return_router as payment_return_router
 from paygate.payments.endpoints import router as payments_router
 from paygate.security.crypto import Keyring
+from paygate.security.endpoints import keys_router as key_rotation_router
 from paygate.security.endpoints import router as audit_router
 from paygate.security.rate_limits import RateLimits
 from paygate.security.revocation import RevocationList
-from paygate.security.rotation_endpoints import router as key_rotation_router
 from paygate.settings import Settings, get_settings
 from paygate.web.pages import router as web_router
 
