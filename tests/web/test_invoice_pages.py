@@ -346,3 +346,15 @@ async def test_viewer_sees_no_write_actions(
         assert (await viewer.post("/invoices", invoice_form(), page="/invoices")).status_code == 403
     finally:
         await viewer.client.aclose()
+    # Each refusal on a page is audited like one from the API: the owner sees who tried what.
+    denied = (
+        await owner.client.get(
+            "/api/v1/audit-log",
+            params={"action": "authorization.denied"},
+            headers={"authorization": f"Bearer {as_tenant(owner).access_token}"},
+        )
+    ).json()["data"]
+    tried = {(entry["actor_label"], entry["object_id"], entry["detail"]) for entry in denied}
+    assert ("invoice-viewer@example.com", "invoices:write", "GET /invoices/new") in tried
+    assert ("invoice-viewer@example.com", "invoices:write", "POST /invoices") in tried
+    assert {entry["outcome"] for entry in denied} == {"denied"}

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from paygate.accounts.models import ApiKey, Membership, User
 from paygate.accounts.permissions import ROLE_PERMISSIONS, Permission, Role
+from paygate.db import Database
 from paygate.kit.clock import utcnow
 from paygate.kit.deps import DatabaseDep, Origin, OriginDep, SettingsDep
 from paygate.kit.errors import forbidden, unauthorized
@@ -158,6 +159,27 @@ async def authenticate(
 Authenticated = Annotated[AuthContext, Depends(authenticate)]
 
 
+async def check_permission(
+    database: Database, request: Request, auth: AuthContext, permission: Permission
+) -> None:
+    """Refuse with 403 unless `auth` holds `permission`; every refusal is audited, in a
+    transaction of its own (the request's rolls back). The API and the pages both use it."""
+    if auth.can(permission):
+        return
+    await record_detached(
+        database,
+        company_id=auth.company_id,
+        actor=auth.actor,
+        origin=auth.origin,
+        action="authorization.denied",
+        object_type="permission",
+        object_id=permission.value,
+        outcome="denied",
+        detail=f"{request.method} {request.url.path}",
+    )
+    raise forbidden(f"This needs the {permission.value} permission.")
+
+
 def require(permission: Permission) -> Callable[..., Coroutine[Any, Any, AuthContext]]:
     """A dependency that lets the call through only with `permission`.
 
@@ -167,19 +189,7 @@ def require(permission: Permission) -> Callable[..., Coroutine[Any, Any, AuthCon
     """
 
     async def check(auth: Authenticated, request: Request, database: DatabaseDep) -> AuthContext:
-        if not auth.can(permission):
-            await record_detached(
-                database,
-                company_id=auth.company_id,
-                actor=auth.actor,
-                origin=auth.origin,
-                action="authorization.denied",
-                object_type="permission",
-                object_id=permission.value,
-                outcome="denied",
-                detail=f"{request.method} {request.url.path}",
-            )
-            raise forbidden(f"This needs the {permission.value} permission.")
+        await check_permission(database, request, auth, permission)
         return auth
 
     # Read back by required_permission(): tests find every route's permission this way.

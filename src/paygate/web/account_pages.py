@@ -136,7 +136,7 @@ def _section_response(
 
 @router.get("/api-keys")
 async def api_keys_page(request: Request, auth: User, session: SessionDep) -> Response:
-    need(auth, Permission.API_KEYS_READ)
+    await need(request, auth, Permission.API_KEYS_READ)
     return render(request, "api_keys/index.html", await _keys_context(session, auth), auth=auth)
 
 
@@ -144,7 +144,7 @@ async def api_keys_page(request: Request, auth: User, session: SessionDep) -> Re
 async def create_api_key(
     request: Request, auth: User, session: SessionDep, settings: SettingsDep, origin: OriginDep
 ) -> Response:
-    need(auth, Permission.API_KEYS_WRITE)
+    await need(request, auth, Permission.API_KEYS_WRITE)
     form = await request.form()
     values = {
         "name": text(form, "name"),
@@ -194,7 +194,7 @@ async def rotate_api_key(
     settings: SettingsDep,
     origin: OriginDep,
 ) -> Response:
-    need(auth, Permission.API_KEYS_WRITE)
+    await need(request, auth, Permission.API_KEYS_WRITE)
     form = await request.form()
     grace = text(form, "grace_period_hours").strip()
     try:
@@ -249,7 +249,7 @@ async def revoke_api_key(
     settings: SettingsDep,
     origin: OriginDep,
 ) -> Response:
-    need(auth, Permission.API_KEYS_WRITE)
+    await need(request, auth, Permission.API_KEYS_WRITE)
     api_key = await _accounts(request, session, settings, origin).revoke_api_key(auth, key_id)
     if not is_htmx(request):
         flash(request, "api_key_revoked")
@@ -284,7 +284,7 @@ async def _members_context(session: SessionDep, auth: AuthContext, **extra: Any)
 
 @router.get("/members")
 async def members_page(request: Request, auth: User, session: SessionDep) -> Response:
-    need(auth, Permission.MEMBERS_READ)
+    await need(request, auth, Permission.MEMBERS_READ)
     return render(request, "members/index.html", await _members_context(session, auth), auth=auth)
 
 
@@ -292,7 +292,7 @@ async def members_page(request: Request, auth: User, session: SessionDep) -> Res
 async def invite_member(
     request: Request, auth: User, session: SessionDep, settings: SettingsDep, origin: OriginDep
 ) -> Response:
-    need(auth, Permission.MEMBERS_WRITE)
+    await need(request, auth, Permission.MEMBERS_WRITE)
     form = await request.form()
     values = {"email": text(form, "email").strip(), "role": text(form, "role")}
     try:
@@ -361,7 +361,7 @@ async def change_role(
     settings: SettingsDep,
     origin: OriginDep,
 ) -> Response:
-    need(auth, Permission.MEMBERS_WRITE)
+    await need(request, auth, Permission.MEMBERS_WRITE)
     form = await request.form()
     try:
         body = parse(RoleChange, {"role": text(form, "role")})
@@ -382,7 +382,7 @@ async def remove_member(
     settings: SettingsDep,
     origin: OriginDep,
 ) -> Response:
-    need(auth, Permission.MEMBERS_WRITE)
+    await need(request, auth, Permission.MEMBERS_WRITE)
     action = _accounts(request, session, settings, origin).remove_member(auth, membership_id)
     return await _member_action(request, auth, session, "member_removed", "Member removed.", action)
 
@@ -396,7 +396,7 @@ async def unlock_member(
     settings: SettingsDep,
     origin: OriginDep,
 ) -> Response:
-    need(auth, Permission.MEMBERS_WRITE)
+    await need(request, auth, Permission.MEMBERS_WRITE)
     action = _accounts(request, session, settings, origin).unlock_member(auth, membership_id)
     return await _member_action(
         request, auth, session, "member_unlocked", "Member unlocked.", action
@@ -412,7 +412,7 @@ async def end_member_sessions(
     settings: SettingsDep,
     origin: OriginDep,
 ) -> Response:
-    need(auth, Permission.MEMBERS_WRITE)
+    await need(request, auth, Permission.MEMBERS_WRITE)
     action = _accounts(request, session, settings, origin).end_member_sessions(auth, membership_id)
     return await _member_action(
         request, auth, session, "member_sessions_ended", "Sessions ended.", action
@@ -428,7 +428,7 @@ async def revoke_invitation(
     settings: SettingsDep,
     origin: OriginDep,
 ) -> Response:
-    need(auth, Permission.MEMBERS_WRITE)
+    await need(request, auth, Permission.MEMBERS_WRITE)
     action = _accounts(request, session, settings, origin).revoke_invitation(auth, invitation_id)
     return await _member_action(
         request, auth, session, "invitation_revoked", "Invitation revoked.", action

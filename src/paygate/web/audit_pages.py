@@ -126,7 +126,7 @@ async def audit_page(
     until: Short = "",
     cursor: Annotated[str, Query(max_length=64)] = "",
 ) -> Response:
-    need(auth, Permission.AUDIT_READ)
+    await need(request, auth, Permission.AUDIT_READ)
     values = {
         "object_type": object_type.strip(),
         "object_id": object_id.strip(),

@@ -36,14 +36,15 @@ from paygate.web.session import User, flash, need
 router = APIRouter(route_class=PageRoute)
 
 
-def gateway_service(
+async def gateway_service(
+    request: Request,
     auth: User,
     session: SessionDep,
     keyring: KeyringDep,
     settings: SettingsDep,
     resolver: ResolverDep,
 ) -> GatewayService:
-    need(auth, Permission.GATEWAYS_READ)
+    await need(request, auth, Permission.GATEWAYS_READ)
     return GatewayService(session, keyring, settings, auth, resolver=resolver)
 
 
@@ -204,7 +205,7 @@ async def new_gateway(
     gateways: Gateways,
     type_: Annotated[str | None, Query(alias="type", max_length=20)] = None,
 ) -> Response:
-    need(auth, Permission.GATEWAYS_WRITE)
+    await need(request, auth, Permission.GATEWAYS_WRITE)
     if not type_:
         return render(request, "gateways/new.html", {"specs": all_specs()}, auth=auth)
     spec = _spec(type_)
@@ -216,7 +217,7 @@ async def new_gateway(
 async def create_gateway(
     request: Request, auth: User, gateways: Gateways, session: SessionDep
 ) -> Response:
-    need(auth, Permission.GATEWAYS_WRITE)
+    await need(request, auth, Permission.GATEWAYS_WRITE)
     form = await request.form()
     spec = _spec(text(form, "gateway_type"))
     try:
@@ -269,7 +270,7 @@ def _close_modal(request: Request, response: Response) -> None:
 async def edit_gateway(
     request: Request, gateway_id: str, auth: User, gateways: Gateways
 ) -> Response:
-    need(auth, Permission.GATEWAYS_WRITE)
+    await need(request, auth, Permission.GATEWAYS_WRITE)
     gateway = await gateways.get(gateway_id)
     spec = spec_for(GatewayType(gateway.gateway_type))
     context = _form_context(
@@ -282,7 +283,7 @@ async def edit_gateway(
 async def update_gateway(
     request: Request, gateway_id: str, auth: User, gateways: Gateways, session: SessionDep
 ) -> Response:
-    need(auth, Permission.GATEWAYS_WRITE)
+    await need(request, auth, Permission.GATEWAYS_WRITE)
     form = await request.form()
     gateway = await gateways.get(gateway_id)
     spec = spec_for(GatewayType(gateway.gateway_type))
@@ -311,7 +312,7 @@ async def update_gateway(
 async def enable_gateway(
     request: Request, gateway_id: str, auth: User, gateways: Gateways
 ) -> Response:
-    need(auth, Permission.GATEWAYS_WRITE)
+    await need(request, auth, Permission.GATEWAYS_WRITE)
     gateway = await gateways.set_enabled(gateway_id, True)
     notice = Notice("success", f"{gateway.name} is enabled.")
     return _card_response(request, auth, gateways, gateway, notice, "gateway_enabled")
@@ -321,7 +322,7 @@ async def enable_gateway(
 async def disable_gateway(
     request: Request, gateway_id: str, auth: User, gateways: Gateways
 ) -> Response:
-    need(auth, Permission.GATEWAYS_WRITE)
+    await need(request, auth, Permission.GATEWAYS_WRITE)
     gateway = await gateways.set_enabled(gateway_id, False)
     notice = Notice("info", f"{gateway.name} is disabled: no payments will be routed to it.")
     return _card_response(request, auth, gateways, gateway, notice, "gateway_disabled")
@@ -331,7 +332,7 @@ async def disable_gateway(
 async def test_gateway(
     request: Request, gateway_id: str, auth: User, gateways: Gateways
 ) -> Response:
-    need(auth, Permission.GATEWAYS_WRITE)
+    await need(request, auth, Permission.GATEWAYS_WRITE)
     result = await gateways.test_connection(gateway_id)
     gateway = await gateways.get(gateway_id)
     if result.ok:
@@ -345,7 +346,7 @@ async def test_gateway(
 async def delete_gateway(
     request: Request, gateway_id: str, auth: User, gateways: Gateways
 ) -> Response:
-    need(auth, Permission.GATEWAYS_WRITE)
+    await need(request, auth, Permission.GATEWAYS_WRITE)
     gateway = await gateways.get(gateway_id)
     name = gateway.name
     outcome = await gateways.delete(gateway_id)

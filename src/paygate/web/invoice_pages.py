@@ -102,10 +102,6 @@ def money(amount: int, currency: str) -> str:
     return f"{amount:,} {currency}"
 
 
-def _readers(auth: AuthContext) -> None:
-    need(auth, Permission.INVOICES_READ)
-
-
 # --- amounts typed by people -------------------------------------------------------------
 
 AMOUNT = re.compile(r"\d{1,15}(\.\d*)?|\.\d+")
@@ -337,7 +333,7 @@ async def invoices_page(
     until: Annotated[str, Query(max_length=10)] = "",
     cursor: Annotated[str, Query(max_length=64)] = "",
 ) -> Response:
-    _readers(auth)
+    await need(request, auth, Permission.INVOICES_READ)
     values = {
         "status": status.strip(),
         "customer": customer.strip(),
@@ -387,13 +383,13 @@ async def invoices_page(
 
 @router.get("/invoices/new")
 async def new_invoice(request: Request, auth: User) -> Response:
-    need(auth, Permission.INVOICES_WRITE)
+    await need(request, auth, Permission.INVOICES_WRITE)
     return _form_page(request, auth, InvoiceFormValues(), FormErrors())
 
 
 @router.post("/invoices")
 async def create_invoice(request: Request, auth: User, session: SessionDep) -> Response:
-    need(auth, Permission.INVOICES_WRITE)
+    await need(request, auth, Permission.INVOICES_WRITE)
     form = await request.form()
     values = InvoiceFormValues.from_form(form)
     intent = text(form, "intent")
@@ -618,7 +614,7 @@ async def invoice_page(
     settings: SettingsDep,
     notice: Annotated[str, Query(max_length=30)] = "",
 ) -> Response:
-    _readers(auth)
+    await need(request, auth, Permission.INVOICES_READ)
     shown = Notice(*NOTICES[notice]) if notice in NOTICES else None
     return await _detail(request, auth, session, settings, invoice_id, notice=shown)
 
@@ -631,7 +627,7 @@ async def _invoice_action(
     invoice_id: ObjectId,
     action: str,
 ) -> Response:
-    need(auth, Permission.INVOICES_WRITE)
+    await need(request, auth, Permission.INVOICES_WRITE)
     service = InvoiceService(session, auth)
     if action == "finalize":
         await service.finalize(invoice_id)
@@ -688,7 +684,7 @@ async def refund_payment(
     keyring: KeyringDep,
     settings: SettingsDep,
 ) -> Response:
-    need(auth, Permission.PAYMENTS_WRITE)
+    await need(request, auth, Permission.PAYMENTS_WRITE)
     form = await request.form()
     payment = await _payment_of_invoice(database, auth, invoice_id, payment_id)
     raw_amount = text(form, "amount")
@@ -757,7 +753,7 @@ async def sync_payment(
     keyring: KeyringDep,
     settings: SettingsDep,
 ) -> Response:
-    need(auth, Permission.PAYMENTS_WRITE)
+    await need(request, auth, Permission.PAYMENTS_WRITE)
     await _payment_of_invoice(database, auth, invoice_id, payment_id)
     await PaymentService(database, keyring, settings, caller_of(auth)).sync(payment_id)
     response, notice = _done(request, invoice_id, "synced")

@@ -18,8 +18,10 @@ from paygate.web.session import User, flash, need
 router = APIRouter(route_class=PageRoute)
 
 
-def rotation_service(auth: User, session: SessionDep, keyring: KeyringDep) -> KeyRotationService:
-    need(auth, Permission.GATEWAYS_READ)
+async def rotation_service(
+    request: Request, auth: User, session: SessionDep, keyring: KeyringDep
+) -> KeyRotationService:
+    await need(request, auth, Permission.GATEWAYS_READ)
     return KeyRotationService(session, keyring, auth)
 
 
@@ -46,7 +48,7 @@ async def keys_page(request: Request, auth: User, rotations: Rotations) -> Respo
 
 @router.post("/security/keys/rotations")
 async def start_rotation(request: Request, auth: User, rotations: Rotations) -> Response:
-    need(auth, Permission.KEYS_ROTATE)
+    await need(request, auth, Permission.KEYS_ROTATE)
     try:
         rotation = await rotations.start()
     except Problem as problem:

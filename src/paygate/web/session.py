@@ -15,13 +15,18 @@ from urllib.parse import quote, urlsplit
 from fastapi import Depends, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paygate.accounts.auth import AuthContext, authenticate_token, revocations_of
+from paygate.accounts.auth import (
+    AuthContext,
+    authenticate_token,
+    check_permission,
+    revocations_of,
+)
 from paygate.accounts.permissions import Permission
 from paygate.accounts.repository import UserRepository
 from paygate.accounts.schemas import TokenPair
 from paygate.accounts.service import AccountService
 from paygate.kit.deps import DatabaseDep, OriginDep, SessionDep, SettingsDep
-from paygate.kit.errors import Problem, forbidden
+from paygate.kit.errors import Problem
 from paygate.settings import Settings
 
 ACCESS_COOKIE = "pg_access"
@@ -248,10 +253,10 @@ MaybeUser = Annotated[AuthContext | None, Depends(resolve_auth)]
 User = Annotated[AuthContext, Depends(require_user)]
 
 
-def need(auth: AuthContext, permission: Permission) -> None:
-    """The same permission the JSON endpoint requires, checked before the service runs."""
-    if not auth.can(permission):
-        raise forbidden(f"This needs the {permission.value} permission.")
+async def need(request: Request, auth: AuthContext, permission: Permission) -> None:
+    """The same permission the JSON endpoint requires, checked (and a refusal audited)
+    before the service runs."""
+    await check_permission(request.app.state.database, request, auth, permission)
 
 
 # The same bound as the `next` query parameter of the sign-in page.
