@@ -462,12 +462,7 @@ class AccountService:
         if before != role.value:
             # A new role starts from a new sign-in: nothing issued under the old one lives on.
             # Changing your own role keeps the session you are using.
-            ended = await self.end_all_sessions(
-                membership.user_id,
-                "role_changed",
-                company_id=auth.company_id,
-                except_session_id=auth.session_id if membership.user_id == auth.user_id else None,
-            )
+            ended = await self._end_member_sessions(auth, membership, "role_changed")
         await audit.record(
             self.session,
             company_id=auth.company_id,
@@ -637,17 +632,25 @@ class AccountService:
         membership = await MembershipRepository(self.session, auth.company_id).get(membership_id)
         return membership, await self.users.live_sessions(membership.user_id, auth.company_id)
 
+    async def _end_member_sessions(
+        self, auth: AuthContext, membership: Membership, reason: str
+    ) -> int:
+        """End a member's sessions in this company; one acting on itself keeps the session
+        it is using."""
+        own = membership.user_id == auth.user_id
+        return await self.end_all_sessions(
+            membership.user_id,
+            reason,
+            company_id=auth.company_id,
+            except_session_id=auth.session_id if own else None,
+        )
+
     async def end_member_sessions(self, auth: AuthContext, membership_id: str) -> int:
         """End every session of a member in this company (a lost laptop, a departure)."""
         membership = await MembershipRepository(self.session, auth.company_id).get(
             membership_id, for_update=True
         )
-        ended = await self.end_all_sessions(
-            membership.user_id,
-            "ended_by_owner",
-            company_id=auth.company_id,
-            except_session_id=auth.session_id if membership.user_id == auth.user_id else None,
-        )
+        ended = await self._end_member_sessions(auth, membership, "ended_by_owner")
         await audit.record(
             self.session,
             company_id=auth.company_id,

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, BackgroundTasks, Request, Response
 
-from paygate.accounts.auth import AuthContext, revocations_of
+from paygate.accounts.auth import AuthContext
 from paygate.accounts.passwords import PasswordService
 from paygate.accounts.permissions import (
     PERMISSION_DESCRIPTIONS,
@@ -30,7 +30,7 @@ from paygate.kit.ids import ObjectId
 from paygate.security.rate_limits import rate_limit
 from paygate.web.forms import FormErrors, parse, text, texts
 from paygate.web.render import Notice, PageRoute, is_htmx, redirect, render
-from paygate.web.session import User, end_session, flash, need
+from paygate.web.session import User, accounts_of, end_session, flash, need
 
 router = APIRouter(route_class=PageRoute)
 
@@ -38,7 +38,7 @@ router = APIRouter(route_class=PageRoute)
 def _accounts(
     request: Request, session: SessionDep, settings: SettingsDep, origin: OriginDep
 ) -> AccountService:
-    return AccountService(session, settings, origin, revocations=revocations_of(request))
+    return accounts_of(request, session, settings, origin)
 
 
 # --- your account -----------------------------------------------------------------------
@@ -68,7 +68,7 @@ async def change_password(
     background: BackgroundTasks,
 ) -> Response:
     form = await request.form()
-    accounts = _accounts(request, session, settings, origin)
+    accounts = accounts_of(request, session, settings, origin)
     try:
         # A savepoint: a refused change leaves nothing behind, even in memory.
         async with session.begin_nested():
@@ -158,7 +158,7 @@ async def create_api_key(
             if values["expires_in_days"]:
                 fields["expires_in_days"] = values["expires_in_days"]
             body = parse(ApiKeyCreate, fields)
-            api_key, key = await _accounts(request, session, settings, origin).create_api_key(
+            api_key, key = await accounts_of(request, session, settings, origin).create_api_key(
                 auth, body
             )
     except Problem as problem:
@@ -201,7 +201,7 @@ async def rotate_api_key(
         # A savepoint: a refused rotation leaves nothing behind, even in memory.
         async with session.begin_nested():
             body = parse(ApiKeyRotate, {"grace_period_hours": grace} if grace else {})
-            new, key, old = await _accounts(request, session, settings, origin).rotate_api_key(
+            new, key, old = await accounts_of(request, session, settings, origin).rotate_api_key(
                 auth, key_id, body.grace_period_hours
             )
     except Problem as problem:
@@ -250,7 +250,7 @@ async def revoke_api_key(
     origin: OriginDep,
 ) -> Response:
     await need(request, auth, Permission.API_KEYS_WRITE)
-    api_key = await _accounts(request, session, settings, origin).revoke_api_key(auth, key_id)
+    api_key = await accounts_of(request, session, settings, origin).revoke_api_key(auth, key_id)
     if not is_htmx(request):
         flash(request, "api_key_revoked")
         return redirect("/api-keys", request)
@@ -299,7 +299,9 @@ async def invite_member(
         # A savepoint: a refused change leaves nothing behind, even in memory.
         async with session.begin_nested():
             body = parse(InviteRequest, values)
-            invitation, url = await _accounts(request, session, settings, origin).invite(auth, body)
+            invitation, url = await accounts_of(request, session, settings, origin).invite(
+                auth, body
+            )
     except Problem as problem:
         errors = FormErrors.from_problem(
             problem, ["email", "role"], labels={"email": "Email", "role": "Role"}
@@ -367,7 +369,7 @@ async def change_role(
         body = parse(RoleChange, {"role": text(form, "role")})
     except Problem as problem:
         raise Problem(400, "bad-request", "Bad request", "Choose one of the roles.") from problem
-    action = _accounts(request, session, settings, origin).change_role(
+    action = accounts_of(request, session, settings, origin).change_role(
         auth, membership_id, body.role
     )
     return await _member_action(request, auth, session, "member_updated", "Role changed.", action)
@@ -383,7 +385,7 @@ async def remove_member(
     origin: OriginDep,
 ) -> Response:
     await need(request, auth, Permission.MEMBERS_WRITE)
-    action = _accounts(request, session, settings, origin).remove_member(auth, membership_id)
+    action = accounts_of(request, session, settings, origin).remove_member(auth, membership_id)
     return await _member_action(request, auth, session, "member_removed", "Member removed.", action)
 
 
@@ -397,7 +399,7 @@ async def unlock_member(
     origin: OriginDep,
 ) -> Response:
     await need(request, auth, Permission.MEMBERS_WRITE)
-    action = _accounts(request, session, settings, origin).unlock_member(auth, membership_id)
+    action = accounts_of(request, session, settings, origin).unlock_member(auth, membership_id)
     return await _member_action(
         request, auth, session, "member_unlocked", "Member unlocked.", action
     )
@@ -413,7 +415,9 @@ async def end_member_sessions(
     origin: OriginDep,
 ) -> Response:
     await need(request, auth, Permission.MEMBERS_WRITE)
-    action = _accounts(request, session, settings, origin).end_member_sessions(auth, membership_id)
+    action = accounts_of(request, session, settings, origin).end_member_sessions(
+        auth, membership_id
+    )
     return await _member_action(
         request, auth, session, "member_sessions_ended", "Sessions ended.", action
     )
@@ -429,7 +433,7 @@ async def revoke_invitation(
     origin: OriginDep,
 ) -> Response:
     await need(request, auth, Permission.MEMBERS_WRITE)
-    action = _accounts(request, session, settings, origin).revoke_invitation(auth, invitation_id)
+    action = accounts_of(request, session, settings, origin).revoke_invitation(auth, invitation_id)
     return await _member_action(
         request, auth, session, "invitation_revoked", "Invitation revoked.", action
     )
@@ -449,7 +453,7 @@ async def _sessions_response(
 async def sessions_page(
     request: Request, auth: User, session: SessionDep, settings: SettingsDep, origin: OriginDep
 ) -> Response:
-    accounts = _accounts(request, session, settings, origin)
+    accounts = accounts_of(request, session, settings, origin)
     return render(
         request,
         "account/sessions/index.html",
@@ -462,7 +466,7 @@ async def sessions_page(
 async def end_other_sessions(
     request: Request, auth: User, session: SessionDep, settings: SettingsDep, origin: OriginDep
 ) -> Response:
-    accounts = _accounts(request, session, settings, origin)
+    accounts = accounts_of(request, session, settings, origin)
     ended = await accounts.end_my_other_sessions(auth)
     if not is_htmx(request):
         flash(request, "other_sessions_ended")
@@ -480,7 +484,7 @@ async def end_one_session(
     settings: SettingsDep,
     origin: OriginDep,
 ) -> Response:
-    accounts = _accounts(request, session, settings, origin)
+    accounts = accounts_of(request, session, settings, origin)
     await accounts.end_my_session(auth, session_id)
     if session_id == auth.session_id:
         # The session in use: this browser is signed out, as with "Sign out".

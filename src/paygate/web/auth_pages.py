@@ -6,7 +6,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
 
-from paygate.accounts.auth import revocations_of
 from paygate.accounts.passwords import INVALID_RESET, PasswordService
 from paygate.accounts.repository import UserRepository, invitation_by_token
 from paygate.accounts.schemas import (
@@ -16,7 +15,6 @@ from paygate.accounts.schemas import (
     PasswordResetRequest,
     RegisterRequest,
 )
-from paygate.accounts.service import AccountService
 from paygate.kit.clock import utcnow
 from paygate.kit.deps import DatabaseDep, OriginDep, SessionDep, SettingsDep
 from paygate.kit.errors import Problem
@@ -24,7 +22,7 @@ from paygate.security.rate_limits import rate_limit
 from paygate.security.tokens import token_digest
 from paygate.web.forms import FormErrors, parse, text
 from paygate.web.render import PageRoute, redirect, render
-from paygate.web.session import MaybeUser, end_session, flash, safe_next, start_session
+from paygate.web.session import MaybeUser, accounts_of, end_session, flash, safe_next, start_session
 
 router = APIRouter(route_class=PageRoute)
 
@@ -60,7 +58,7 @@ async def login(
     form = await request.form()
     email = text(form, "email").strip()
     target = safe_next(text(form, "next"))
-    accounts = AccountService(session, settings, origin, revocations=revocations_of(request))
+    accounts = accounts_of(request, session, settings, origin)
     try:
         # A savepoint: a refused change leaves nothing behind, even in memory.
         async with session.begin_nested():
@@ -103,9 +101,7 @@ async def signup(
         async with session.begin_nested():
             await rate_limit(request, "sign_up")
             body = parse(RegisterRequest, {**values, "password": text(form, "password")})
-            signed_in = await AccountService(
-                session, settings, origin, revocations=revocations_of(request)
-            ).register(body)
+            signed_in = await accounts_of(request, session, settings, origin).register(body)
     except Problem as problem:
         errors = FormErrors.from_problem(
             problem,
@@ -132,9 +128,7 @@ async def logout(
     request: Request, auth: MaybeUser, session: SessionDep, settings: SettingsDep, origin: OriginDep
 ) -> Response:
     if auth is not None:
-        await AccountService(session, settings, origin, revocations=revocations_of(request)).logout(
-            auth
-        )
+        await accounts_of(request, session, settings, origin).logout(auth)
     end_session(request)
     flash(request, "signed_out")
     return redirect("/login", request)
@@ -188,9 +182,9 @@ async def accept_invitation(
         # A savepoint: a refused change leaves nothing behind, even in memory.
         async with session.begin_nested():
             body = parse(AcceptInvitation, {"token": token, "password": text(form, "password")})
-            signed_in = await AccountService(
-                session, settings, origin, revocations=revocations_of(request)
-            ).accept_invitation(body.token, body.password)
+            signed_in = await accounts_of(request, session, settings, origin).accept_invitation(
+                body.token, body.password
+            )
     except Problem as problem:
         view = await _invitation_view(session, token)
         if view is None:
@@ -227,7 +221,7 @@ async def forgot_password(
 ) -> Response:
     form = await request.form()
     email = text(form, "email").strip()
-    accounts = AccountService(session, settings, origin, revocations=revocations_of(request))
+    accounts = accounts_of(request, session, settings, origin)
     try:
         async with session.begin_nested():
             body = parse(PasswordResetRequest, {"email": email})
@@ -259,9 +253,9 @@ async def reset_password_page(
     origin: OriginDep,
     token: Annotated[str, Query(max_length=200)] = "",
 ) -> Response:
-    user = await PasswordService(
-        AccountService(session, settings, origin, revocations=revocations_of(request))
-    ).reset_target(token)
+    user = await PasswordService(accounts_of(request, session, settings, origin)).reset_target(
+        token
+    )
     if user is None:
         return _invalid_reset_page(request)
     return render(
@@ -281,7 +275,7 @@ async def reset_password(
 ) -> Response:
     form = await request.form()
     token = text(form, "token")
-    accounts = AccountService(session, settings, origin, revocations=revocations_of(request))
+    accounts = accounts_of(request, session, settings, origin)
     passwords = PasswordService(accounts)
     try:
         async with session.begin_nested():

@@ -25,7 +25,7 @@ from paygate.accounts.permissions import Permission
 from paygate.accounts.repository import UserRepository
 from paygate.accounts.schemas import TokenPair
 from paygate.accounts.service import AccountService
-from paygate.kit.deps import DatabaseDep, OriginDep, SessionDep, SettingsDep
+from paygate.kit.deps import DatabaseDep, Origin, OriginDep, SessionDep, SettingsDep
 from paygate.kit.errors import Problem
 from paygate.settings import Settings
 
@@ -251,6 +251,14 @@ async def require_user(
 
 MaybeUser = Annotated[AuthContext | None, Depends(resolve_auth)]
 User = Annotated[AuthContext, Depends(require_user)]
+
+
+def accounts_of(
+    request: Request, session: AsyncSession, settings: Settings, origin: Origin
+) -> AccountService:
+    """The account service a page uses: the request's transaction and the app's revocation
+    list, like the JSON endpoints'."""
+    return AccountService(session, settings, origin, revocations=revocations_of(request))
 
 
 async def need(request: Request, auth: AuthContext, permission: Permission) -> None:
