@@ -13,11 +13,9 @@ from paygate.accounts.models import (
     AuthSession,
     Company,
     Invitation,
-    Membership,
     RefreshToken,
-    User,
 )
-from paygate.accounts.permissions import Role
+from paygate.accounts.repository import UserRepository
 from paygate.kit.clock import utcnow
 from paygate.kit.jobs_context import job_context, job_database
 from paygate.kit.mail import Email, Mailer, MailError
@@ -115,19 +113,7 @@ async def notify_expiring_api_keys(timestamp: int) -> None:
                     continue
                 company = await session.get(Company, key.company_id)
                 assert company is not None
-                owners = list(
-                    (
-                        await session.execute(
-                            select(User.email)
-                            .join(Membership, Membership.user_id == User.id)
-                            .where(
-                                Membership.company_id == key.company_id,
-                                Membership.role == Role.OWNER.value,
-                            )
-                            .order_by(User.email)
-                        )
-                    ).scalars()
-                )
+                owners = list(await UserRepository(session).owners_of([key.company_id]))
                 key.expiry_notice_sent_at = now
                 await audit.record(
                     session,
