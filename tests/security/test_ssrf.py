@@ -22,6 +22,7 @@ from paygate.gateways.adapters.base import (
     GatewayType,
 )
 from paygate.gateways.adapters.custom import CustomGatewayAdapter
+from paygate.gateways.adapters.stripe import StripeAdapter
 from paygate.gateways.models import Gateway
 from paygate.security.ssrf import (
     PRIVATE_ADDRESS,
@@ -285,6 +286,33 @@ async def test_a_live_adapter_refuses_a_name_that_now_resolves_to_loopback(
             values={
                 "base_url": f"https://pay.example.com:{port}",
                 "api_key": custom_gateway_emulator.api_key,
+            },
+            timeout_seconds=5,
+            resolver=rebound,
+        )
+    )
+    with pytest.raises(GatewayMisconfigured, match="private address"):
+        await adapter.test_connection()
+    assert custom_gateway_emulator.requests == []
+
+
+async def test_a_live_stripe_gateway_refuses_a_name_that_now_resolves_to_loopback(
+    custom_gateway_emulator: CustomGatewayEmulator,
+) -> None:
+    """The Stripe SDK builds its own HTTP client; a live gateway's goes through the guard too."""
+    port = httpx.URL(custom_gateway_emulator.base_url).port
+
+    async def rebound(host: str) -> Sequence[str]:
+        return ["127.0.0.1"]
+
+    adapter = StripeAdapter(
+        AdapterConfig(
+            gateway_type=GatewayType.STRIPE,
+            environment=Environment.LIVE,
+            values={
+                "secret_key": "sk_live_" + "x" * 24,
+                "publishable_key": "pk_live_" + "x" * 24,
+                "api_base_url": f"https://api.stripe-proxy.example:{port}",
             },
             timeout_seconds=5,
             resolver=rebound,

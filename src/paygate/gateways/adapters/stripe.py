@@ -21,6 +21,7 @@ lists the PaymentIntent's refunds for the tag and only then re-issues the create
 from __future__ import annotations
 
 import asyncio
+import ssl
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -66,6 +67,7 @@ from paygate.gateways.adapters.base import (
     call_gateway,
     record_response,
 )
+from paygate.security.ssrf import GuardedTransport, OutboundRefused, Resolver
 
 T = TypeVar("T")
 
@@ -222,22 +224,42 @@ def _declined(decline: Decline, payment_intent: str | None = None) -> _StripeDec
     return _StripeDeclined(decline, payment_intent=payment_intent)
 
 
+class _GuardedHTTPXClient(stripe.HTTPXClient):
+    """The SDK's httpx client, connecting through the SSRF guard (security/ssrf.py).
+
+    stripe-python builds its own httpx.AsyncClient; a live gateway's is replaced by one whose
+    transport checks the address at connection time, as every other adapter's client does.
+    """
+
+    def __init__(self, timeout: float, resolver: Resolver) -> None:
+        super().__init__(timeout=timeout)
+        verify = ssl.create_default_context(cafile=stripe.ca_bundle_path)
+        inner = httpx.AsyncHTTPTransport(verify=verify)
+        self._client_async = httpx.AsyncClient(transport=GuardedTransport(inner, resolver=resolver))
+
+
 _HTTP_CLIENTS: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, dict[tuple[str, float], stripe.HTTPXClient]
+    asyncio.AbstractEventLoop, dict[tuple[str, float, Resolver | None], stripe.HTTPXClient]
 ] = weakref.WeakKeyDictionary()
 
 
-def _shared_http(base_url: str, timeout: float) -> stripe.HTTPXClient:
-    """One httpx client per (event loop, base URL, timeout), kept for the process's life.
+def _shared_http(config: AdapterConfig, base_url: str) -> stripe.HTTPXClient:
+    """One httpx client per (event loop, base URL, timeout, guard), kept for the process's life.
 
     An httpx client belongs to the loop it was first used on, hence the per-loop table (a
     test suite runs many loops); it carries no API key, so companies never share state.
+    A live gateway's client checks every address it connects to (SSRF).
     """
     clients = _HTTP_CLIENTS.setdefault(asyncio.get_running_loop(), {})
-    key = (base_url, timeout)
+    live = config.environment is Environment.LIVE
+    key = (base_url, config.timeout_seconds, config.resolver if live else None)
     client = clients.get(key)
     if client is None:
-        client = clients[key] = stripe.HTTPXClient(timeout=timeout)
+        client = clients[key] = (
+            _GuardedHTTPXClient(config.timeout_seconds, config.resolver)
+            if live
+            else stripe.HTTPXClient(timeout=config.timeout_seconds)
+        )
     return client
 
 
@@ -260,7 +282,7 @@ class StripeAdapter:
         yield stripe.StripeClient(
             self.config.value("secret_key"),
             base_addresses={"api": base},
-            http_client=_shared_http(base, self.config.timeout_seconds),
+            http_client=_shared_http(self.config, base),
             # Retries are the payment layer's decision, not the SDK's.
             max_network_retries=0,
         )
@@ -890,6 +912,10 @@ def _map_stripe_error(
     if isinstance(exc, stripe.APIConnectionError):
         # The SDK wraps the httpx error; its type tells a timeout from a refused connection.
         cause = exc.__cause__
+        if isinstance(cause, OutboundRefused):
+            return GatewayMisconfigured(
+                "paygate refused to call Stripe: its address points at a private address."
+            )
         if isinstance(cause, httpx.TimeoutException):
             sent = not isinstance(cause, httpx.ConnectTimeout | httpx.PoolTimeout)
             return GatewayTimeout(
