@@ -1,4 +1,5 @@
-"""Sessions end everywhere at once: sign-out, member removal, role change, the sessions API.
+"""Sessions end everywhere at once: sign-out, member removal, role change, password change
+and reset, the sessions API.
 
 Each story acts on one paygate node (this process, configured with Redis) and checks the
 old access token against two other real paygate processes sharing the database: one that
@@ -11,6 +12,7 @@ import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -22,6 +24,7 @@ from paygate.db import Database
 from paygate.settings import Settings
 from tests.accounts.test_members import invite_and_join
 from tests.conftest import STRONG_PASSWORD, Tenant, register
+from tests.fakes.mail import Mailbox, link_in
 from tests.peers import (
     TEST_REDIS_URL,
     Peer,
@@ -30,6 +33,8 @@ from tests.peers import (
     start_peer,
     unique_key_prefix,
 )
+
+NEW_PASSWORD = "Quartz-Meadow-Bicycle-88"
 
 
 @pytest.fixture(scope="module")
@@ -198,6 +203,48 @@ async def test_a_role_change_ends_the_members_sessions_on_every_node(
     assert await answers(peers, globex.access_token) == [200, 200]
     actions = await audit_actions(node, acme, member["membership_id"])
     assert actions[0] == "member.role_changed"
+
+
+async def test_a_password_change_ends_the_other_sessions_on_every_node(
+    node: httpx.AsyncClient, peers: tuple[Peer, Peer]
+) -> None:
+    acme = await register(node, "Acme Sessions")
+    globex = await register(node, "Globex Sessions")
+    laptop = await sign_in(node, acme.email, acme.company_id)
+
+    changed = await node.post(
+        "/api/v1/me/password",
+        json={"current_password": STRONG_PASSWORD, "new_password": NEW_PASSWORD},
+        headers=bearer(laptop["access_token"]),
+    )
+    assert changed.status_code == 204, changed.text
+
+    # The session that changed it goes on; the one from sign-up ends everywhere.
+    assert await answers(peers, acme.access_token) == [401, 401]
+    assert await answers(peers, laptop["access_token"]) == [200, 200]
+    assert await answers(peers, globex.access_token) == [200, 200]
+
+
+async def test_a_password_reset_ends_every_session_on_every_node(
+    node: httpx.AsyncClient, peers: tuple[Peer, Peer], mailbox: Mailbox
+) -> None:
+    acme = await register(node, "Acme Sessions")
+    globex = await register(node, "Globex Sessions")
+    laptop = await sign_in(node, acme.email, acme.company_id)
+
+    asked = await node.post("/api/v1/auth/password-reset", json={"email": acme.email})
+    assert asked.status_code == 202
+    link = link_in(mailbox.wait_for(acme.email)[0])
+    token = parse_qs(urlsplit(link).query)["token"][0]
+    confirmed = await node.post(
+        "/api/v1/auth/password-reset/confirm",
+        json={"token": token, "new_password": NEW_PASSWORD},
+    )
+    assert confirmed.status_code == 204, confirmed.text
+
+    assert await answers(peers, acme.access_token) == [401, 401]
+    assert await answers(peers, laptop["access_token"]) == [401, 401]
+    assert await answers(peers, globex.access_token) == [200, 200]
 
 
 async def test_ending_sessions_through_the_sessions_api(
