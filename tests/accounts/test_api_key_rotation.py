@@ -11,7 +11,8 @@ from sqlalchemy import func, select, text
 
 from paygate.accounts.models import ApiKey
 from paygate.db import Database
-from tests.conftest import Tenant
+from tests.accounts.test_members import invite_and_join
+from tests.conftest import STRONG_PASSWORD, Tenant
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -213,3 +214,67 @@ async def test_expiry_is_bounded_and_an_expired_key_is_refused(
     assert refused.json()["detail"] == "The token is invalid, expired or revoked."
     listed = (await client.get("/api/v1/api-keys", headers=tenant.headers)).json()
     assert moment(listed[0]["expires_at"]) < datetime.now(UTC)
+
+
+async def test_rotation_cannot_hand_out_scopes_the_rotator_does_not_hold(
+    client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant, database: Database
+) -> None:
+    # The owner's key manages members; a developer (api_keys:write, no members:write) must
+    # not get a working copy of it by rotating it, nor can another company touch it.
+    broad = await create_key(
+        client, tenant, name="Provisioning", scopes=["members:write", "gateways:read"]
+    )
+    developer = await invite_and_join(client, tenant, "dev@acme-invoicing.com", "developer")
+    refused = await client.post(
+        f"/api/v1/api-keys/{broad['id']}/rotate", headers=developer["headers"]
+    )
+    assert refused.status_code == 403, refused.text
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert "members:write" in refused.json()["detail"]
+    assert "pgk_" not in refused.text
+    foreign = await client.post(
+        f"/api/v1/api-keys/{broad['id']}/rotate", headers=other_tenant.headers
+    )
+    assert foreign.status_code == 404
+
+    # An owner's key rotated after the owner was made a developer: refused the same way.
+    demoted = await invite_and_join(client, tenant, "former-owner@acme-invoicing.com", "owner")
+    theirs = await create_key(
+        client,
+        Tenant(**{**tenant.__dict__, "access_token": demoted["access_token"]}),
+        name="Company settings",
+        scopes=["company:write"],
+    )
+    members = (await client.get("/api/v1/members", headers=tenant.headers)).json()["members"]
+    [membership] = [m for m in members if m["email"] == "former-owner@acme-invoicing.com"]
+    changed = await client.patch(
+        f"/api/v1/members/{membership['id']}", json={"role": "developer"}, headers=tenant.headers
+    )
+    assert changed.status_code == 200, changed.text
+    signed_in = await client.post(
+        "/api/v1/auth/login",
+        json={"email": "former-owner@acme-invoicing.com", "password": STRONG_PASSWORD},
+    )
+    refused = await client.post(
+        f"/api/v1/api-keys/{theirs['id']}/rotate",
+        headers=bearer(signed_in.json()["access_token"]),
+    )
+    assert refused.status_code == 403, refused.text
+
+    # Nothing changed: both keys work on, no replacement was made.
+    for key in (broad, theirs):
+        kept = await stored(database, key["id"])
+        assert (kept.replaced_by, kept.revoked_at) == (None, None)
+        assert (await client.get("/api/v1/me", headers=bearer(key["key"]))).status_code == 200
+    async with database.transaction() as session:
+        rotated = (
+            await session.execute(
+                select(func.count()).where(
+                    ApiKey.company_id == tenant.company_id, ApiKey.rotated_from.is_not(None)
+                )
+            )
+        ).scalar_one()
+    assert rotated == 0
+    # The owner, who holds every scope, still rotates it.
+    allowed = await client.post(f"/api/v1/api-keys/{broad['id']}/rotate", headers=tenant.headers)
+    assert allowed.status_code == 201, allowed.text

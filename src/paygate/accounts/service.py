@@ -739,6 +739,14 @@ class AccountService:
             )
         old = await ApiKeyRepository(self.session, auth.company_id).get(key_id, for_update=True)
         now = utcnow()
+        # The caller gets the new secret: like creating a key, rotating one never hands out
+        # scopes the caller does not hold now (another member's key, or a demoted creator's).
+        beyond = sorted(set(old.scopes) - {p.value for p in auth.permissions})
+        if beyond:
+            raise forbidden(
+                "You cannot rotate a key with scopes you do not hold: "
+                f"{', '.join(beyond)}. Ask someone who holds them."
+            )
         if old.revoked_at is not None:
             raise conflict("This key is revoked, so it cannot be rotated. Create a new key.")
         if old.replaced_by is not None:
