@@ -11,7 +11,6 @@ import httpx
 import pytest
 from pydantic import ValidationError
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 from sqlalchemy import select, text
 
 from paygate.accounts.tasks import purge_revoked_tokens
@@ -21,10 +20,12 @@ from paygate.jobs import build_job_app
 from paygate.kit.clock import utcnow
 from paygate.kit.jobs_context import JobContext
 from paygate.security.models import RevokedToken
-from paygate.security.revocation import RevocationList
+from paygate.security.revocation import RevocationList, RevocationUnavailable
 from paygate.settings import Settings
 from tests.conftest import Tenant, register
+from tests.fakes.mail import Mailbox, link_in
 from tests.peers import TEST_REDIS_URL, delete_keys, free_port, require_redis, unique_key_prefix
+from tests.web.helpers import csrf_of
 
 
 @pytest.fixture
@@ -175,7 +176,7 @@ async def test_when_redis_fails_reads_fall_back_to_postgresql_and_writes_fail(
         async with database.transaction() as session:
             await broken.revoke(session, lost, broken.session_until())
 
-    with pytest.raises(RedisError):
+    with pytest.raises(RevocationUnavailable):
         await request()
     async with database.transaction() as session:
         assert await session.get(RevokedToken, lost) is None
@@ -220,3 +221,125 @@ def test_the_purge_runs_on_a_schedule(settings: Settings) -> None:
 def test_a_key_prefix_with_spaces_is_refused_at_start() -> None:
     with pytest.raises(ValidationError, match="revocation_key_prefix"):
         Settings(revocation_key_prefix="two words")
+
+
+@pytest.fixture
+async def redis_down(settings: Settings, database: Database) -> AsyncIterator[httpx.AsyncClient]:
+    """A paygate node whose Redis does not answer (nothing listens on its port)."""
+    broken = settings.model_copy(
+        update={"redis_url": f"redis://127.0.0.1:{free_port()}/0", "revocation_key_prefix": "down"}
+    )
+    app = create_app(broken, database=database)
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.8", 50000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://paygate.test") as client:
+        yield client
+    await app.state.revocations.close()
+
+
+async def test_with_redis_down_ending_a_session_answers_503_and_changes_nothing(
+    redis_down: httpx.AsyncClient, client: httpx.AsyncClient, database: Database
+) -> None:
+    tenant = await register(client, "Acme Invoicing")
+    other = await register(client, "Globex Billing")
+
+    # Signing out cannot reach every node: say so plainly, keep the session as it was.
+    refused = await redis_down.post("/api/v1/auth/logout", headers=tenant.headers)
+    assert refused.status_code == 503, refused.text
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["type"].endswith("/revocation-unavailable")
+    assert "Retry-After" in refused.headers
+    assert (await redis_down.get("/api/v1/me", headers=tenant.headers)).status_code == 200
+    laptop = await client.post(
+        "/api/v1/auth/login", json={"email": tenant.email, "password": tenant.password}
+    )
+    ended = await redis_down.post("/api/v1/sessions/end-others", headers=tenant.headers)
+    assert ended.status_code == 503
+    laptop_headers = {"Authorization": f"Bearer {laptop.json()['access_token']}"}
+    assert (await client.get("/api/v1/me", headers=laptop_headers)).status_code == 200
+    assert (await client.get("/api/v1/me", headers=other.headers)).status_code == 200
+
+    async with database.transaction() as session:
+        live = (
+            await session.execute(
+                text(
+                    "SELECT count(*) FROM auth_sessions WHERE user_id = :u AND revoked_at IS NULL"
+                ),
+                {"u": tenant.user_id},
+            )
+        ).scalar_one()
+    assert live == 2
+
+
+async def test_with_redis_down_a_reused_refresh_token_still_ends_its_family(
+    redis_down: httpx.AsyncClient, client: httpx.AsyncClient, database: Database
+) -> None:
+    tenant = await register(client, "Acme Invoicing")
+    other = await register(client, "Globex Billing")
+    rotated = await client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": tenant.refresh_token}
+    )
+    assert rotated.status_code == 200
+    async with database.transaction() as session:
+        await session.execute(
+            text(
+                "UPDATE refresh_tokens SET used_at = used_at - interval '1 minute'"
+                " WHERE used_at IS NOT NULL"
+            )
+        )
+    # The leaked token comes back while Redis is down: still a 401, and the thief's newer
+    # refresh token no longer works (the sessions table is PostgreSQL's alone).
+    reused = await redis_down.post(
+        "/api/v1/auth/refresh", json={"refresh_token": tenant.refresh_token}
+    )
+    assert reused.status_code == 401, reused.text
+    newest = await client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": rotated.json()["refresh_token"]}
+    )
+    assert newest.status_code == 401
+    # Nodes that read PostgreSQL refuse its access tokens at once.
+    headers = {"Authorization": f"Bearer {rotated.json()['access_token']}"}
+    assert (await client.get("/api/v1/me", headers=headers)).status_code == 401
+    assert (await client.get("/api/v1/me", headers=other.headers)).status_code == 200
+
+
+async def test_with_redis_down_a_password_reset_waits_and_the_link_keeps_working(
+    redis_down: httpx.AsyncClient,
+    client: httpx.AsyncClient,
+    database: Database,
+    mailbox: Mailbox,
+) -> None:
+    tenant = await register(client, "Acme Invoicing")
+    await register(client, "Globex Billing")
+    asked = await client.post("/api/v1/auth/password-reset", json={"email": tenant.email})
+    assert asked.status_code == 202
+    link = link_in(mailbox.wait_for(tenant.email)[0])
+    token = link.split("token=", 1)[1]
+    new_password = "Quartz-Meadow-Pelican-77"
+
+    refused = await redis_down.post(
+        "/api/v1/auth/password-reset/confirm", json={"token": token, "new_password": new_password}
+    )
+    assert refused.status_code == 503, refused.text
+    assert token not in refused.text
+    # The page says the service is busy, not that the link is bad.
+    page = await redis_down.get(f"/reset-password?token={token}")
+    assert page.status_code == 200
+    posted = await redis_down.post(
+        "/reset-password",
+        data={"token": token, "new_password": new_password, "csrf_token": csrf_of(page.text)},
+    )
+    assert posted.status_code == 503, posted.text
+    assert "no longer works" not in posted.text
+    assert token not in posted.text
+
+    # Nothing changed: the old password and session work, and the link works once Redis does.
+    assert (await client.get("/api/v1/me", headers=tenant.headers)).status_code == 200
+    old = await client.post(
+        "/api/v1/auth/login", json={"email": tenant.email, "password": tenant.password}
+    )
+    assert old.status_code == 200
+    done = await client.post(
+        "/api/v1/auth/password-reset/confirm", json={"token": token, "new_password": new_password}
+    )
+    assert done.status_code == 204, done.text
+    assert (await client.get("/api/v1/me", headers=tenant.headers)).status_code == 401

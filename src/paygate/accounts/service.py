@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -61,7 +62,7 @@ from paygate.security.passwords import (
     password_problems,
     verify_password,
 )
-from paygate.security.revocation import RevocationList
+from paygate.security.revocation import RevocationList, RevocationUnavailable
 from paygate.security.tokens import issue_access_token, new_opaque_token, token_digest
 from paygate.settings import Settings
 
@@ -317,9 +318,13 @@ class AccountService:
                 ended = await UserRepository(other).revoke_sessions(
                     reason="refresh_token_reused", session_id=auth_session.id
                 )
-                await self.revocations.revoke_all(
-                    other, [auth_session.id, *ended], self.revocations.session_until()
-                )
+                # No one is here to retry: should Redis be down, end the family in PostgreSQL
+                # all the same (no refresh works, PostgreSQL-reading nodes refuse its tokens);
+                # nodes that read Redis accept its last access token until it expires.
+                with suppress(RevocationUnavailable):
+                    await self.revocations.revoke_all(
+                        other, [auth_session.id, *ended], self.revocations.session_until()
+                    )
                 await audit.record(
                     other,
                     company_id=auth_session.company_id,

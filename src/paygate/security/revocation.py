@@ -34,6 +34,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paygate.kit.clock import utcnow
+from paygate.kit.errors import Problem
 from paygate.security.models import RevokedToken
 from paygate.settings import Settings
 
@@ -42,6 +43,23 @@ logger = structlog.get_logger(__name__)
 # Added to a session's revocation: covers a refresh that read the session just before it was
 # ended and issued its token just after, and small clock differences between processes.
 REVOCATION_SLACK = timedelta(seconds=60)
+
+
+class RevocationUnavailable(Problem):
+    """Redis did not take a revocation: the change that needed it is refused and rolled back.
+
+    A 503 the caller can retry, not a bare 500: nothing was changed, so nothing is half done.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(
+            503,
+            "revocation-unavailable",
+            "Service unavailable",
+            "paygate could not end the session on every server just now, so nothing was "
+            "changed. Try again in a minute.",
+            headers={"Retry-After": "30"},
+        )
 
 
 class RevocationList:
@@ -100,11 +118,15 @@ class RevocationList:
         # a few minutes early, never accepted late. A Redis failure fails the request (and
         # rolls back the change), so no process that reads Redis can miss a revocation.
         at_ms = int(until.timestamp() * 1000)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for identifier in unique:
-                # A repeat revocation always comes later with a later `until`: plain SET.
-                pipe.set(self.key(identifier), b"1", pxat=at_ms)
-            await pipe.execute()
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for identifier in unique:
+                    # A repeat revocation always comes later with a later `until`: plain SET.
+                    pipe.set(self.key(identifier), b"1", pxat=at_ms)
+                await pipe.execute()
+        except RedisError as error:
+            logger.exception("revocation_redis_write_failed")
+            raise RevocationUnavailable from error
 
     async def is_revoked(self, session: AsyncSession, jti: str, sid: str | None) -> bool:
         identifiers = [jti] if sid is None else [jti, sid]

@@ -285,6 +285,9 @@ async def reset_password(
             )
             await passwords.confirm_reset(body.token, body.new_password)
     except Problem as problem:
+        if problem.status >= 500:
+            # Not the link's fault (the revocation list is unavailable): it still works.
+            raise
         user = await passwords.reset_target(token) if problem.status == 422 else None
         if user is None:
             return _invalid_reset_page(request)
