@@ -484,3 +484,44 @@ async def test_a_broken_mail_server_does_not_change_the_sign_in_answer(
     assert [a.status_code for a in answers] == [401] * settings.lockout_threshold
     assert answers[-1].json()["type"].endswith("/account-locked")
     assert (await _user(database, tenant.email)).locked_until is not None
+
+
+async def test_an_invitation_is_no_way_around_the_lockout(
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    other_tenant: Tenant,
+    database: Database,
+    settings: Settings,
+    mailbox: Mailbox,
+) -> None:
+    # Anyone can sign up and invite any address: Globex's owner invites Acme's owner and
+    # guesses their password on the invitation, which must count like a failed sign-in.
+    invited = await client.post(
+        "/api/v1/members",
+        json={"email": tenant.email, "role": "viewer"},
+        headers=other_tenant.headers,
+    )
+    token = invited.json()["invite_url"].rsplit("/", 1)[1]
+    answers = []
+    for _ in range(settings.lockout_threshold):
+        guess = await client.post(
+            "/api/v1/invitations/accept", json={"token": token, "password": "wrong-guess-123"}
+        )
+        answers.append(guess.json()["type"].rsplit("/", 1)[1])
+    assert answers[:-1] == ["invalid-credentials"] * (settings.lockout_threshold - 1)
+    assert answers[-1] == "account-locked"
+    # Locked now: the right password opens neither the invitation nor a sign-in.
+    right = await client.post(
+        "/api/v1/invitations/accept", json={"token": token, "password": tenant.password}
+    )
+    assert right.status_code == 401
+    assert right.json()["type"].endswith("/account-locked")
+    assert (await _sign_in(client, tenant.email, tenant.password)).status_code == 401
+    members = (await client.get("/api/v1/members", headers=other_tenant.headers)).json()
+    assert tenant.email not in {m["email"] for m in members["members"]}
+    # The owner is told, and Acme's log shows the guesses (Globex's does not).
+    [notice] = mailbox.wait_for(tenant.email)
+    assert notice["Subject"] == "Your paygate account is locked"
+    failures = await _audit(client, tenant, "auth.sign_in")
+    assert len([e for e in failures if e["outcome"] == "failure"]) == settings.lockout_threshold
+    assert await _audit(client, other_tenant, "auth.sign_in") == []

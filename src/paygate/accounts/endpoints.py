@@ -159,8 +159,23 @@ async def logout(auth: Authenticated, accounts: Accounts) -> Response:
 
 
 @router.post("/invitations/accept", response_model=TokenPair)
-async def accept_invitation(body: AcceptInvitation, accounts: Accounts) -> TokenPair:
-    return (await accounts.accept_invitation(body.token, body.password)).tokens
+async def accept_invitation(
+    body: AcceptInvitation,
+    request: Request,
+    accounts: Accounts,
+    database: DatabaseDep,
+    settings: SettingsDep,
+) -> TokenPair | JSONResponse:
+    # An existing account's password is checked here: sign-in's limits apply.
+    await rate_limit(request, "sign_in", account=body.token)
+    try:
+        signed_in = await accounts.accept_invitation(body.token, body.password, database)
+    except Problem as problem:
+        if not accounts.outbox.messages:
+            raise
+        # This failure locked the account: still send the lockout notices.
+        return accounts.outbox.problem_response(problem, request, settings)
+    return signed_in.tokens
 
 
 @router.get("/me", response_model=MeOut)

@@ -414,8 +414,9 @@ class AccountService:
             object_id=invitation.id,
         )
 
-    async def accept_invitation(self, token: str, password: str) -> SignedIn:
-        invitation = await invitation_by_token(self.session, token_digest(token), utcnow())
+    async def accept_invitation(self, token: str, password: str, database: Database) -> SignedIn:
+        now = utcnow()
+        invitation = await invitation_by_token(self.session, token_digest(token), now)
         if invitation is None:
             raise not_found("invitation (it may have expired or been used)")
         user = await self.users.by_email(invitation.email)
@@ -426,8 +427,33 @@ class AccountService:
             )
             self.session.add(user)
             await self.session.flush()
-        elif not verify_password(user.password_hash, password):
-            raise SIGN_IN_FAILED
+        else:
+            # An existing account's password is checked as at sign-in, lockout and audit
+            # included: whoever sent the invitation holds its token and could otherwise
+            # guess the invitee's password without limit.
+            if user.locked_until is not None and user.locked_until > now:
+                await self.refuse_sign_in(
+                    database,
+                    user,
+                    user.email,
+                    "auth.sign_in",
+                    "denied",
+                    "account locked (accepting an invitation)",
+                    count=False,
+                )
+                raise ACCOUNT_LOCKED
+            if not verify_password(user.password_hash, password):
+                if await self.refuse_sign_in(
+                    database,
+                    user,
+                    user.email,
+                    "auth.sign_in",
+                    "failure",
+                    "wrong password (accepting an invitation)",
+                ):
+                    raise ACCOUNT_LOCKED
+                raise SIGN_IN_FAILED
+            user.failed_sign_ins = 0
         members = MembershipRepository(self.session, invitation.company_id)
         if await members.of_user(user.id) is None:
             await members.add(

@@ -175,22 +175,30 @@ async def invitation_page(request: Request, token: str, session: SessionDep) -> 
 
 @router.post("/invite/{token}")
 async def accept_invitation(
-    request: Request, token: str, session: SessionDep, settings: SettingsDep, origin: OriginDep
+    request: Request,
+    token: str,
+    session: SessionDep,
+    settings: SettingsDep,
+    origin: OriginDep,
+    database: DatabaseDep,
+    background: BackgroundTasks,
 ) -> Response:
     form = await request.form()
+    accounts = accounts_of(request, session, settings, origin)
     try:
         # A savepoint: a refused change leaves nothing behind, even in memory.
         async with session.begin_nested():
+            await rate_limit(request, "sign_in", account=token)
             body = parse(AcceptInvitation, {"token": token, "password": text(form, "password")})
-            signed_in = await accounts_of(request, session, settings, origin).accept_invitation(
-                body.token, body.password
-            )
+            signed_in = await accounts.accept_invitation(body.token, body.password, database)
     except Problem as problem:
+        # A lockout notice, when this wrong password locked the account.
+        accounts.outbox.send_after_response(background, settings)
         view = await _invitation_view(session, token)
         if view is None:
             raise _invalid_invitation() from None
         errors = FormErrors.from_problem(problem, ["password"])
-        if problem.status == 401:
+        if problem.slug == "invalid-credentials":
             errors = FormErrors(fields={"password": ["The password is wrong."]})
         return render(
             request,
