@@ -187,3 +187,62 @@ def test_every_permission_is_described_and_held_by_owners() -> None:
 
     assert set(PERMISSION_DESCRIPTIONS) == set(Permission)
     assert ROLE_PERMISSIONS[Role.OWNER] == frozenset(Permission)
+
+
+async def test_a_member_of_two_companies_is_managed_in_each_apart(
+    client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant
+) -> None:
+    email = "contractor@example.com"
+    in_acme = await invite_and_join(client, tenant, email, "developer")
+    in_globex = await invite_and_join(client, other_tenant, email, "developer")
+
+    def membership_of(members: dict[str, Any]) -> str:
+        return str(next(m["id"] for m in members["members"] if m["email"] == email))
+
+    acme_id = membership_of((await client.get("/api/v1/members", headers=tenant.headers)).json())
+    globex_id = membership_of(
+        (await client.get("/api/v1/members", headers=other_tenant.headers)).json()
+    )
+    globex_session = (await client.get("/api/v1/sessions", headers=in_globex["headers"])).json()
+
+    async def globex_still_works() -> None:
+        me = await client.get("/api/v1/me", headers=in_globex["headers"])
+        assert me.status_code == 200
+        assert me.json()["role"] == "developer"
+
+    # Acme's owner cannot reach the Globex membership by its id.
+    for method, path, body in (
+        ("GET", f"/api/v1/members/{globex_id}/sessions", None),
+        ("DELETE", f"/api/v1/members/{globex_id}/sessions", None),
+        ("PATCH", f"/api/v1/members/{globex_id}", {"role": "viewer"}),
+        ("POST", f"/api/v1/members/{globex_id}/unlock", None),
+        ("DELETE", f"/api/v1/members/{globex_id}", None),
+    ):
+        response = await client.request(method, path, json=body, headers=tenant.headers)
+        assert response.status_code == 404, (method, path, response.text)
+    # Nor the member, signed in to Acme, their own Globex session.
+    taken = await client.delete(
+        f"/api/v1/sessions/{globex_session[0]['id']}", headers=in_acme["headers"]
+    )
+    assert taken.status_code == 404
+    assert (
+        await client.post("/api/v1/sessions/end-others", headers=in_acme["headers"])
+    ).json() == {"ended": 0}
+    await globex_still_works()
+
+    # What Acme's owner does to the Acme membership stays in Acme.
+    ended = await client.delete(f"/api/v1/members/{acme_id}/sessions", headers=tenant.headers)
+    assert ended.json() == {"ended": 1}
+    assert (await client.get("/api/v1/me", headers=in_acme["headers"])).status_code == 401
+    await globex_still_works()
+    changed = await client.patch(
+        f"/api/v1/members/{acme_id}", json={"role": "viewer"}, headers=tenant.headers
+    )
+    assert changed.status_code == 200
+    await globex_still_works()
+    removed = await client.delete(f"/api/v1/members/{acme_id}", headers=tenant.headers)
+    assert removed.status_code == 204
+    await globex_still_works()
+    # Globex's log shows nothing of it.
+    log = (await client.get("/api/v1/audit-log", headers=other_tenant.headers)).json()["data"]
+    assert not [e for e in log if e["action"].startswith("member.") and e["object_id"] == acme_id]

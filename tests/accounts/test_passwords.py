@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from datetime import timedelta
 from typing import Any
@@ -525,3 +526,30 @@ async def test_an_invitation_is_no_way_around_the_lockout(
     failures = await _audit(client, tenant, "auth.sign_in")
     assert len([e for e in failures if e["outcome"] == "failure"]) == settings.lockout_threshold
     assert await _audit(client, other_tenant, "auth.sign_in") == []
+
+
+async def test_two_confirms_of_one_link_at_once_set_one_password(
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    other_tenant: Tenant,
+    database: Database,
+    mailbox: Mailbox,
+) -> None:
+    await _request_reset(client, tenant.email)
+    token = _token_of(link_in(mailbox.wait_for(tenant.email)[0]))
+    first, second = "Quartz-Meadow-Pelican-77", "Harbor-Lantern-Violet-58"
+    answers = await asyncio.gather(_confirm(client, token, first), _confirm(client, token, second))
+    assert sorted(a.status_code for a in answers) == [204, 400]
+    winner = first if answers[0].status_code == 204 else second
+    user = await _user(database, tenant.email)
+    assert verify_password(user.password_hash, winner)
+    loser = second if winner == first else first
+    assert (await _sign_in(client, tenant.email, loser)).status_code == 401
+    async with database.transaction() as session:
+        spent = (
+            await session.execute(
+                select(PasswordReset).where(PasswordReset.user_id == tenant.user_id)
+            )
+        ).scalar_one()
+    assert spent.used_at is not None
+    assert (await client.get("/api/v1/me", headers=other_tenant.headers)).status_code == 200
