@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import subprocess
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -20,6 +21,7 @@ from tests.fakes.custom_gateway import CustomGatewayEmulator
 from tests.fakes.mail import Mailbox, link_in
 from tests.fakes.paypal import PayPalEmulator
 from tests.fakes.square import SquareEmulator
+from tests.web.helpers import csrf_of, new_client, sign_up
 
 CANARY = "CANARY7f3e9b1c2d4a"
 
@@ -199,3 +201,124 @@ async def test_reset_tokens_and_passwords_appear_nowhere(
     for where, text in haystacks.items():
         for secret in (token, CANARY, token.split("_", 1)[1]):
             assert secret not in text, f"a reset secret leaked into {where}"
+
+
+async def test_page_passwords_reset_links_and_new_api_keys_appear_nowhere(
+    app: Any,
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    other_tenant: Tenant,
+    database_url: str,
+    mailbox: Mailbox,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """The pages' password forms (refused and accepted), the emailed link, and API keys
+    created and rotated: each secret is shown once at most, and kept nowhere."""
+    weak_password = CANARY[:9]  # too short: refused
+    reset_password = f"Page-Reset-{CANARY}-Passphrase"
+    wrong_current = f"Wrong-{CANARY}-Current"
+    changed_password = f"Page-Changed-{CANARY}-Passphrase"
+    seen: list[str] = []  # everything shown after a secret's one-time display
+    caplog.set_level(logging.DEBUG)
+    with structlog.testing.capture_logs() as events:
+        async with new_client(app) as browser:
+            user = await sign_up(browser, "Canary Pages")
+            await browser.post("/logout", data={"csrf_token": await user.csrf()})
+            form = await browser.get("/forgot-password")
+            sent = await browser.post(
+                "/forgot-password", data={"email": user.email, "csrf_token": csrf_of(form.text)}
+            )
+            seen.append(sent.text)
+            link = link_in(mailbox.wait_for(user.email)[0])
+            token = parse_qs(urlsplit(link).query)["token"][0]
+            page = await browser.get(f"/reset-password?token={token}")
+            weak = await browser.post(
+                "/reset-password",
+                data={
+                    "token": token,
+                    "new_password": weak_password,
+                    "csrf_token": csrf_of(page.text),
+                },
+            )
+            assert weak.status_code == 422
+            assert weak_password not in weak.text
+            done = await browser.post(
+                "/reset-password",
+                data={
+                    "token": token,
+                    "new_password": reset_password,
+                    "csrf_token": csrf_of(weak.text),
+                },
+            )
+            assert done.status_code == 303
+            login = await browser.get("/login")
+            signed_in = await browser.post(
+                "/login",
+                data={
+                    "email": user.email,
+                    "password": reset_password,
+                    "csrf_token": csrf_of(login.text),
+                },
+            )
+            assert signed_in.status_code == 303
+            user.password = reset_password
+            wrong = await user.post(
+                "/account/password",
+                {"current_password": wrong_current, "new_password": changed_password},
+                page="/account",
+            )
+            assert wrong.status_code == 422
+            seen.append(wrong.text)
+            changed = await user.post(
+                "/account/password",
+                {"current_password": reset_password, "new_password": changed_password},
+                page="/account",
+            )
+            assert changed.status_code == 303
+            seen.append((await browser.get("/account")).text)
+            seen.append((await browser.get("/account/sessions")).text)
+            # Used: the link's page no longer shows the token.
+            seen.append((await browser.get(f"/reset-password?token={token}")).text)
+
+        created = await client.post(
+            "/api/v1/api-keys",
+            json={"name": "Canary server", "scopes": ["gateways:read"]},
+            headers=tenant.headers,
+        )
+        first_key = created.json()["key"]
+        rotated = await client.post(
+            f"/api/v1/api-keys/{created.json()['id']}/rotate", headers=tenant.headers
+        )
+        second_key = rotated.json()["key"]
+        assert first_key != second_key
+        assert (await client.get("/api/v1/me", headers=_bearer(second_key))).status_code == 200
+        for path in ("/api/v1/api-keys", "/api/v1/audit-log?limit=200"):
+            seen.append((await client.get(path, headers=tenant.headers)).text)
+            seen.append((await client.get(path, headers=other_tenant.headers)).text)
+        seen.append(
+            (
+                await client.get(
+                    "/api/v1/audit-log", params={"limit": 200}, headers=_bearer(second_key)
+                )
+            ).text
+        )
+
+    out, err = capfd.readouterr()
+    haystacks = {
+        "later pages and answers": "\n".join(seen),
+        "structlog": repr(events),
+        "stdlib logs": caplog.text,
+        "stdout/stderr": out + err,
+        "database dump": pg_dump(database_url),
+    }
+    assert "Canary server" in haystacks["later pages and answers"]
+    secrets_ = [token, token.split("_", 1)[1], CANARY, weak_password, first_key, second_key]
+    secrets_ += [first_key.split("_", 1)[1], second_key.split("_", 1)[1]]
+    for where, text in haystacks.items():
+        for secret in secrets_:
+            assert secret not in text, f"a secret leaked into {where}"
+
+
+def _bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
