@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from paygate.settings import Settings
 from tests.conftest import STRONG_PASSWORD
 from tests.web.helpers import WebUser, csrf_of, new_client, sandbox_form
 
@@ -180,3 +181,36 @@ async def test_audit_paging_links_to_older_entries(owner: WebUser) -> None:
     second = (await owner.client.get(older.group(1).replace("&amp;", "&"))).text
     assert "Newest" in second
     assert '<code class="action">account.registered' in second
+
+
+async def test_guessing_a_password_on_an_invitation_page_locks_the_account(
+    owner: WebUser, rival: WebUser, app: Any, settings: Settings
+) -> None:
+    # Globex's owner invites Acme's owner and tries passwords on the invitation page.
+    url = await invite(rival, owner.email, "viewer")
+    path = "/invite/" + url.rsplit("/invite/", 1)[1]
+    async with new_client(app) as guesser:
+        page = await guesser.get(path)
+        for _ in range(settings.lockout_threshold):
+            guess = await guesser.post(
+                path, data={"password": "wrong-guess-123", "csrf_token": csrf_of(page.text)}
+            )
+            assert guess.status_code == 422
+        assert "locked" in guess.text
+        right = await guesser.post(
+            path, data={"password": owner.password, "csrf_token": csrf_of(page.text)}
+        )
+        assert right.status_code == 422
+        assert "locked" in right.text
+        assert "pg_access" not in guesser.cookies
+    async with new_client(app) as browser:
+        login = await browser.get("/login")
+        refused = await browser.post(
+            "/login",
+            data={
+                "email": owner.email,
+                "password": owner.password,
+                "csrf_token": csrf_of(login.text),
+            },
+        )
+        assert refused.status_code == 401
