@@ -188,7 +188,7 @@ async def create_api_key(
 @router.post("/api-keys/{key_id}/rotate")
 async def rotate_api_key(
     request: Request,
-    key_id: str,
+    key_id: ObjectId,
     auth: User,
     session: SessionDep,
     settings: SettingsDep,
@@ -478,7 +478,7 @@ async def end_other_sessions(
 @router.post("/account/sessions/{session_id}/end")
 async def end_one_session(
     request: Request,
-    session_id: str,
+    session_id: ObjectId,
     auth: User,
     session: SessionDep,
     settings: SettingsDep,

@@ -20,6 +20,7 @@ from paygate.gateways.service import GatewayService
 from paygate.kit.clock import utcnow
 from paygate.kit.deps import KeyringDep, ResolverDep, SessionDep, SettingsDep
 from paygate.kit.errors import Problem, not_found
+from paygate.kit.ids import ObjectId
 from paygate.web.forms import (
     FormErrors,
     GatewayFormValues,
@@ -268,7 +269,7 @@ def _close_modal(request: Request, response: Response) -> None:
 
 @router.get("/gateways/{gateway_id}/edit")
 async def edit_gateway(
-    request: Request, gateway_id: str, auth: User, gateways: Gateways
+    request: Request, gateway_id: ObjectId, auth: User, gateways: Gateways
 ) -> Response:
     await need(request, auth, Permission.GATEWAYS_WRITE)
     gateway = await gateways.get(gateway_id)
@@ -281,7 +282,7 @@ async def edit_gateway(
 
 @router.post("/gateways/{gateway_id}/edit")
 async def update_gateway(
-    request: Request, gateway_id: str, auth: User, gateways: Gateways, session: SessionDep
+    request: Request, gateway_id: ObjectId, auth: User, gateways: Gateways, session: SessionDep
 ) -> Response:
     await need(request, auth, Permission.GATEWAYS_WRITE)
     form = await request.form()
@@ -310,7 +311,7 @@ async def update_gateway(
 
 @router.post("/gateways/{gateway_id}/enable")
 async def enable_gateway(
-    request: Request, gateway_id: str, auth: User, gateways: Gateways
+    request: Request, gateway_id: ObjectId, auth: User, gateways: Gateways
 ) -> Response:
     await need(request, auth, Permission.GATEWAYS_WRITE)
     gateway = await gateways.set_enabled(gateway_id, True)
@@ -320,7 +321,7 @@ async def enable_gateway(
 
 @router.post("/gateways/{gateway_id}/disable")
 async def disable_gateway(
-    request: Request, gateway_id: str, auth: User, gateways: Gateways
+    request: Request, gateway_id: ObjectId, auth: User, gateways: Gateways
 ) -> Response:
     await need(request, auth, Permission.GATEWAYS_WRITE)
     gateway = await gateways.set_enabled(gateway_id, False)
@@ -330,7 +331,7 @@ async def disable_gateway(
 
 @router.post("/gateways/{gateway_id}/test")
 async def test_gateway(
-    request: Request, gateway_id: str, auth: User, gateways: Gateways
+    request: Request, gateway_id: ObjectId, auth: User, gateways: Gateways
 ) -> Response:
     await need(request, auth, Permission.GATEWAYS_WRITE)
     result = await gateways.test_connection(gateway_id)
@@ -344,7 +345,7 @@ async def test_gateway(
 
 @router.post("/gateways/{gateway_id}/delete")
 async def delete_gateway(
-    request: Request, gateway_id: str, auth: User, gateways: Gateways
+    request: Request, gateway_id: ObjectId, auth: User, gateways: Gateways
 ) -> Response:
     await need(request, auth, Permission.GATEWAYS_WRITE)
     gateway = await gateways.get(gateway_id)

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from paygate.accounts.permissions import Permission
 from paygate.kit.deps import KeyringDep, SessionDep
 from paygate.kit.errors import Problem
+from paygate.kit.ids import ObjectId
 from paygate.security.key_rotation import KeyRotationService
 from paygate.security.models import KeyRotation
 from paygate.web.render import Notice, PageRoute, is_htmx, redirect, render
@@ -63,7 +64,7 @@ async def start_rotation(request: Request, auth: User, rotations: Rotations) -> 
 
 @router.get("/security/keys/rotations/{rotation_id}")
 async def rotation_progress(
-    request: Request, rotation_id: str, auth: User, rotations: Rotations
+    request: Request, rotation_id: ObjectId, auth: User, rotations: Rotations
 ) -> Response:
     rotation = await rotations.get(rotation_id)
     if not is_htmx(request):
