@@ -42,7 +42,7 @@ from paygate.gateways.repository import (
 )
 from paygate.gateways.schemas import GatewayCreate, GatewayFields, GatewayUpdate
 from paygate.kit.clock import utcnow
-from paygate.kit.errors import FieldError, validation_failed
+from paygate.kit.errors import FieldError, Problem, validation_failed
 from paygate.kit.ids import new_id
 from paygate.kit.money import is_currency
 from paygate.security import audit
@@ -64,6 +64,7 @@ UNDECRYPTABLE = (
     "Restore the missing key, or edit the gateway and enter its secrets again."
 )
 DEFAULT_CURRENCIES = ["USD"]
+CREDENTIALS_UNREADABLE = "gateway-credentials-unreadable"
 
 
 def mask(value: str, spec: FieldSpec) -> str:
@@ -261,6 +262,28 @@ def adapter_config(
         public_base_url=settings.base_url,
         resolver=resolver,
     )
+
+
+def payable_config(
+    gateway: Gateway, keyring: Keyring, settings: Settings, resolver: Resolver = resolve_host
+) -> AdapterConfig:
+    """`adapter_config` for the payment paths: unreadable secrets are a clear 409 problem.
+
+    Raised before anything is written or sent, so the caller's transaction rolls back, the
+    idempotency key is freed, and a retry after the fix goes through. Never skipped: the
+    caller asked for this gateway (or routing chose it) and must learn why it cannot be used.
+    """
+    try:
+        return adapter_config(gateway, keyring, settings, resolver)
+    except KeyringError:
+        raise Problem(
+            409,
+            CREDENTIALS_UNREADABLE,
+            "Gateway credentials unreadable",
+            f"The stored credentials of gateway {gateway.id} cannot be decrypted with the "
+            "configured master keys: nothing was sent to the gateway. Restore the missing "
+            "master key, or edit the gateway and enter its secrets again.",
+        ) from None
 
 
 @dataclass(frozen=True)

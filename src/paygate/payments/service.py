@@ -49,7 +49,7 @@ from paygate.gateways.adapters.registry import build_adapter
 from paygate.gateways.adapters.sandbox import SANDBOX_SUCCESS_CARD, sandbox_card
 from paygate.gateways.models import Gateway
 from paygate.gateways.repository import GatewayRepository
-from paygate.gateways.service import adapter_config
+from paygate.gateways.service import payable_config
 from paygate.invoices.models import Invoice
 from paygate.invoices.schemas import InvoiceStatus
 from paygate.invoices.service import settle as settle_invoice
@@ -260,7 +260,7 @@ class PaymentService:
                 ]
             )
         gateway = await self._route(session, invoice, amount, request)
-        config = adapter_config(gateway, self.keyring, self.settings)
+        config = payable_config(gateway, self.keyring, self.settings)
         payment = Payment(
             id=new_id("pay"),
             company_id=self.caller.company_id,
@@ -429,7 +429,7 @@ class PaymentService:
             gateway = await session.get(Gateway, payment.gateway_id)
             if attempt is None or gateway is None:
                 raise not_found("payment attempt")
-            config = adapter_config(gateway, self.keyring, self.settings)
+            config = payable_config(gateway, self.keyring, self.settings)
             request = self._request_of(payment, attempt)
             with recording_gateway_calls() as calls:
                 try:
@@ -653,7 +653,7 @@ class PaymentService:
             session.add(refund)
             gateway = await session.get(Gateway, payment.gateway_id)
             assert gateway is not None
-            config = adapter_config(gateway, self.keyring, self.settings)
+            config = payable_config(gateway, self.keyring, self.settings)
             await audit.record(
                 session,
                 company_id=self.caller.company_id,
@@ -704,7 +704,7 @@ class PaymentService:
             gateway = await session.get(Gateway, payment.gateway_id)
             if gateway is None:
                 raise not_found("gateway")
-            config = adapter_config(gateway, self.keyring, self.settings)
+            config = payable_config(gateway, self.keyring, self.settings)
             request = _refund_request_of(payment, refund)
             with recording_gateway_calls() as calls:
                 try:

@@ -35,6 +35,7 @@ from paygate.gateways.adapters.base import GatewayType
 from paygate.gateways.adapters.registry import all_specs, spec_for
 from paygate.gateways.models import Gateway
 from paygate.gateways.repository import GatewayRepository
+from paygate.gateways.service import CREDENTIALS_UNREADABLE
 from paygate.invoices.models import Invoice
 from paygate.invoices.repository import invoice_by_pay_token
 from paygate.invoices.schemas import InvoiceStatus
@@ -505,12 +506,18 @@ _CUSTOMER_WORDS = {
     "too_large": "That is more than what is due now.",
     "partial_not_allowed": "Please pay the full amount due.",
     "ineligible": "This way to pay is not available for this invoice. Please choose another.",
+    CREDENTIALS_UNREADABLE: (
+        "This way to pay is not available right now. Please choose another, or try again later."
+    ),
 }
 
 
 def customer_words(problem: Problem) -> Problem:
     if problem.status == 404 and problem.detail == "No such gateway.":
         return Problem(422, "ineligible", "Not available", _CUSTOMER_WORDS["ineligible"])
+    if problem.slug == CREDENTIALS_UNREADABLE:
+        # The merchant's key trouble is theirs to fix: the customer only learns to pay otherwise.
+        return Problem(problem.status, problem.slug, "Not available", _CUSTOMER_WORDS[problem.slug])
     if problem.slug == "no-eligible-gateway":
         return Problem(422, problem.slug, problem.title, _CUSTOMER_WORDS["ineligible"])
     if not problem.errors:
