@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from paygate.web.render import TEMPLATES_DIR, templates
-from tests.web.helpers import new_client, sign_up
+from tests.web.helpers import csrf_of, new_client, sign_up
 
 SCRIPT = "<script>alert(1)</script>"
 ESCAPED_SCRIPT = "&lt;script&gt;alert(1)&lt;/script&gt;"
@@ -71,3 +71,48 @@ def test_every_template_is_autoescaped_and_none_marks_data_safe() -> None:
         source = template.read_text()
         assert not re.search(r"\|\s*safe\b", source), f"{name} marks data safe"
         assert "autoescape false" not in source, name
+
+
+async def test_a_hostile_user_agent_and_api_key_name_render_escaped(app: Any) -> None:
+    """Text the client chooses (its User-Agent header, an API key's name) is shown on the
+    sessions, audit and encryption keys pages as text."""
+    async with new_client(app) as browser, new_client(app) as hostile, new_client(app) as rival:
+        owner = await sign_up(browser)
+        # The second company keeps a session of its own; its pages show none of this.
+        other = await sign_up(rival)
+
+        hostile.headers["User-Agent"] = f"{SCRIPT}{ATTRIBUTE}"
+        page = await hostile.get("/login")
+        signed_in = await hostile.post(
+            "/login",
+            data={
+                "email": owner.email,
+                "password": owner.password,
+                "csrf_token": csrf_of(page.text),
+            },
+        )
+        assert signed_in.status_code == 303, signed_in.text
+
+        api_key = await browser.post(
+            "/api/v1/api-keys",
+            json={"name": f"{SCRIPT}{ATTRIBUTE}"[:100], "scopes": ["keys:rotate"]},
+            headers=owner.bearer,
+        )
+        assert api_key.status_code == 201, api_key.text
+        started = await browser.post(
+            "/api/v1/security/key-rotations",
+            headers={"Authorization": f"Bearer {api_key.json()['key']}"},
+        )
+        assert started.status_code == 202, started.text
+
+        for path in ("/account/sessions", "/audit", "/security/keys"):
+            response = await browser.get(path)
+            assert response.status_code == 200, (path, response.text[:300])
+            assert_shown_as_text(response.text, path)
+        # The hostile session's own view of its sessions is escaped too.
+        mine = await hostile.get("/account/sessions")
+        assert_shown_as_text(mine.text, "/account/sessions (hostile browser)")
+        for path in ("/account/sessions", "/audit", "/security/keys"):
+            theirs = await other.client.get(path)
+            assert theirs.status_code == 200, (path, theirs.text[:300])
+            assert ESCAPED_SCRIPT not in theirs.text, path
