@@ -10,6 +10,8 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from paygate.accounts.auth import AuthContext
+from paygate.accounts.permissions import ROLE_PERMISSIONS, Role
 from paygate.db import Database
 from paygate.gateways.credentials import (
     Envelope,
@@ -17,8 +19,10 @@ from paygate.gateways.credentials import (
     secrets_for_verification,
 )
 from paygate.gateways.models import Gateway
-from paygate.gateways.service import wipe_expired_previous_credentials
+from paygate.gateways.schemas import GatewayUpdate
+from paygate.gateways.service import GatewayService, wipe_expired_previous_credentials
 from paygate.kit.clock import utcnow
+from paygate.kit.deps import Origin
 from paygate.security.crypto import Keyring, KeyringError, generate_master_key
 from paygate.settings import Settings
 from tests.conftest import Tenant
@@ -264,3 +268,63 @@ def test_secrets_for_verification_follows_the_grace_to_the_second() -> None:
     )
     with pytest.raises(KeyringError):
         secrets_for_verification(moved, keyring, "webhook_secret", changed)
+
+
+LEAKED_SECRET_KEY = "sk_test_" + "4eC39HqLyjWDarjtT1zdp7dc4242"
+REPLACEMENT_SECRET_KEY = "sk_test_" + "R3pl4c3dAft3rTh3L34kZZ9999"
+
+
+async def test_an_edit_that_read_the_gateway_before_a_concurrent_rotation_keeps_the_rotation(
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    other_tenant: Tenant,
+    database: Database,
+    keyring: Keyring,
+    settings: Settings,
+    localstripe_url: str,
+) -> None:
+    """The edit page reads the gateway, then updates it under a row lock. If another admin
+    replaced a leaked secret (grace 0) in between, the update must start from the locked
+    row, not from what it read first: otherwise the leaked secret comes back."""
+    mine = await create_gateway(client, tenant, stripe_payload(localstripe_url))
+    theirs = await create_gateway(client, other_tenant, stripe_payload(localstripe_url))
+    editor = AuthContext(
+        company_id=tenant.company_id,
+        actor_type="user",
+        actor_id=tenant.user_id,
+        actor_label=tenant.email,
+        permissions=ROLE_PERMISSIONS[Role.OWNER],
+        origin=Origin(ip="198.51.100.7", user_agent="edit page", request_id=None),
+        role=Role.OWNER,
+        user_id=tenant.user_id,
+    )
+    async with database.transaction() as session:
+        service = GatewayService(session, keyring, settings, editor)
+        # What update_gateway in web/gateway_pages.py does first (and keeps the object).
+        read_first = await service.get(mine["id"])
+
+        rotated = await client.patch(
+            f"/api/v1/gateways/{mine['id']}",
+            json={
+                "configuration": {"secret_key": REPLACEMENT_SECRET_KEY},
+                "previous_secret_grace_hours": 0,
+            },
+            headers=tenant.headers,
+        )
+        assert rotated.status_code == 200, rotated.text
+
+        updated = await service.update(mine["id"], GatewayUpdate(name="Renamed on the page"))
+        assert updated is read_first  # one object per row in a session
+
+    envelope = open_envelope(await stored(database, mine["id"]), keyring)
+    assert envelope.current["secret_key"] == REPLACEMENT_SECRET_KEY
+    assert LEAKED_SECRET_KEY not in envelope.previous.values()
+    shown = (await client.get(f"/api/v1/gateways/{mine['id']}", headers=tenant.headers)).json()
+    assert shown["name"] == "Renamed on the page"
+    assert shown["configuration"]["secret_key"] == "sk_test_...9999"
+    assert shown["credentials"]["secret_key"]["previous_valid_until"] is None
+    # The other company's gateway still has its own secret.
+    assert (
+        open_envelope(await stored(database, theirs["id"]), keyring).current["secret_key"]
+        == LEAKED_SECRET_KEY
+    )

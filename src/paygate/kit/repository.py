@@ -48,7 +48,10 @@ class TenantRepository(Generic[RowT]):
     async def find(self, object_id: str, *, for_update: bool = False) -> RowT | None:
         statement = self.scoped().where(self._column("id") == object_id)
         if for_update:
-            statement = statement.with_for_update()
+            # populate_existing: an object this session read earlier is refreshed from the
+            # locked row. Without it, a read-then-update (the edit pages) would write back
+            # what it read first and undo a change committed in between (a rotated secret).
+            statement = statement.with_for_update().execution_options(populate_existing=True)
         return (await self.session.execute(statement)).scalar_one_or_none()
 
     async def get(self, object_id: str, *, for_update: bool = False) -> RowT:
