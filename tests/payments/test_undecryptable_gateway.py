@@ -9,10 +9,13 @@ problem (never a 500), writes nothing, and leaves the idempotency key free for a
 from __future__ import annotations
 
 import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from paygate.db import Database
 from paygate.gateways.models import Gateway
@@ -26,22 +29,40 @@ ACTION_CARD = "4000002500003155"
 UNREADABLE = "https://paygate.dev/problems/gateway-credentials-unreadable"
 
 
-async def copy_sealed_secrets(database: Database, source_id: str, target_id: str) -> bytes:
-    """Put the source row's key id, wrapped data key and ciphertext on the target row."""
+SealedRow = tuple[str, bytes, bytes]
+CopySealed = Callable[[str, str], Awaitable[None]]
+
+
+async def sealed_of(session: AsyncSession, gateway_id: str) -> SealedRow:
+    row = (await session.execute(select(Gateway).where(Gateway.id == gateway_id))).scalar_one()
+    return row.key_id, bytes(row.wrapped_data_key), bytes(row.secret_ciphertext)
+
+
+async def put_sealed(session: AsyncSession, gateway_id: str, sealed: SealedRow) -> None:
+    key_id, wrapped, ciphertext = sealed
+    await session.execute(
+        update(Gateway)
+        .where(Gateway.id == gateway_id)
+        .values(key_id=key_id, wrapped_data_key=wrapped, secret_ciphertext=ciphertext)
+    )
+
+
+@pytest.fixture
+async def copy_sealed_secrets(database: Database) -> AsyncIterator[CopySealed]:
+    """Put the source row's key id, wrapped data key and ciphertext on the target row; the
+    target's own are put back afterwards (the operator's `keys rotate` in later tests
+    re-wraps every company's rows and would stop at an unreadable one)."""
+    originals: dict[str, SealedRow] = {}
+
+    async def copy(source_id: str, target_id: str) -> None:
+        async with database.transaction() as session:
+            originals.setdefault(target_id, await sealed_of(session, target_id))
+            await put_sealed(session, target_id, await sealed_of(session, source_id))
+
+    yield copy
     async with database.transaction() as session:
-        source = (
-            await session.execute(select(Gateway).where(Gateway.id == source_id))
-        ).scalar_one()
-        await session.execute(
-            update(Gateway)
-            .where(Gateway.id == target_id)
-            .values(
-                key_id=source.key_id,
-                wrapped_data_key=source.wrapped_data_key,
-                secret_ciphertext=source.secret_ciphertext,
-            )
-        )
-        return bytes(source.secret_ciphertext)
+        for gateway_id, sealed in originals.items():
+            await put_sealed(session, gateway_id, sealed)
 
 
 async def reenter_credentials(client: httpx.AsyncClient, tenant: Tenant, gateway_id: str) -> None:
@@ -69,11 +90,15 @@ def assert_unreadable_problem(response: httpx.Response) -> dict[str, Any]:
 
 
 async def test_paying_through_a_gateway_with_another_companys_ciphertext_is_a_clear_refusal(
-    client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant, database: Database
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    other_tenant: Tenant,
+    database: Database,
+    copy_sealed_secrets: CopySealed,
 ) -> None:
     mine = await sandbox_gateway(client, tenant)
     theirs = await sandbox_gateway(client, other_tenant)
-    await copy_sealed_secrets(database, theirs["id"], mine["id"])
+    await copy_sealed_secrets(theirs["id"], mine["id"])
 
     # The gateway list and the gateway itself still answer, and say what is wrong.
     listed = await client.get("/api/v1/gateways", headers=tenant.headers)
@@ -102,7 +127,11 @@ async def test_paying_through_a_gateway_with_another_companys_ciphertext_is_a_cl
 
 
 async def test_refund_and_sync_through_an_undecryptable_gateway_change_nothing(
-    client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant, database: Database
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    other_tenant: Tenant,
+    database: Database,
+    copy_sealed_secrets: CopySealed,
 ) -> None:
     mine = await sandbox_gateway(client, tenant)
     theirs = await sandbox_gateway(client, other_tenant)
@@ -114,7 +143,7 @@ async def test_refund_and_sync_through_an_undecryptable_gateway_change_nothing(
         client, tenant, (await create_invoice(client, tenant))["id"], payment_method=ACTION_CARD
     )
     assert waiting["status"] == "requires_action"
-    await copy_sealed_secrets(database, theirs["id"], mine["id"])
+    await copy_sealed_secrets(theirs["id"], mine["id"])
 
     key = secrets.token_hex(8)
     refund_path = f"/api/v1/payments/{payment['id']}/refunds"
@@ -146,10 +175,11 @@ async def test_the_payment_page_says_the_way_to_pay_is_unavailable(
     other_tenant: Tenant,
     database: Database,
     app: Any,
+    copy_sealed_secrets: CopySealed,
 ) -> None:
     mine = await sandbox_gateway(client, tenant)
     theirs = await sandbox_gateway(client, other_tenant)
-    await copy_sealed_secrets(database, theirs["id"], mine["id"])
+    await copy_sealed_secrets(theirs["id"], mine["id"])
     invoice = await create_invoice(client, tenant)
 
     async with new_client(app) as customer:
