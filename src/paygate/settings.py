@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     # A replaced gateway secret stays accepted this long (webhooks in flight), 0 to 7 days.
     credential_grace_hours: int = Field(default=24, ge=0, le=168)
     gateway_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    # Whether gateways in the test environment may call private addresses (the local
+    # emulators on 127.0.0.1). Unset: yes in development and test mode, never in production,
+    # where any tenant could otherwise aim a "test" gateway at the internal network (SSRF).
+    test_gateways_reach_private_addresses: bool | None = None
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
 
     # Rate limits, in `limits` notation ("10/minute", several joined by ";"): one setting per
@@ -148,6 +152,12 @@ class Settings(BaseSettings):
     @property
     def development(self) -> bool:
         return self.mode is not Mode.PRODUCTION
+
+    @property
+    def private_addresses_for_test_gateways(self) -> bool:
+        if self.test_gateways_reach_private_addresses is not None:
+            return self.test_gateways_reach_private_addresses
+        return self.development
 
     @property
     def base_url(self) -> str:

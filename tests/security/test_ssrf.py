@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import func, select
 
+from paygate.app import create_app
 from paygate.db import Database
 from paygate.gateways.adapters.base import (
     AdapterConfig,
@@ -24,6 +26,7 @@ from paygate.gateways.adapters.base import (
 from paygate.gateways.adapters.custom import CustomGatewayAdapter
 from paygate.gateways.adapters.stripe import StripeAdapter
 from paygate.gateways.models import Gateway
+from paygate.security.crypto import generate_master_key
 from paygate.security.ssrf import (
     PRIVATE_ADDRESS,
     GuardedTransport,
@@ -32,6 +35,7 @@ from paygate.security.ssrf import (
     check_outbound_url,
     parse_ipv4_loosely,
 )
+from paygate.settings import Mode, Settings
 from tests.conftest import Tenant
 from tests.fakes.custom_gateway import CustomGatewayEmulator
 
@@ -346,3 +350,86 @@ async def test_the_guard_connects_to_the_address_it_checked() -> None:
     assert sent.extensions["sni_hostname"] == "pay.example.com"
     assert str(sent_v6.url) == "https://[2606:2800:220:1:248:1893:25c8:1946]:8443/health"
     assert sent_v6.headers["host"] == "v6.example.com:8443"
+
+
+# --- test gateways in production ---------------------------------------------------------
+
+
+@pytest.fixture
+async def production_like(settings: Settings, database: Database) -> AsyncIterator[Any]:
+    """A paygate process configured as production is about outbound addresses: test
+    gateways may not reach private addresses either (the emulators are a development aid)."""
+    app = create_app(
+        settings.model_copy(update={"test_gateways_reach_private_addresses": False}),
+        database=database,
+    )
+    app.state.outbound_resolver = fake_resolver
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://paygate.test"
+    ) as client:
+        yield client
+
+
+def test_outside_development_test_gateways_reach_only_public_addresses(
+    settings: Settings,
+) -> None:
+    assert settings.test_gateways_reach_private_addresses is None
+    assert settings.private_addresses_for_test_gateways is True  # mode "test": emulators
+    production = Settings(
+        mode=Mode.PRODUCTION,
+        jwt_secret=SecretStr("p" * 40),
+        master_keys=SecretStr(generate_master_key("prod-1")),
+    )
+    assert production.private_addresses_for_test_gateways is False
+
+
+async def test_a_test_gateway_cannot_reach_private_addresses_in_production(
+    client: httpx.AsyncClient,
+    production_like: httpx.AsyncClient,
+    tenant: Tenant,
+    other_tenant: Tenant,
+    database: Database,
+    custom_gateway_emulator: CustomGatewayEmulator,
+) -> None:
+    """Environment "test" is every tenant's to choose: it must not be a way around the
+    address check. Saving one at 127.0.0.1 or the metadata address is refused ..."""
+    for url in ("http://127.0.0.1:9/", "http://169.254.169.254/", "http://localhost/"):
+        refused = await production_like.post(
+            "/api/v1/gateways",
+            json={**live_custom(url), "environment": "test"},
+            headers=tenant.headers,
+        )
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["errors"][0]["code"] == "unsafe_url"
+    assert await gateway_count(database, tenant) == 0
+
+    # ... and one saved before (or by a process that allowed it) is refused when called:
+    # the emulator on 127.0.0.1 receives nothing.
+    saved = await client.post(
+        "/api/v1/gateways",
+        json={
+            **live_custom(custom_gateway_emulator.base_url),
+            "environment": "test",
+            "configuration": {
+                "base_url": custom_gateway_emulator.base_url,
+                "api_key": custom_gateway_emulator.api_key,
+            },
+        },
+        headers=other_tenant.headers,
+    )
+    assert saved.status_code == 201, saved.text
+    tested = await production_like.post(
+        f"/api/v1/gateways/{saved.json()['id']}/test", headers=other_tenant.headers
+    )
+    assert tested.status_code == 200, tested.text
+    assert tested.json()["ok"] is False
+    assert "private address" in tested.json()["message"]
+    assert custom_gateway_emulator.requests == []
+
+    # A test gateway at a public address is still saved.
+    public = await production_like.post(
+        "/api/v1/gateways",
+        json={**live_custom("https://pay.example.com/v1"), "environment": "test"},
+        headers=tenant.headers,
+    )
+    assert public.status_code == 201, public.text

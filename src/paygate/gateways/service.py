@@ -88,20 +88,24 @@ async def check_outbound_addresses(
     environment: Environment,
     public: Mapping[str, str],
     resolver: Resolver,
+    *,
+    private_test_allowed: bool,
 ) -> None:
-    """A live gateway's URL fields must point at public addresses (SSRF, security/ssrf.py).
+    """A gateway's URL fields must point at public addresses (SSRF, security/ssrf.py).
 
-    Test gateways may point anywhere, so the local emulators on 127.0.0.1 keep working.
+    Test gateways may point anywhere only where the settings allow it (development and
+    test mode: the local emulators on 127.0.0.1); live gateways never.
     """
-    if environment is not Environment.LIVE:
+    if environment is not Environment.LIVE and private_test_allowed:
         return
+    live = environment is Environment.LIVE
     errors: list[FieldError] = []
     for field in spec.fields:
         value = public.get(field.name)
         if field.kind is not FieldKind.URL or not value:
             continue
         try:
-            await check_outbound_url(value, live=True, resolver=resolver)
+            await check_outbound_url(value, live=True, resolver=resolver, https_only=live)
         except UnsafeURL as exc:
             errors.append(FieldError(f"configuration.{field.name}", exc.reason, "unsafe_url"))
     if errors:
@@ -261,6 +265,10 @@ def adapter_config(
         timeout_seconds=settings.gateway_timeout_seconds,
         public_base_url=settings.base_url,
         resolver=resolver,
+        guard_outbound=(
+            gateway.environment == Environment.LIVE.value
+            or not settings.private_addresses_for_test_gateways
+        ),
     )
 
 
@@ -337,7 +345,13 @@ class GatewayService:
         spec = spec_for(request.gateway_type)
         environment = request.environment or Environment.TEST
         checked = check_configuration(spec, environment, request.configuration or {})
-        await check_outbound_addresses(spec, environment, checked.public, self.resolver)
+        await check_outbound_addresses(
+            spec,
+            environment,
+            checked.public,
+            self.resolver,
+            private_test_allowed=self.settings.private_addresses_for_test_gateways,
+        )
         gateway = Gateway(
             id=new_id("gw"),
             company_id=self.auth.company_id,
@@ -376,7 +390,13 @@ class GatewayService:
             stored_public=gateway.public_config,
             stored_secrets=stored.current,
         )
-        await check_outbound_addresses(spec, environment, checked.public, self.resolver)
+        await check_outbound_addresses(
+            spec,
+            environment,
+            checked.public,
+            self.resolver,
+            private_test_allowed=self.settings.private_addresses_for_test_gateways,
+        )
         self._apply_terms(gateway, request)
         gateway.environment = environment.value
         _check_commercial_terms(spec, gateway)

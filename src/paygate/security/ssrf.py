@@ -10,8 +10,9 @@ at connection time, when the name is resolved for the request itself, and connec
 address it checked (so DNS rebinding between check and connect cannot slip through).
 Both are for any outbound feature: webhook endpoints use the same two when they come.
 
-Test (sandbox) gateways skip the address check so the local emulators on 127.0.0.1 keep
-working; live gateways get all of it.
+Test gateways skip the address check in development and test mode, so the local
+emulators on 127.0.0.1 keep working; in production (the
+`test_gateways_reach_private_addresses` setting) they get it too, as live gateways always do.
 """
 
 from __future__ import annotations
@@ -168,13 +169,16 @@ async def checked_addresses(host: str, resolver: Resolver) -> list[IPAddress]:
     return resolved
 
 
-async def check_outbound_url(url: str, *, live: bool, resolver: Resolver = resolve_host) -> None:
+async def check_outbound_url(
+    url: str, *, live: bool, resolver: Resolver = resolve_host, https_only: bool | None = None
+) -> None:
     """Raise UnsafeURL when paygate must not call `url`.
 
-    Always: http(s) with a host and no user info. Live: https only, and the host (an IP
-    literal in any notation, or every address its name resolves to) must be public.
+    Always: http(s) with a host and no user info. Live: the host (an IP literal in any
+    notation, or every address its name resolves to) must be public, and https only unless
+    `https_only` is False (a test gateway outside development).
     """
-    host = check_url_shape(url, live=live)
+    host = check_url_shape(url, live=live if https_only is None else https_only)
     if live:
         await checked_addresses(host, resolver)
 
@@ -193,15 +197,21 @@ class GuardedTransport(httpx.AsyncBaseTransport):
     """
 
     def __init__(
-        self, inner: httpx.AsyncBaseTransport | None = None, *, resolver: Resolver = resolve_host
+        self,
+        inner: httpx.AsyncBaseTransport | None = None,
+        *,
+        resolver: Resolver = resolve_host,
+        require_https: bool = True,
     ) -> None:
         self.inner = inner or httpx.AsyncHTTPTransport()
         self.resolver = resolver
+        # False for a test gateway outside development: public addresses only, http allowed.
+        self.require_https = require_https
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         host = request.url.host
         try:
-            check_url_shape(str(request.url), live=True)
+            check_url_shape(str(request.url), live=self.require_https)
             addresses = await checked_addresses(host, self.resolver)
         except UnsafeURL as exc:
             raise OutboundRefused(f"refused to connect: the URL {exc.reason}") from None

@@ -97,6 +97,16 @@ class AdapterConfig:
     public_base_url: str = ""
     # How a live gateway's host names are resolved before connecting (tests inject one).
     resolver: Resolver = resolve_host
+    # Whether calls go through the SSRF guard (security/ssrf.py). None: live gateways only;
+    # adapter_config() guards test gateways too unless the settings let them reach private
+    # addresses (development).
+    guard_outbound: bool | None = None
+
+    @property
+    def guarded(self) -> bool:
+        if self.guard_outbound is not None:
+            return self.guard_outbound
+        return self.environment is Environment.LIVE
 
     def value(self, name: str) -> str:
         return self.values.get(name) or ""
@@ -358,12 +368,15 @@ class GatewayAdapter(Protocol):
 def http_client(config: AdapterConfig, *, base_url: str) -> httpx.AsyncClient:
     """An httpx client for one adapter call, with the configured timeout.
 
-    A live gateway's client checks the address at connection time (security/ssrf.py):
-    private addresses are refused even when a name resolves to one only now.
+    A guarded client (every live gateway's; test ones' outside development) checks the
+    address at connection time (security/ssrf.py): private addresses are refused even when
+    a name resolves to one only now.
     """
     transport = (
-        GuardedTransport(resolver=config.resolver)
-        if config.environment is Environment.LIVE
+        GuardedTransport(
+            resolver=config.resolver, require_https=config.environment is Environment.LIVE
+        )
+        if config.guarded
         else None
     )
     return httpx.AsyncClient(

@@ -231,15 +231,17 @@ class _GuardedHTTPXClient(stripe.HTTPXClient):
     transport checks the address at connection time, as every other adapter's client does.
     """
 
-    def __init__(self, timeout: float, resolver: Resolver) -> None:
+    def __init__(self, timeout: float, resolver: Resolver, *, require_https: bool) -> None:
         super().__init__(timeout=timeout)
         verify = ssl.create_default_context(cafile=stripe.ca_bundle_path)
         inner = httpx.AsyncHTTPTransport(verify=verify)
-        self._client_async = httpx.AsyncClient(transport=GuardedTransport(inner, resolver=resolver))
+        guard = GuardedTransport(inner, resolver=resolver, require_https=require_https)
+        self._client_async = httpx.AsyncClient(transport=guard)
 
 
 _HTTP_CLIENTS: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, dict[tuple[str, float, Resolver | None], stripe.HTTPXClient]
+    asyncio.AbstractEventLoop,
+    dict[tuple[str, float, tuple[Resolver, bool] | None], stripe.HTTPXClient],
 ] = weakref.WeakKeyDictionary()
 
 
@@ -252,12 +254,13 @@ def _shared_http(config: AdapterConfig, base_url: str) -> stripe.HTTPXClient:
     """
     clients = _HTTP_CLIENTS.setdefault(asyncio.get_running_loop(), {})
     live = config.environment is Environment.LIVE
-    key = (base_url, config.timeout_seconds, config.resolver if live else None)
+    guarded = config.guarded
+    key = (base_url, config.timeout_seconds, (config.resolver, live) if guarded else None)
     client = clients.get(key)
     if client is None:
         client = clients[key] = (
-            _GuardedHTTPXClient(config.timeout_seconds, config.resolver)
-            if live
+            _GuardedHTTPXClient(config.timeout_seconds, config.resolver, require_https=live)
+            if guarded
             else stripe.HTTPXClient(timeout=config.timeout_seconds)
         )
     return client
