@@ -349,3 +349,60 @@ async def test_nothing_to_rewrap_finishes_at_once_and_an_abandoned_run_gives_way
         for rid in (stuck["id"], fresh.json()["id"])
     }
     assert runs == {stuck["id"]: "failed", fresh.json()["id"]: "finished"}
+
+
+async def test_a_truncated_envelope_is_reported_like_any_unreadable_one(
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    other_tenant: Tenant,
+    database: Database,
+    rotating: Rotating,
+    localstripe_url: str,
+) -> None:
+    """Stored bytes cut short (a bad restore, a hand edit) are unreadable credentials, not a
+    crash: the gateway list answers, the re-wrap reports that row and moves the others."""
+    good = await create_gateway(client, tenant, stripe_payload(localstripe_url))
+    short_key = await create_gateway(
+        client, tenant, {**stripe_payload(localstripe_url), "name": TAMPERED}
+    )
+    no_ciphertext = await create_gateway(
+        client, tenant, {**stripe_payload(localstripe_url), "name": TAMPERED}
+    )
+    theirs = await create_gateway(client, other_tenant, stripe_payload(localstripe_url))
+    async with database.transaction() as session:
+        await session.execute(
+            text(
+                "UPDATE gateways SET wrapped_data_key = substring(wrapped_data_key for 4)"
+                " WHERE id = :id"
+            ),
+            {"id": short_key["id"]},
+        )
+        await session.execute(
+            text("UPDATE gateways SET secret_ciphertext = ''::bytea WHERE id = :id"),
+            {"id": no_ciphertext["id"]},
+        )
+
+    listed = await rotating.client.get("/api/v1/gateways", headers=tenant.headers)
+    assert listed.status_code == 200, listed.text
+    readable = {g["id"]: g["credentials_readable"] for g in listed.json()}
+    assert readable == {good["id"]: True, short_key["id"]: False, no_ciphertext["id"]: False}
+    tested = await rotating.client.post(
+        f"/api/v1/gateways/{short_key['id']}/test", headers=tenant.headers
+    )
+    assert tested.json()["ok"] is False
+    assert "cannot be decrypted" in tested.json()["message"]
+
+    started = await rotating.client.post("/api/v1/security/key-rotations", headers=tenant.headers)
+    assert started.status_code == 202, started.text
+    await run_deferred_job(database, started.json()["id"])
+    result = (
+        await rotating.client.get(
+            f"/api/v1/security/key-rotations/{started.json()['id']}", headers=tenant.headers
+        )
+    ).json()
+    assert result["status"] == "failed"
+    assert result["done"] == 1
+    assert sorted(result["failed_gateway_ids"]) == sorted([short_key["id"], no_ciphertext["id"]])
+    assert await key_of(database, good["id"]) == rotating.new_key_id
+    # The other company's row was not part of this company's run.
+    assert await key_of(database, theirs["id"]) == "test-a"

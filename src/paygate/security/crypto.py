@@ -43,7 +43,15 @@ def _seal(key: bytes, plaintext: bytes, aad: bytes) -> bytes:
     return nonce + AESGCM(key).encrypt(nonce, plaintext, aad)
 
 
+# A nonce and a GCM tag at least: anything shorter was cut (a bad restore, a hand edit).
+_SHORTEST_SEALED = NONCE_BYTES + 16
+
+
 def _open(key: bytes, sealed: bytes, aad: bytes) -> bytes:
+    if len(sealed) < _SHORTEST_SEALED:
+        # cryptography raises ValueError on a short nonce: make it the same failure as a
+        # wrong key or a tampered byte, so callers report it instead of crashing.
+        raise InvalidTag()
     return AESGCM(key).decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], aad)
 
 
