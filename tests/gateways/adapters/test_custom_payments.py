@@ -211,6 +211,23 @@ async def test_redirect_action_then_complete(
     assert recorded.operations() == ["create_payment", "complete_payment"]
 
 
+@pytest.mark.parametrize(
+    "hostile",
+    ["javascript:alert(document.cookie)", "data:text/html,<script>x</script>", "//evil.example"],
+)
+async def test_a_redirect_to_anything_but_a_web_page_is_not_passed_to_the_customer(
+    emulator: CustomGatewayEmulator, recorded: Recorded, hostile: str
+) -> None:
+    """The customer's browser goes where the gateway says: never to a script URL."""
+    request = payment(f"tok_{ACTION_CARD.number}", return_url="https://shop.example/back")
+    gateway = adapter(emulator)
+    started = await gateway.create_payment(request)
+    emulator.state.payments[started.gateway_reference]["redirect_url"] = hostile
+
+    with pytest.raises(GatewayUnavailable, match="not an http"):
+        await gateway.fetch_payment(request, started.gateway_reference)
+
+
 async def test_action_without_return_url_is_rejected(
     emulator: CustomGatewayEmulator, recorded: Recorded
 ) -> None:

@@ -13,6 +13,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol, TypeVar
+from urllib.parse import urlsplit
 
 import httpx
 import structlog
@@ -257,6 +258,22 @@ class NextAction:
     type: str  # "redirect" or "stripe_sdk" (3-D Secure through Stripe.js)
     redirect_url: str | None = None
     client_secret: str | None = None
+
+    def __post_init__(self) -> None:
+        # The customer's browser is sent there: only a web page, never javascript: or data:
+        # (a tenant's own custom gateway chooses this URL).
+        if self.type == "redirect" and not _is_web_page(self.redirect_url):
+            raise GatewayUnavailable(
+                "The gateway asked to send the customer to an address that is not an http(s) "
+                "web page."
+            )
+
+
+def _is_web_page(url: str | None) -> bool:
+    if not url:
+        return False
+    parts = urlsplit(url)
+    return parts.scheme in ("https", "http") and bool(parts.hostname) and not parts.username
 
 
 @dataclass(frozen=True)
