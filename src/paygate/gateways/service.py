@@ -341,17 +341,23 @@ class GatewayService:
 
     # --- writing -----------------------------------------------------------------
 
+    async def _check_addresses(
+        self, spec: GatewayTypeSpec, environment: Environment, public: Mapping[str, str]
+    ) -> None:
+        """Refuse URLs that point at private addresses (SSRF), with the field named."""
+        await check_outbound_addresses(
+            spec,
+            environment,
+            public,
+            self.resolver,
+            private_test_allowed=self.settings.private_addresses_for_test_gateways,
+        )
+
     async def create(self, request: GatewayCreate) -> Gateway:
         spec = spec_for(request.gateway_type)
         environment = request.environment or Environment.TEST
         checked = check_configuration(spec, environment, request.configuration or {})
-        await check_outbound_addresses(
-            spec,
-            environment,
-            checked.public,
-            self.resolver,
-            private_test_allowed=self.settings.private_addresses_for_test_gateways,
-        )
+        await self._check_addresses(spec, environment, checked.public)
         gateway = Gateway(
             id=new_id("gw"),
             company_id=self.auth.company_id,
@@ -390,13 +396,7 @@ class GatewayService:
             stored_public=gateway.public_config,
             stored_secrets=stored.current,
         )
-        await check_outbound_addresses(
-            spec,
-            environment,
-            checked.public,
-            self.resolver,
-            private_test_allowed=self.settings.private_addresses_for_test_gateways,
-        )
+        await self._check_addresses(spec, environment, checked.public)
         self._apply_terms(gateway, request)
         gateway.environment = environment.value
         _check_commercial_terms(spec, gateway)
