@@ -191,6 +191,8 @@ def paygate_server(database_url: str, workers: int, log: Path) -> Iterator[tuple
         "PAYGATE_HOST": HOST,
         "PAYGATE_PORT": str(port),
         "PAYGATE_PUBLIC_URL": f"http://{HOST}:{port}",
+        # Production mode, but its Stripe test gateway is aimed at localstripe on 127.0.0.1.
+        "PAYGATE_TEST_GATEWAYS_REACH_PRIVATE_ADDRESSES": "true",
     }
     with log.open("wb") as out:
         process = subprocess.Popen(
