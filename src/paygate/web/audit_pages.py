@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -16,7 +15,7 @@ from paygate.kit.pagination import PageParams
 from paygate.security.audit import CHANGED
 from paygate.security.models import AuditEntry
 from paygate.security.repository import AuditFilters, AuditRepository
-from paygate.web.forms import FormErrors
+from paygate.web.forms import FormErrors, day_range
 from paygate.web.render import PageRoute, render
 from paygate.web.session import User, need
 
@@ -103,16 +102,6 @@ def _changes(entry: AuditEntry) -> list[Change]:
     return result
 
 
-def _day(raw: str, name: str, errors: FormErrors) -> date | None:
-    if not raw:
-        return None
-    try:
-        return date.fromisoformat(raw)
-    except ValueError:
-        errors.fields.setdefault(name, []).append("Enter a date as YYYY-MM-DD.")
-        return None
-
-
 @router.get("/audit")
 async def audit_page(
     request: Request,
@@ -136,18 +125,14 @@ async def audit_page(
         "until": until.strip(),
     }
     errors = FormErrors()
-    since_day = _day(values["since"], "since", errors)
-    until_day = _day(values["until"], "until", errors)
+    since_at, until_at = day_range(values["since"], values["until"], errors)
     filters = AuditFilters(
         object_type=values["object_type"] or None,
         object_id=values["object_id"] or None,
         actor_id=values["actor_id"] or None,
         action=values["action"] or None,
-        since=datetime.combine(since_day, time(), tzinfo=UTC) if since_day else None,
-        # "Until" a day includes that whole day (UTC).
-        until=datetime.combine(until_day + timedelta(days=1), time(), tzinfo=UTC)
-        if until_day
-        else None,
+        since=since_at,
+        until=until_at,
     )
     rows, next_cursor = await AuditRepository(session, auth.company_id).search(
         filters, PageParams(limit=PAGE_SIZE, cursor=cursor or None)

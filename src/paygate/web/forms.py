@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -238,3 +239,25 @@ def gateway_list_values(form: FormData) -> dict[str, list[str]]:
 
 def field_error(name: str, message: str) -> Problem:
     return validation_failed([FieldError(name, message)])
+
+
+def day_range(
+    since: str, until: str, errors: FormErrors
+) -> tuple[datetime | None, datetime | None]:
+    """A list filter's "since" and "until" days (YYYY-MM-DD, UTC) as a half-open range:
+    "until" a day includes that whole day. A bad date is a field error, and no bound."""
+
+    def day(raw: str, name: str) -> date | None:
+        if not raw:
+            return None
+        try:
+            return date.fromisoformat(raw)
+        except ValueError:
+            errors.fields.setdefault(name, []).append("Enter a date as YYYY-MM-DD.")
+            return None
+
+    since_day, until_day = day(since, "since"), day(until, "until")
+    return (
+        datetime.combine(since_day, time(), tzinfo=UTC) if since_day else None,
+        datetime.combine(until_day + timedelta(days=1), time(), tzinfo=UTC) if until_day else None,
+    )

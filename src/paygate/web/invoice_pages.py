@@ -13,7 +13,7 @@ import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -45,7 +45,7 @@ from paygate.payments.state import OPEN_STATUSES, PaymentStatus
 from paygate.security.models import AuditEntry
 from paygate.security.repository import AuditFilters, AuditRepository
 from paygate.settings import Settings
-from paygate.web.forms import FormErrors, parse, text, texts
+from paygate.web.forms import FormErrors, day_range, parse, text, texts
 from paygate.web.render import Notice, PageRoute, is_htmx, redirect, render
 from paygate.web.session import User, need
 
@@ -312,16 +312,6 @@ def _form_page(
 # --- the list --------------------------------------------------------------------------
 
 
-def _day(raw: str, name: str, errors: FormErrors) -> date | None:
-    if not raw:
-        return None
-    try:
-        return date.fromisoformat(raw)
-    except ValueError:
-        errors.fields.setdefault(name, []).append("Enter a date as YYYY-MM-DD.")
-        return None
-
-
 @router.get("/invoices")
 async def invoices_page(
     request: Request,
@@ -344,16 +334,12 @@ async def invoices_page(
     if values["status"] and values["status"] not in STATUS_LABELS:
         errors.fields["status"] = ["Choose a status from the list."]
         values["status"] = ""
-    since_day = _day(values["since"], "since", errors)
-    until_day = _day(values["until"], "until", errors)
+    since_at, until_at = day_range(values["since"], values["until"], errors)
     filters = InvoiceFilters(
         status=values["status"] or None,
         customer=values["customer"] or None,
-        since=datetime.combine(since_day, time(), tzinfo=UTC) if since_day else None,
-        # "Until" a day includes that whole day (UTC).
-        until=datetime.combine(until_day + timedelta(days=1), time(), tzinfo=UTC)
-        if until_day
-        else None,
+        since=since_at,
+        until=until_at,
     )
     rows, next_cursor = await InvoiceRepository(session, auth.company_id).search(
         filters, PageParams(limit=PAGE_SIZE, cursor=cursor or None)
