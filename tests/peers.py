@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import pytest
 import redis
 
 from paygate.settings import Settings
+from tests.fakes.servers import free_port
 
 TEST_REDIS_URL = os.environ.get("PAYGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 STARTUP_SECONDS = 60
@@ -37,12 +37,6 @@ class Peer:
         return httpx.AsyncClient(base_url=self.base_url, timeout=10)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def require_redis() -> None:
     """Skip (saying why) when no Redis answers at PAYGATE_TEST_REDIS_URL."""
     try:
@@ -53,6 +47,23 @@ def require_redis() -> None:
 
 def unique_key_prefix() -> str:
     return f"paygate-test-rev-{secrets.token_hex(6)}"
+
+
+@contextmanager
+def redis_test_settings(settings: Settings) -> Iterator[Settings]:
+    """`settings` with Redis for revocations and rate limits under a prefix of this run's
+    own; its keys are deleted afterwards. Skips when no Redis answers."""
+    require_redis()
+    prefix = unique_key_prefix()
+    yield settings.model_copy(
+        update={
+            "redis_url": TEST_REDIS_URL,
+            "revocation_key_prefix": prefix,
+            "rate_limit_key_prefix": f"{prefix}-rl",
+        }
+    )
+    delete_keys(prefix)
+    delete_keys(f"{prefix}-rl")
 
 
 def delete_keys(prefix: str) -> None:

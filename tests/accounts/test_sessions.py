@@ -28,10 +28,8 @@ from tests.fakes.mail import Mailbox, link_in
 from tests.peers import (
     TEST_REDIS_URL,
     Peer,
-    delete_keys,
-    require_redis,
+    redis_test_settings,
     start_peer,
-    unique_key_prefix,
 )
 
 NEW_PASSWORD = "Quartz-Meadow-Bicycle-88"
@@ -39,17 +37,8 @@ NEW_PASSWORD = "Quartz-Meadow-Bicycle-88"
 
 @pytest.fixture(scope="module")
 def redis_settings(settings: Settings) -> Iterator[Settings]:
-    require_redis()
-    prefix = unique_key_prefix()
-    yield settings.model_copy(
-        update={
-            "redis_url": TEST_REDIS_URL,
-            "revocation_key_prefix": prefix,
-            "rate_limit_key_prefix": f"{prefix}-rl",
-        }
-    )
-    delete_keys(prefix)
-    delete_keys(f"{prefix}-rl")
+    with redis_test_settings(settings) as configured:
+        yield configured
 
 
 @pytest.fixture(scope="module")

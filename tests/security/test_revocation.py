@@ -24,23 +24,15 @@ from paygate.security.revocation import RevocationList, RevocationUnavailable
 from paygate.settings import Settings
 from tests.conftest import Tenant, register
 from tests.fakes.mail import Mailbox, link_in
-from tests.peers import TEST_REDIS_URL, delete_keys, free_port, require_redis, unique_key_prefix
+from tests.fakes.servers import free_port
+from tests.peers import TEST_REDIS_URL, redis_test_settings
 from tests.web.helpers import csrf_of
 
 
 @pytest.fixture
 def redis_settings(settings: Settings) -> Iterator[Settings]:
-    require_redis()
-    prefix = unique_key_prefix()
-    yield settings.model_copy(
-        update={
-            "redis_url": TEST_REDIS_URL,
-            "revocation_key_prefix": prefix,
-            "rate_limit_key_prefix": f"{prefix}-rl",
-        }
-    )
-    delete_keys(prefix)
-    delete_keys(f"{prefix}-rl")
+    with redis_test_settings(settings) as configured:
+        yield configured
 
 
 @pytest.fixture
