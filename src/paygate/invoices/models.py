@@ -7,6 +7,7 @@ from datetime import date
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     Date,
     ForeignKey,
     Integer,
@@ -22,7 +23,10 @@ from paygate.kit.columns import CompanyRef, CreatedAt, PublicId, Timestamp
 
 class Invoice(Base):
     __tablename__ = "invoices"
-    __table_args__ = (UniqueConstraint("company_id", "number"),)
+    __table_args__ = (
+        UniqueConstraint("company_id", "number"),
+        CheckConstraint("amount_reserved >= 0", name="amount_reserved_not_negative"),
+    )
 
     id: Mapped[PublicId]
     company_id: Mapped[CompanyRef] = mapped_column(ForeignKey("companies.id"))
@@ -34,6 +38,9 @@ class Invoice(Base):
     amount_total: Mapped[int] = mapped_column(BigInteger)
     amount_paid: Mapped[int] = mapped_column(BigInteger, default=0)
     amount_refunded: Mapped[int] = mapped_column(BigInteger, default=0)
+    # What open payments and payments in review hold of the amount due (kept by the settle
+    # path under the invoice's row lock, so reserving is one statement).
+    amount_reserved: Mapped[int] = mapped_column(BigInteger, server_default="0", default=0)
     due_date: Mapped[date | None] = mapped_column(Date)
     memo: Mapped[str | None] = mapped_column(Text)
     allow_partial_payments: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -53,6 +53,10 @@ class PaymentAttempt(Base):
     gateway_reference: Mapped[str | None] = mapped_column(String(200))
     error_code: Mapped[str | None] = mapped_column(String(40))
     error_message: Mapped[str | None] = mapped_column(Text)
+    gateway_code: Mapped[str | None] = mapped_column(String(100))
+    # "decline" (the customer's card or account) or "technical" (the gateway or the network).
+    failure_kind: Mapped[str | None] = mapped_column(String(20))
+    latency_ms: Mapped[float | None] = mapped_column()
     created_at: Mapped[CreatedAt]
     finished_at: Mapped[Timestamp | None]
 
@@ -84,7 +88,10 @@ class Refund(Base):
     currency: Mapped[str] = mapped_column(String(3))
     reason: Mapped[str | None] = mapped_column(String(500))
     gateway_reference: Mapped[str | None] = mapped_column(String(200))
+    failure_code: Mapped[str | None] = mapped_column(String(40))
     failure_message: Mapped[str | None] = mapped_column(Text)
+    gateway_code: Mapped[str | None] = mapped_column(String(100))
+    failure_kind: Mapped[str | None] = mapped_column(String(20))  # as PaymentAttempt's
     created_at: Mapped[CreatedAt]
     updated_at: Mapped[CreatedAt]
 
