@@ -61,7 +61,7 @@ from paygate.kit.money import Money
 from paygate.payments.models import GatewayCall, Payment, PaymentAttempt, Refund
 from paygate.payments.repository import PaymentRepository
 from paygate.payments.schemas import PaymentCreate, RefundCreate
-from paygate.payments.state import OPEN_STATUSES, PaymentStatus, move
+from paygate.payments.state import OPEN_STATUSES, FailureKind, PaymentStatus, move
 from paygate.security import audit
 from paygate.security.audit import Actor
 from paygate.security.crypto import Keyring
@@ -486,6 +486,12 @@ class PaymentService:
         attempt.gateway_reference = payment.gateway_reference
         attempt.error_code = payment.failure_code
         attempt.error_message = payment.failure_message
+        attempt.gateway_code = payment.gateway_code
+        attempt.failure_kind = _failure_kind(outcome, payment.failure_code)
+        if calls:
+            attempt.latency_ms = round(
+                (attempt.latency_ms or 0) + sum(c.latency_ms for c in calls), 1
+            )
         if target not in OPEN_STATUSES:
             attempt.finished_at = utcnow()
         if moved and target is PaymentStatus.SUCCEEDED:
@@ -747,6 +753,13 @@ class PaymentService:
                 return
             refund.status = "failed"
             refund.failure_message = outcome.message
+            refund.failure_code = outcome.code
+            refund.gateway_code = outcome.gateway_code
+            refund.failure_kind = (
+                FailureKind.DECLINE
+                if isinstance(outcome, GatewayDeclined)
+                else FailureKind.TECHNICAL
+            ).value
             self._log_refund(payment, refund, cause, f"failed ({outcome.code})")
             return
         # A definite answer replaces whatever an earlier unknown outcome said.
@@ -754,6 +767,8 @@ class PaymentService:
         refund.gateway_reference = outcome.gateway_reference or refund.gateway_reference
         if (outcome.amount, outcome.currency.upper()) != (refund.amount, refund.currency):
             refund.status = "failed"
+            refund.failure_code = "amount_mismatch"
+            refund.failure_kind = FailureKind.TECHNICAL.value
             refund.failure_message = (
                 f"The gateway answered {outcome.amount} {outcome.currency} for a refund of "
                 f"{refund.amount} {refund.currency}: check it in the gateway's dashboard."
@@ -771,6 +786,9 @@ class PaymentService:
             invoice.updated_at = utcnow()
         elif outcome.status is GatewayRefundStatus.FAILED:
             refund.status = "failed"
+            refund.failure_code = "refund_refused"
+            refund.failure_kind = FailureKind.DECLINE.value
+            refund.gateway_code = outcome.raw_status or None
             refund.failure_message = "The gateway refused the refund."
         self._log_refund(payment, refund, cause, outcome.raw_status or outcome.status.value)
 
@@ -807,6 +825,18 @@ class PaymentService:
             )
         else:
             logger.info("refund_settled", **context)
+
+
+def _failure_kind(outcome: Outcome | RefundResult, failure_code: str | None) -> str | None:
+    """Whose side a failure is on; None when nothing failed."""
+    if failure_code is None:
+        return None
+    if isinstance(outcome, GatewayDeclined) or (
+        isinstance(outcome, PaymentResult)
+        and outcome.status in (GatewayPaymentStatus.FAILED, GatewayPaymentStatus.CANCELED)
+    ):
+        return FailureKind.DECLINE.value
+    return FailureKind.TECHNICAL.value
 
 
 def _refund_request_of(payment: Payment, refund: Refund) -> RefundRequest:

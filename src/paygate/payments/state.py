@@ -52,6 +52,13 @@ OPEN_STATUSES = frozenset({PaymentStatus.PROCESSING, PaymentStatus.REQUIRES_ACTI
 RESERVING_STATUSES = OPEN_STATUSES | {PaymentStatus.REQUIRES_REVIEW}
 
 
+class FailureKind(StrEnum):
+    """Why an attempt or a refund did not succeed: the customer's side or the gateway's."""
+
+    DECLINE = "decline"  # the card or account was refused: another gateway would refuse too
+    TECHNICAL = "technical"  # timeout, 5xx, network, bad credentials, invalid request
+
+
 class InvalidTransition(Exception):
     pass
 
