@@ -205,28 +205,67 @@ def paygate_server(database_url: str, workers: int, log: Path) -> Iterator[tuple
         )
         base = f"http://{HOST}:{port}"
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(f"paygate exited: {log.read_text()[-3000:]}")
-                try:
-                    if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"paygate did not start: {log.read_text()[-3000:]}")
-                time.sleep(0.2)
+            wait_until_ready(process, f"{base}/readyz", log)
             if workers > 1:  # every worker answers before we measure
                 time.sleep(1.0)
             yield base, process.pid
         finally:
-            try:
-                os.killpg(process.pid, signal.SIGTERM)
-                process.wait(timeout=15)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=5)
+            stop_process_group(process)
+
+
+@contextmanager
+def floor_server(database_url: str, workers: int, log: Path) -> Iterator[tuple[str, int]]:
+    """bench/floor_app.py on the same database, pool size and worker count as paygate."""
+    port = free_port()
+    env = {**os.environ, "FLOOR_DATABASE_URL": database_url}
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "bench" / "floor_app.py"), "--port", str(port),
+             "--workers", str(workers)],
+            env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        base = f"http://{HOST}:{port}"
+        try:
+            wait_until_ready(process, f"{base}/healthz", log)
+            time.sleep(1.0)  # every worker answers before we measure
+            yield base, process.pid
+        finally:
+            stop_process_group(process)
+
+
+def wait_until_ready(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited: {log.read_text()[-3000:]}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"server did not start: {log.read_text()[-3000:]}")
+        time.sleep(0.2)
+
+
+def stop_process_group(process: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=15)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=5)
+
+
+def vm_rss_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 def server_pids(root: int) -> list[int]:
@@ -384,6 +423,7 @@ local ids_file = os.getenv("BENCH_IDS")
 local headers_auth = os.getenv("BENCH_AUTH")
 local body = os.getenv("BENCH_BODY")
 local nthreads = tonumber(os.getenv("BENCH_THREADS"))
+local path_prefix = os.getenv("BENCH_PATH_PREFIX")
 local threads = {}
 local counter = 0
 
@@ -413,7 +453,7 @@ function request()
     return wrk.format("GET", "/healthz")
   end
   next_id = next_id + 1
-  return wrk.format("POST", "/api/v1/invoices/" .. id .. "/payments", {
+  return wrk.format("POST", path_prefix .. id .. "/payments", {
     ["Authorization"] = headers_auth,
     ["Content-Type"] = "application/json",
     ["Idempotency-Key"] = "bench-" .. index .. "-" .. next_id .. "-" .. id,
@@ -451,6 +491,18 @@ end
 """
 
 
+PAYGATE_PATH = "/api/v1/invoices/"
+FLOOR_PATH = "/floor/invoices/"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the load goes: paygate's payments endpoint, or the floor app's."""
+
+    base: str
+    path_prefix: str
+
+
 @dataclass
 class LoadResult:
     payments: int  # 201 answers
@@ -471,8 +523,14 @@ def payment_body(gateway_id: str, method: str = SUCCESS_CARD) -> str:
 
 
 def run_wrk(
-    setup: Setup, ids: list[str], clients: int, seconds: float, groups: dict[str, list[int]]
+    setup: Setup,
+    ids: list[str],
+    clients: int,
+    seconds: float,
+    groups: dict[str, list[int]],
+    target: Target | None = None,
 ) -> LoadResult:
+    target = target or Target(setup.base, PAYGATE_PATH)
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "pay.lua"
         script.write_text(WRK_LUA)
@@ -484,10 +542,11 @@ def run_wrk(
             "BENCH_AUTH": setup.headers["Authorization"],
             "BENCH_BODY": payment_body(setup.sandbox_gateway),
             "BENCH_THREADS": "1",
+            "BENCH_PATH_PREFIX": target.path_prefix,
         }
         command = [
             "wrk", "-t1", f"-c{clients}", f"-d{seconds:g}s", "--timeout", "10s",
-            "-s", str(script), setup.base,
+            "-s", str(script), target.base,
         ]  # fmt: skip
         process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
         meter = CpuMeter({**groups, "loadgen": [process.pid]})
@@ -519,14 +578,14 @@ def run_wrk(
 
 
 async def _httpx_load(
-    setup: Setup, ids: list[str], clients: int, seconds: float
+    setup: Setup, ids: list[str], clients: int, seconds: float, target: Target
 ) -> tuple[list[float], dict[str, int], float]:
     queue = list(reversed(ids))
     latencies: list[float] = []
     statuses: dict[str, int] = {}
     body = payment_body(setup.sandbox_gateway)
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=setup.base, limits=limits, timeout=10) as client:
+    async with httpx.AsyncClient(base_url=target.base, limits=limits, timeout=10) as client:
         started = time.perf_counter()
         stop_at = started + seconds
 
@@ -535,7 +594,7 @@ async def _httpx_load(
                 invoice = queue.pop()
                 t0 = time.perf_counter()
                 answer = await client.post(
-                    f"/api/v1/invoices/{invoice}/payments",
+                    f"{target.path_prefix}{invoice}/payments",
                     content=body,
                     headers={
                         **setup.headers,
@@ -551,10 +610,16 @@ async def _httpx_load(
 
 
 def run_httpx(
-    setup: Setup, ids: list[str], clients: int, seconds: float, groups: dict[str, list[int]]
+    setup: Setup,
+    ids: list[str],
+    clients: int,
+    seconds: float,
+    groups: dict[str, list[int]],
+    target: Target | None = None,
 ) -> LoadResult:
+    target = target or Target(setup.base, PAYGATE_PATH)
     meter = CpuMeter({**groups, "loadgen": [os.getpid()]})
-    latencies, statuses, elapsed = asyncio.run(_httpx_load(setup, ids, clients, seconds))
+    latencies, statuses, elapsed = asyncio.run(_httpx_load(setup, ids, clients, seconds, target))
     used = meter.stop()
     return LoadResult(
         payments=statuses.get("201", 0),
@@ -695,6 +760,30 @@ class ConfigResult:
     memory_kib: dict[int, int] = field(default_factory=dict)
     worker_split: list[float] = field(default_factory=list)
     loadgen: str = ""
+    many: LoadResult | None = None  # --many-clients per worker
+    floor: LoadResult | None = None  # bench/floor_app.py, same clients, database and workers
+    soak: LoadResult | None = None
+    soak_rss_kib: tuple[int, int] = (0, 0)  # the server's RSS at the soak's start and end
+
+
+class InvoicePool:
+    """Seeded invoices handed out in order; a run uses one for each request it made."""
+
+    def __init__(self, ids: list[str]) -> None:
+        self.ids = ids
+        self.next = 0
+
+    def take(self, count: int) -> list[str]:
+        taken = self.ids[self.next : self.next + count]
+        self.next += len(taken)
+        return taken
+
+    def rest(self) -> list[str]:
+        return self.ids[self.next :]
+
+    def used(self, load: LoadResult, clients: int) -> None:
+        # Requests still in flight when the run stopped used an invoice too, unanswered.
+        self.next += sum(v for k, v in load.statuses.items() if not k.startswith("(")) + clients
 
 
 def run_config(args: argparse.Namespace, workers: int, tmp: Path) -> ConfigResult:
@@ -706,42 +795,80 @@ def run_config(args: argparse.Namespace, workers: int, tmp: Path) -> ConfigResul
     with (
         bench_database(args.admin_url) as database_url,
         serve_localstripe() as localstripe,
-        paygate_server(database_url, workers, tmp / f"paygate-{workers}.log") as (base, pid),
     ):
-        setup = set_up(base, None if args.skip_stripe else localstripe)
-        total = args.invoices
-        ids = seed_invoices(database_url, setup.template_invoice, total)
-        warm_n, seq_n = args.warmup_invoices, args.sequential
-        stripe_n = args.stripe_pairs + 1
-        warm, seq = ids[:warm_n], ids[warm_n : warm_n + seq_n]
-        stripe_ids = ids[warm_n + seq_n : warm_n + seq_n + stripe_n]
-        load_ids = ids[warm_n + seq_n + stripe_n :]
-        workers_now = worker_pids(pid) if workers > 1 else [pid]
-        database_name = urlsplit(database_url).path.lstrip("/")
-        groups = {"server": workers_now, "postgres": postgres_pids(database_name)}
-        run = run_wrk if use_wrk else run_httpx
-        log(f"[{workers} worker(s)] warm-up: {args.warmup:g} s")
-        run(setup, warm, args.clients, args.warmup, groups)
-        analyze(database_url)  # plans made with payments in the tables
-        groups["postgres"] = postgres_pids(database_name)  # the pool's backends exist by now
-        log(f"[{workers} worker(s)] sandbox: {args.clients} clients, {args.duration:g} s")
-        profilers = [profiler(args, workers, p) for p in (workers_now if args.profile else [])]
-        result.load = run(setup, load_ids, args.clients, args.duration, groups)
-        for spy in profilers:
-            spy.wait(timeout=60)
-        per = result.load.cpu["server"]["per_process"]
-        result.worker_split = [per[p] for p in workers_now]
-        log(f"[{workers} worker(s)] sandbox latency at concurrency 1: {seq_n} payments")
-        result.sequential_ms = [s * 1000 for s in asyncio.run(sequential_sandbox(setup, seq))]
-        if not args.skip_stripe:
-            log(f"[{workers} worker(s)] Stripe A/B through localstripe: {args.stripe_pairs} pairs")
-            result.stripe = asyncio.run(
-                stripe_added_latency(setup, localstripe, stripe_ids, args.stripe_pairs, 60)
-            )
-            if result.stripe.skipped:
-                log(f"  Stripe part skipped: {result.stripe.skipped}")
-        result.memory_kib = {p: vm_hwm_kib(p) for p in server_pids(pid)}
+        with paygate_server(database_url, workers, tmp / f"paygate-{workers}.log") as (base, pid):
+            setup = set_up(base, None if args.skip_stripe else localstripe)
+            total = args.invoices + int(args.soak * 400)
+            pool = InvoicePool(seed_invoices(database_url, setup.template_invoice, total))
+            warm = pool.take(args.warmup_invoices)
+            seq = pool.take(args.sequential)
+            stripe_ids = pool.take(args.stripe_pairs + 1)
+            workers_now = worker_pids(pid) if workers > 1 else [pid]
+            database_name = urlsplit(database_url).path.lstrip("/")
+            groups = {"server": workers_now, "postgres": postgres_pids(database_name)}
+            run = run_wrk if use_wrk else run_httpx
+            log(f"[{workers} worker(s)] warm-up: {args.warmup:g} s")
+            run(setup, warm, args.clients, args.warmup, groups)
+            analyze(database_url)  # plans made with payments in the tables
+            groups["postgres"] = postgres_pids(database_name)  # the pool's backends exist by now
+            log(f"[{workers} worker(s)] sandbox: {args.clients} clients, {args.duration:g} s")
+            profilers = [profiler(args, workers, p) for p in (workers_now if args.profile else [])]
+            result.load = run(setup, pool.rest(), args.clients, args.duration, groups)
+            pool.used(result.load, args.clients)
+            for spy in profilers:
+                spy.wait(timeout=60)
+            per = result.load.cpu["server"]["per_process"]
+            result.worker_split = [per[p] for p in workers_now]
+            if args.many_clients:
+                many = args.many_clients * workers
+                log(f"[{workers} worker(s)] sandbox: {many} clients, {args.many_duration:g} s")
+                groups["postgres"] = postgres_pids(database_name)
+                result.many = run(setup, pool.rest(), many, args.many_duration, groups)
+                pool.used(result.many, many)
+            log(f"[{workers} worker(s)] sandbox latency at concurrency 1: {len(seq)} payments")
+            result.sequential_ms = [s * 1000 for s in asyncio.run(sequential_sandbox(setup, seq))]
+            if not args.skip_stripe:
+                log(f"[{workers} worker(s)] Stripe A/B: {args.stripe_pairs} pairs")
+                result.stripe = asyncio.run(
+                    stripe_added_latency(setup, localstripe, stripe_ids, args.stripe_pairs, 60)
+                )
+                if result.stripe.skipped:
+                    log(f"  Stripe part skipped: {result.stripe.skipped}")
+            if args.soak and workers == max(int(w) for w in args.workers.split(",")):
+                log(f"[{workers} worker(s)] soak: {args.clients} clients, {args.soak:g} s")
+                start_rss = sum(vm_rss_kib(p) for p in server_pids(pid))
+                groups["postgres"] = postgres_pids(database_name)
+                result.soak = run(setup, pool.rest(), args.clients, args.soak, groups)
+                pool.used(result.soak, args.clients)
+                result.soak_rss_kib = (start_rss, sum(vm_rss_kib(p) for p in server_pids(pid)))
+            result.memory_kib = {p: vm_hwm_kib(p) for p in server_pids(pid)}
+        if not args.skip_floor:
+            result.floor = run_floor(args, workers, tmp, database_url, pool.rest(), setup, run)
     return result
+
+
+def run_floor(
+    args: argparse.Namespace,
+    workers: int,
+    tmp: Path,
+    database_url: str,
+    ids: list[str],
+    setup: Setup,
+    run: Any,
+) -> LoadResult:
+    """The floor app on the same database (paygate stopped), clients, duration and workers."""
+    with floor_server(database_url, workers, tmp / f"floor-{workers}.log") as (base, pid):
+        database_name = urlsplit(database_url).path.lstrip("/")
+        groups = {"server": worker_pids(pid), "postgres": postgres_pids(database_name)}
+        target = Target(base, FLOOR_PATH)
+        log(f"[{workers} worker(s)] floor: {args.clients} clients, {args.duration:g} s")
+        warm = run(setup, ids[: args.warmup_invoices], args.clients, args.warmup, groups, target)
+        pool = InvoicePool(ids)
+        pool.used(warm, args.clients)
+        rest = pool.rest()
+        groups["postgres"] = postgres_pids(database_name)
+        loaded: LoadResult = run(setup, rest, args.clients, args.duration, groups, target)
+        return loaded
 
 
 def profiler(args: argparse.Namespace, workers: int, pid: int) -> subprocess.Popen[bytes]:
@@ -794,6 +921,16 @@ def report(results: list[ConfigResult], args: argparse.Namespace) -> None:
             return "-"
         return f"{r.load.cpu[name]['cpu_s'] / r.load.payments * 1000:.1f}"
 
+    def cpu_per(load: LoadResult | None) -> float:
+        if not load or not load.payments:
+            return 0.0
+        return float(load.cpu["server"]["cpu_s"]) / load.payments * 1000
+
+    def per_payment_of(load: LoadResult | None, name: str) -> str:
+        if not load or not load.payments:
+            return "-"
+        return f"{load.cpu[name]['cpu_s'] / load.payments * 1000:.1f}"
+
     row("  server CPU ms / payment", [per_payment(r, "server") for r in results])
     row("  postgres CPU ms / payment", [per_payment(r, "postgres") for r in results])
     row("  CPU cores: server", [cpu(r, "server") for r in results])
@@ -807,6 +944,41 @@ def report(results: list[ConfigResult], args: argparse.Namespace) -> None:
     ])  # fmt: skip
     row("  worker CPU split s", [
         " / ".join(f"{s:.1f}" for s in r.worker_split) or "-" for r in results
+    ])  # fmt: skip
+    row("floor payments/s (bench/floor_app.py)", [
+        f"{r.floor.rate:.0f}" if r.floor else "-" for r in results
+    ])  # fmt: skip
+    row("  floor server CPU ms / payment", [per_payment_of(r.floor, "server") for r in results])
+    row("  paygate / floor: payments/s", [
+        f"{r.load.rate / r.floor.rate:.2f}x" if r.load and r.floor and r.floor.rate else "-"
+        for r in results
+    ])  # fmt: skip
+    row("  paygate / floor: server CPU per payment", [
+        f"{cpu_per(r.load) / cpu_per(r.floor):.2f}x"
+        if r.load and r.floor and cpu_per(r.floor) else "-"
+        for r in results
+    ])  # fmt: skip
+    row("crowd run: clients", [
+        str(args.many_clients * r.workers) if r.many else "-" for r in results
+    ])  # fmt: skip
+    row("  payments/s, p50 / p99 ms", [
+        f"{r.many.rate:.0f}, {r.many.p50_ms:.1f} / {r.many.p99_ms:.1f}" if r.many else "-"
+        for r in results
+    ])  # fmt: skip
+    row("  answers", [
+        " ".join(f"{k}:{v}" for k, v in sorted(r.many.statuses.items())) if r.many else "-"
+        for r in results
+    ])  # fmt: skip
+    row("soak: seconds, payments/s", [
+        f"{r.soak.seconds:.0f} s, {r.soak.rate:.0f}/s" if r.soak else "-" for r in results
+    ])  # fmt: skip
+    row("  errors (non-201 answers)", [
+        str(sum(v for k, v in r.soak.statuses.items() if k != "201")) if r.soak else "-"
+        for r in results
+    ])  # fmt: skip
+    row("  server RSS start -> end MiB", [
+        f"{r.soak_rss_kib[0] / 1024:.0f} -> {r.soak_rss_kib[1] / 1024:.0f}" if r.soak else "-"
+        for r in results
     ])  # fmt: skip
     row("sandbox c=1 p50 / p99 ms", [
         f"{pct(r.sequential_ms, 50):.1f} / {pct(r.sequential_ms, 99):.1f}"
@@ -862,6 +1034,11 @@ def report(results: list[ConfigResult], args: argparse.Namespace) -> None:
                         "stripe_b_ms": r.stripe.b_ms if r.stripe else None,
                         "stripe_skipped": r.stripe.skipped if r.stripe else None,
                         "memory_kib": r.memory_kib,
+                        "floor_payments_per_s": r.floor.rate if r.floor else None,
+                        "crowd_payments_per_s": r.many.rate if r.many else None,
+                        "crowd_statuses": r.many.statuses if r.many else None,
+                        "soak_statuses": r.soak.statuses if r.soak else None,
+                        "soak_rss_kib": r.soak_rss_kib if r.soak else None,
                     }
                     for r in results
                 ],
@@ -876,11 +1053,19 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16, help="concurrent connections")
     parser.add_argument("--duration", type=float, default=15, help="measured seconds")
     parser.add_argument("--warmup", type=float, default=3, help="warm-up seconds")
-    parser.add_argument("--invoices", type=int, default=25_000, help="invoices seeded")
+    parser.add_argument("--invoices", type=int, default=40_000, help="invoices seeded")
     parser.add_argument("--warmup-invoices", type=int, default=4_000)
     parser.add_argument("--sequential", type=int, default=300, help="payments at concurrency 1")
     parser.add_argument("--stripe-pairs", type=int, default=150, help="A/B pairs (localstripe)")
     parser.add_argument("--skip-stripe", action="store_true")
+    parser.add_argument("--skip-floor", action="store_true", help="do not measure the floor app")
+    parser.add_argument(
+        "--many-clients", type=int, default=64, help="clients per worker of the crowd run (0: off)"
+    )
+    parser.add_argument("--many-duration", type=float, default=10, help="crowd run seconds")
+    parser.add_argument(
+        "--soak", type=float, default=0, help="seconds of soak at the largest worker count"
+    )
     parser.add_argument("--loadgen", choices=["auto", "wrk", "httpx"], default="auto")
     parser.add_argument("--json", help="also write the raw figures to this file")
     parser.add_argument(
@@ -899,7 +1084,8 @@ def main() -> None:
     args.duration = min(args.duration, 120)
     args.warmup = min(args.warmup, 30)
     signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(TimeoutError("bench")))
-    signal.alarm(HARD_DEADLINE_SECONDS)
+    args.soak = min(args.soak, 900)
+    signal.alarm(HARD_DEADLINE_SECONDS + int(args.soak) * 2)
     results = []
     with tempfile.TemporaryDirectory(prefix="paygate-bench-") as tmp:
         for workers in (int(w) for w in args.workers.split(",")):

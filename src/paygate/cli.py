@@ -87,14 +87,9 @@ def serve(
         import os
 
         os.environ["PAYGATE_DATABASE_URL"] = url
-        uvicorn.run(
-            "paygate.app:create_app",
-            factory=True,
-            host=settings.host,
-            port=settings.port,
-            workers=workers,
-            log_level="warning",
-        )
+        from paygate.server import serve_workers
+
+        serve_workers(settings.host, settings.port, workers)
     else:
         from paygate.app import create_app
 

@@ -30,7 +30,8 @@ class Payment(Base):
     # the sandbox's test card numbers are public).
     payment_method: Mapped[str | None] = mapped_column(String(200))
     gateway_reference: Mapped[str | None] = mapped_column(String(200))
-    next_action: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # A cleared action is SQL NULL, not JSON null, like every other empty column.
+    next_action: Mapped[dict[str, Any] | None] = mapped_column(JSONB(none_as_null=True))
     return_url: Mapped[str | None] = mapped_column(String(2048))
     failure_code: Mapped[str | None] = mapped_column(String(40))
     failure_message: Mapped[str | None] = mapped_column(Text)
