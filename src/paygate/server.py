@@ -40,9 +40,7 @@ def _run_worker(host: str, port: int, app: str) -> None:
     uvicorn.Server(config).run(sockets=[sock])
 
 
-def serve_workers(
-    host: str, port: int, workers: int, app: str = "paygate.app:create_app"
-) -> None:
+def serve_workers(host: str, port: int, workers: int, app: str = "paygate.app:create_app") -> None:
     """Run `workers` processes serving the ASGI app factory `app` until SIGINT or SIGTERM;
     restart one that dies."""
     spawn = multiprocessing.get_context("spawn")
