@@ -56,6 +56,8 @@ class GatewayMonitor(Base):
     # What the scheduled checks say: unknown | up | pending (failing, under the threshold) | down.
     check_state: Mapped[str] = mapped_column(String(10))
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    # The first failed check of the current streak: where an outage's duration starts.
+    failing_since: Mapped[Timestamp | None]
     # What live traffic says: degraded when its technical failure rate is over the threshold.
     passive_degraded: Mapped[bool] = mapped_column(Boolean, default=False)
     passive_reason: Mapped[str | None] = mapped_column(Text)

@@ -58,6 +58,7 @@ def upgrade() -> None:
         sa.Column("status_since", sa.DateTime(timezone=True), nullable=False),
         sa.Column("check_state", sa.String(length=10), nullable=False),
         sa.Column("consecutive_failures", sa.Integer(), nullable=False),
+        sa.Column("failing_since", sa.DateTime(timezone=True), nullable=True),
         sa.Column("passive_degraded", sa.Boolean(), nullable=False),
         sa.Column("passive_reason", sa.Text(), nullable=True),
         sa.Column("next_check_at", sa.DateTime(timezone=True), nullable=False),
