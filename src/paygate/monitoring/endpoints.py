@@ -39,20 +39,33 @@ router = APIRouter(prefix="/api/v1", tags=["monitoring"], responses=PROBLEM_RESP
 Id = Annotated[str, Query(max_length=40)]
 
 
-def _service(permission: Permission) -> object:
-    def build(
-        auth: Annotated[AuthContext, Depends(require(permission))],
-        session: SessionDep,
-        settings: SettingsDep,
-    ) -> MonitoringService:
-        return MonitoringService(session, settings, auth)
-
-    return build
+def health_reader(
+    auth: Annotated[AuthContext, Depends(require(Permission.GATEWAYS_READ))],
+    session: SessionDep,
+    settings: SettingsDep,
+) -> MonitoringService:
+    return MonitoringService(session, settings, auth)
 
 
-HealthReader = Annotated[MonitoringService, Depends(_service(Permission.GATEWAYS_READ))]
-HealthWriter = Annotated[MonitoringService, Depends(_service(Permission.GATEWAYS_WRITE))]
-FailureReader = Annotated[MonitoringService, Depends(_service(Permission.PAYMENTS_READ))]
+def health_writer(
+    auth: Annotated[AuthContext, Depends(require(Permission.GATEWAYS_WRITE))],
+    session: SessionDep,
+    settings: SettingsDep,
+) -> MonitoringService:
+    return MonitoringService(session, settings, auth)
+
+
+def failure_reader(
+    auth: Annotated[AuthContext, Depends(require(Permission.PAYMENTS_READ))],
+    session: SessionDep,
+    settings: SettingsDep,
+) -> MonitoringService:
+    return MonitoringService(session, settings, auth)
+
+
+HealthReader = Annotated[MonitoringService, Depends(health_reader)]
+HealthWriter = Annotated[MonitoringService, Depends(health_writer)]
+FailureReader = Annotated[MonitoringService, Depends(failure_reader)]
 Page = Annotated[PageParams, Depends(page_params)]
 
 

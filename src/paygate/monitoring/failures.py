@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from paygate.gateways.models import Gateway
 from paygate.kit.errors import FieldError, validation_failed
+from paygate.kit.repository import apply_filters
 from paygate.payments.models import Payment, PaymentAttempt, Refund
 
 _CURSOR = re.compile(r"^(\d{1,17})\.([a-z]{2,5}_[0-9A-Z]{26})$")
@@ -77,7 +78,8 @@ class FailureLogRepository:
         self.company_id = company_id
 
     def _attempts(self, f: FailureFilters) -> Any:
-        statement = (
+        # Any: the two parts' column tuples differ in type, not in shape (a UNION of both).
+        statement: Any = (
             select(
                 PaymentAttempt.id.label("id"),
                 literal("payment").label("type"),
@@ -100,21 +102,21 @@ class FailureLogRepository:
                 PaymentAttempt.failure_kind.is_not(None),
             )
         )
-        for value, clause in (
-            (f.gateway_id, PaymentAttempt.gateway_id == f.gateway_id),
-            (f.failure_kind, PaymentAttempt.failure_kind == f.failure_kind),
-            (f.code, PaymentAttempt.error_code == f.code),
-            (f.payment_id, PaymentAttempt.payment_id == f.payment_id),
-            (f.invoice_id, Payment.invoice_id == f.invoice_id),
-            (f.since, PaymentAttempt.created_at >= f.since),
-            (f.until, PaymentAttempt.created_at < f.until),
-        ):
-            if value is not None:
-                statement = statement.where(clause)
-        return statement
+        return apply_filters(
+            statement,
+            [
+                (f.gateway_id, lambda v: PaymentAttempt.gateway_id == v),
+                (f.failure_kind, lambda v: PaymentAttempt.failure_kind == v),
+                (f.code, lambda v: PaymentAttempt.error_code == v),
+                (f.payment_id, lambda v: PaymentAttempt.payment_id == v),
+                (f.invoice_id, lambda v: Payment.invoice_id == v),
+                (f.since, lambda v: PaymentAttempt.created_at >= v),
+                (f.until, lambda v: PaymentAttempt.created_at < v),
+            ],
+        )
 
     def _refunds(self, f: FailureFilters) -> Any:
-        statement = (
+        statement: Any = (
             select(
                 Refund.id.label("id"),
                 literal("refund").label("type"),
@@ -134,18 +136,18 @@ class FailureLogRepository:
             .join(Payment, Payment.id == Refund.payment_id)
             .where(Refund.company_id == self.company_id, Refund.failure_kind.is_not(None))
         )
-        for value, clause in (
-            (f.gateway_id, Payment.gateway_id == f.gateway_id),
-            (f.failure_kind, Refund.failure_kind == f.failure_kind),
-            (f.code, Refund.failure_code == f.code),
-            (f.payment_id, Refund.payment_id == f.payment_id),
-            (f.invoice_id, Payment.invoice_id == f.invoice_id),
-            (f.since, Refund.created_at >= f.since),
-            (f.until, Refund.created_at < f.until),
-        ):
-            if value is not None:
-                statement = statement.where(clause)
-        return statement
+        return apply_filters(
+            statement,
+            [
+                (f.gateway_id, lambda v: Payment.gateway_id == v),
+                (f.failure_kind, lambda v: Refund.failure_kind == v),
+                (f.code, lambda v: Refund.failure_code == v),
+                (f.payment_id, lambda v: Refund.payment_id == v),
+                (f.invoice_id, lambda v: Payment.invoice_id == v),
+                (f.since, lambda v: Refund.created_at >= v),
+                (f.until, lambda v: Refund.created_at < v),
+            ],
+        )
 
     async def search(
         self, filters: FailureFilters, limit: int, cursor: str | None
