@@ -156,7 +156,8 @@ async def raise_alert(
             "subject": mail.subject[:300],
             "body": mail.text,
             "created_at": now,
-            "next_attempt_at": now,
+            # Due at once (a round replaying a schedule passes a `now` of its own).
+            "next_attempt_at": min(now, utcnow()),
             "attempts": 0,
         },
     )
