@@ -89,10 +89,12 @@ async def test_failing_gateway_goes_down_after_the_threshold_and_recovers(
         statuses.append((await monitor_of(database, gateway_id)).status)
     assert statuses == ["degraded", "degraded", "down"]
     [incident] = await incidents_of(database, gateway_id)
-    assert incident.kind == "outage" and incident.ended_at is None
+    assert incident.kind == "outage"
+    assert incident.ended_at is None
     # It began at the first failed check, with that check's error as its cause.
     assert incident.started_at == t0 + MINUTE
-    assert incident.failed_checks == 3 and len(incident.evidence) == 3
+    assert incident.failed_checks == 3
+    assert len(incident.evidence) == 3
     assert incident.cause == "The custom gateway answered with HTTP 503."
 
     # More failed checks: the same incident, and still one down alert.
@@ -113,7 +115,8 @@ async def test_failing_gateway_goes_down_after_the_threshold_and_recovers(
     monitor = await monitor_of(database, gateway_id)
     assert (monitor.status, monitor.consecutive_failures) == ("up", 0)
     [incident] = await incidents_of(database, gateway_id)
-    assert incident.ended_at == t0 + 6 * MINUTE and incident.resolution == "recovered"
+    assert incident.ended_at == t0 + 6 * MINUTE
+    assert incident.resolution == "recovered"
     await two_workers_send(database, settings)
     await checks.run_round(database, keyring, settings, now=t0 + 7 * MINUTE)
     await two_workers_send(database, settings)

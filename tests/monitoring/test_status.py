@@ -17,7 +17,8 @@ from paygate.monitoring.status import (
 
 def test_down_only_at_the_threshold_and_up_after_one_success() -> None:
     first = after_check(False, 0, 2)
-    assert first.state is CheckState.PENDING and first.consecutive_failures == 1
+    assert first.state is CheckState.PENDING
+    assert first.consecutive_failures == 1
     second = after_check(False, first.consecutive_failures, 2)
     assert second.state is CheckState.DOWN
     assert after_check(False, second.consecutive_failures, 2).state is CheckState.DOWN
