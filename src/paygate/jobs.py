@@ -17,7 +17,18 @@ from paygate.security.tasks import blueprint as security_tasks
 from paygate.settings import Settings
 
 
+# Procrastinate namespaces the module-level blueprints in place (their tasks are renamed
+# "ns:name"), so building a second app in one process would rename them again
+# ("ns:ns:name") and break both apps: the app is built once per process.
+_built: dict[str, procrastinate.App] = {}
+
+
 def build_job_app(database_url: str) -> procrastinate.App:
+    database_url = libpq_url(database_url)
+    if database_url in _built:
+        return _built[database_url]
+    if _built:
+        raise RuntimeError("a process runs jobs against one database: build_job_app once")
     app = procrastinate.App(
         connector=procrastinate.PsycopgConnector(conninfo=libpq_url(database_url))
     )
@@ -26,6 +37,7 @@ def build_job_app(database_url: str) -> procrastinate.App:
     app.add_tasks_from(gateways_tasks, namespace="gateways")
     app.add_tasks_from(security_tasks, namespace="security")
     app.add_tasks_from(monitoring_tasks, namespace="monitoring")
+    _built[database_url] = app
     return app
 
 
