@@ -16,7 +16,6 @@ from paygate.security.crypto import Keyring
 from paygate.security.tasks import blueprint as security_tasks
 from paygate.settings import Settings
 
-
 # Procrastinate namespaces the module-level blueprints in place (their tasks are renamed
 # "ns:name"), so building a second app in one process would rename them again
 # ("ns:ns:name") and break both apps: the app is built once per process.
