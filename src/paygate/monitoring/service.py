@@ -84,7 +84,8 @@ def _reason(status: HealthStatus, monitor: GatewayMonitor | None) -> str:
         return "Not checked yet."
     message = monitor.last_message or ""
     if status is HealthStatus.DOWN:
-        return f"{monitor.consecutive_failures} checks failed in a row: {message}"
+        n = monitor.consecutive_failures
+        return f"{n} check{'s' if n != 1 else ''} failed in a row: {message}"
     if status is HealthStatus.DEGRADED:
         if monitor.passive_degraded and monitor.passive_reason:
             return f"Live traffic is failing: {monitor.passive_reason}."
