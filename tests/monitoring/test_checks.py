@@ -210,3 +210,41 @@ async def test_a_disabled_gateway_is_paused_and_its_incident_ends_without_a_noti
     await alerts.send_due_alerts(database, settings)
     subjects = [m["Subject"] for m in mailbox.wait_for("pause@acme.example")]
     assert subjects == ["paygate: Custom is down"]  # no recovery notice after a pause
+
+
+async def test_a_failing_listener_rolls_the_check_back_and_it_is_checked_again(
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    database: Database,
+    settings: Settings,
+    keyring: Keyring,
+    custom_gateway_emulator: CustomGatewayEmulator,
+) -> None:
+    """A change that cannot be announced is not made; the check is not lost either."""
+    gateway_id = await monitored_gateway(
+        client, tenant, custom_payload(custom_gateway_emulator), threshold=1
+    )
+    t0 = utcnow()
+    await schedule_only(database, settings, [gateway_id], t0)
+    custom_gateway_emulator.knobs.fail_status = 503
+
+    async def broken(session: AsyncSession, change: GatewayStatusChange) -> None:
+        raise RuntimeError("the outbound webhook table is gone")
+
+    gateway_status_changed.connect(broken)
+    try:
+        report = await checks.run_round(database, keyring, settings, now=t0)
+    finally:
+        gateway_status_changed.disconnect(broken)
+    assert (report.claimed, report.recorded) == (1, 0)
+    assert await incidents_of(database, gateway_id) == []
+    monitor = await monitor_of(database, gateway_id)
+    assert monitor.status == "unknown"
+    assert monitor.claimed_until is not None
+
+    report = await checks.run_round(
+        database, keyring, settings, now=monitor.claimed_until + timedelta(seconds=1)
+    )
+    assert report.recorded == 1
+    assert (await monitor_of(database, gateway_id)).status == "down"
+    assert len(await incidents_of(database, gateway_id)) == 1

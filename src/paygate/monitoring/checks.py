@@ -68,7 +68,9 @@ async def prepare(database: Database, settings: Settings, now: datetime) -> None
     for gateway_id in to_pause:
         async with database.transaction() as session:
             monitor = await lock_monitor(session, gateway_id)
-            if monitor is not None:
+            gateway = await gateway_by_id(session, gateway_id)
+            off = gateway is None or not gateway.enabled or gateway.archived_at is not None
+            if monitor is not None and monitor.status != "paused" and off:
                 await incidents.pause(session, monitor, now)
     for gateway_id in to_resume:
         async with database.transaction() as session:
@@ -139,15 +141,22 @@ async def check_one(
         logger.error("health_check_crashed", gateway_id=gateway_id, error=type(exc).__name__)
         result = ConnectionResult(False, "The check could not run (internal error).", 0, "error")
     reading = await tls.read_if_due(gateway, tls_last, keyring, settings, resolver, now or utcnow())
-    async with database.transaction() as session:
-        monitor = await lock_monitor(session, gateway_id, claim_token=token)
-        if monitor is None:
-            logger.warning("health_check_superseded", gateway_id=gateway_id)
-            return False
-        gateway = await gateway_by_id(session, gateway_id)
-        assert gateway is not None
-        moment = now or utcnow()
-        await incidents.record_check(session, monitor, gateway, result, moment, settings)
-        if reading is not None:
-            await tls.record(session, monitor, gateway, reading, moment, settings)
+    try:
+        async with database.transaction() as session:
+            monitor = await lock_monitor(session, gateway_id, claim_token=token)
+            if monitor is None:
+                logger.warning("health_check_superseded", gateway_id=gateway_id)
+                return False
+            gateway = await gateway_by_id(session, gateway_id)
+            if gateway is None:
+                return False
+            moment = now or utcnow()
+            await incidents.record_check(session, monitor, gateway, result, moment, settings)
+            if reading is not None:
+                await tls.record(session, monitor, gateway, reading, moment, settings)
+    except Exception as exc:
+        # Rolled back (a signal listener failed, the database went away): the slot stays
+        # claimed and due, and is checked again once the lease runs out. Nothing is lost.
+        logger.error("health_check_not_recorded", gateway_id=gateway_id, error=type(exc).__name__)
+        return False
     return True

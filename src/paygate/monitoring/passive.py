@@ -44,19 +44,33 @@ async def evaluate(database: Database, settings: Settings, *, now: datetime | No
     failing = {gid for gid, t in traffic.items() if t.call_errors or t.attempt_errors}
     changed = 0
     for gateway_id in sorted(failing | degraded_before):
-        # One small transaction per gateway, under its monitor's row lock (as checks take).
-        async with database.transaction() as session:
-            monitor = await lock_monitor(session, gateway_id)
-            gateway = await gateway_by_id(session, gateway_id)
-            if monitor is None or gateway is None:
-                continue
-            if monitor.status == "paused" or not gateway.enabled or gateway.archived_at:
-                continue  # a paused gateway is not judged (the next round pauses it)
-            was = monitor.passive_degraded
-            await incidents.apply_traffic(
-                session, monitor, gateway, traffic.get(gateway_id, Traffic()), moment, settings
-            )
-            changed += int(was != monitor.passive_degraded)
+        # One small transaction per gateway, under its monitor's row lock (as checks take);
+        # one gateway's trouble is logged and does not stop the others.
+        try:
+            changed += await _judge(database, settings, gateway_id, traffic, moment)
+        except Exception as exc:
+            logger.error("passive_health_failed", gateway_id=gateway_id, error=type(exc).__name__)
     if changed:
         logger.info("passive_health_changed", gateways=changed)
     return changed
+
+
+async def _judge(
+    database: Database,
+    settings: Settings,
+    gateway_id: str,
+    traffic: dict[str, Traffic],
+    moment: datetime,
+) -> int:
+    async with database.transaction() as session:
+        monitor = await lock_monitor(session, gateway_id)
+        gateway = await gateway_by_id(session, gateway_id)
+        if monitor is None or gateway is None:
+            return 0
+        if monitor.status == "paused" or not gateway.enabled or gateway.archived_at:
+            return 0  # a paused gateway is not judged (the next round pauses it)
+        was = monitor.passive_degraded
+        await incidents.apply_traffic(
+            session, monitor, gateway, traffic.get(gateway_id, Traffic()), moment, settings
+        )
+        return int(was != monitor.passive_degraded)
