@@ -81,22 +81,22 @@ def database_url(admin_url: str, name: str) -> str:
     return urlunsplit(parts._replace(path=f"/{name}"))
 
 
-def postgres_cpu_seconds(admin_url: str, name: str) -> float:
-    """CPU seconds of the backends connected to the bench database (from /proc)."""
+def postgres_cpu(admin_url: str, name: str) -> dict[int, float]:
+    """CPU seconds of each backend connected to the bench database (from /proc)."""
     with psycopg.connect(admin_url, autocommit=True) as conn:
         pids = [
             row[0]
             for row in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (name,))
         ]
-    total = 0.0
+    found: dict[int, float] = {}
     ticks = os.sysconf("SC_CLK_TCK")
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue  # another host's PostgreSQL, or the backend is gone
-        total += (int(fields[11]) + int(fields[12])) / ticks
-    return total
+        found[pid] = (int(fields[11]) + int(fields[12])) / ticks
+    return found
 
 
 async def seed(database: Database, keyring: Keyring, base_url: str, count: int) -> list[str]:
@@ -152,12 +152,12 @@ async def run(args: argparse.Namespace, url: str, base_url: str, name: str) -> d
             )
             await session.execute(text("ANALYZE"))
         # The pool's backends live until dispose: measured around the round, from /proc.
-        pg0 = postgres_cpu_seconds(args.admin_url, name)
+        pg0 = postgres_cpu(args.admin_url, name)
         cpu0, wall0 = time.process_time(), time.perf_counter()
         report = await checks.run_round(database, keyring, settings)
         wall = time.perf_counter() - wall0
         cpu = time.process_time() - cpu0
-        pg = postgres_cpu_seconds(args.admin_url, name) - pg0
+        pg = sum(cpu - pg0.get(pid, 0.0) for pid, cpu in postgres_cpu(args.admin_url, name).items())
         async with database.transaction() as session:
             recorded = (
                 await session.execute(text("SELECT count(*) FROM health_checks"))

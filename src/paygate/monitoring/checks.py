@@ -22,17 +22,18 @@ from datetime import datetime, timedelta
 import structlog
 
 from paygate.db import Database
+from paygate.gateways.models import Gateway
 from paygate.gateways.service import ConnectionResult, probe_connection
 from paygate.kit.clock import utcnow
 from paygate.monitoring import incidents, tls
 from paygate.monitoring.system_repository import (
     claim_due,
+    claimed_gateways,
     ensure_monitors,
     gateway_by_id,
     lock_monitor,
     monitors_to_pause,
     monitors_to_resume,
-    tls_checked_at,
 )
 from paygate.security.crypto import Keyring
 from paygate.security.ssrf import Resolver, resolve_host
@@ -104,13 +105,15 @@ async def run_round(
             claimed = await claim_due(
                 session, moment, moment + lease, token, settings.monitoring_concurrency
             )
+            # The batch's gateways in one query, not one transaction per check.
+            batch = await claimed_gateways(session, claimed)
         if not claimed:
             break
         report.claimed += len(claimed)
         results = await asyncio.gather(
             *(
-                check_one(database, keyring, settings, gateway_id, token, fixed, resolver)
-                for gateway_id in claimed
+                check_one(database, keyring, settings, gateway, tls_last, token, fixed, resolver)
+                for gateway, tls_last in batch
             )
         )
         report.recorded += sum(results)
@@ -124,17 +127,14 @@ async def check_one(
     database: Database,
     keyring: Keyring,
     settings: Settings,
-    gateway_id: str,
+    gateway: Gateway,
+    tls_last: datetime | None,
     token: str,
     now: datetime | None,
     resolver: Resolver = resolve_host,
 ) -> bool:
     """Check one claimed gateway and record the result; False if the claim was lost."""
-    async with database.transaction() as session:
-        gateway = await gateway_by_id(session, gateway_id)
-        tls_last = await tls_checked_at(session, gateway_id)
-    if gateway is None:
-        return False  # deleted meanwhile: its monitor went with it
+    gateway_id = gateway.id
     try:
         result = await probe_connection(gateway, keyring, settings, resolver)
     except Exception as exc:  # one gateway's trouble must not end the round
@@ -146,9 +146,6 @@ async def check_one(
             monitor = await lock_monitor(session, gateway_id, claim_token=token)
             if monitor is None:
                 logger.warning("health_check_superseded", gateway_id=gateway_id)
-                return False
-            gateway = await gateway_by_id(session, gateway_id)
-            if gateway is None:
                 return False
             moment = now or utcnow()
             await incidents.record_check(session, monitor, gateway, result, moment, settings)

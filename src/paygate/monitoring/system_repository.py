@@ -148,9 +148,19 @@ async def gateway_by_id(session: AsyncSession, gateway_id: str) -> Gateway | Non
     return (await session.execute(statement)).scalar_one_or_none()
 
 
-async def tls_checked_at(session: AsyncSession, gateway_id: str) -> datetime | None:
-    statement = select(GatewayMonitor.tls_checked_at).where(GatewayMonitor.gateway_id == gateway_id)
-    return (await session.execute(statement)).scalar_one_or_none()
+async def claimed_gateways(
+    session: AsyncSession, gateway_ids: Sequence[str]
+) -> list[tuple[Gateway, datetime | None]]:
+    """The claimed gateways, each with when its TLS certificate was last read."""
+    if not gateway_ids:
+        return []
+    statement = (
+        select(Gateway, GatewayMonitor.tls_checked_at)
+        .join(GatewayMonitor, GatewayMonitor.gateway_id == Gateway.id)
+        .where(Gateway.id.in_(gateway_ids))
+        .execution_options(populate_existing=True)
+    )
+    return [(gateway, read) for gateway, read in (await session.execute(statement)).tuples()]
 
 
 async def open_incident(session: AsyncSession, gateway_id: str, kind: str) -> Incident | None:
