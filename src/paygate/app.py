@@ -34,6 +34,7 @@ from paygate.kit.middleware import (
     set_content_security_policy,
 )
 from paygate.migrations_check import current_revision, head_revision
+from paygate.monitoring.endpoints import router as monitoring_router
 from paygate.payments.endpoints import return_router as payment_return_router
 from paygate.payments.endpoints import router as payments_router
 from paygate.security.crypto import Keyring
@@ -138,6 +139,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         payment_return_router,
         audit_router,
         key_rotation_router,
+        monitoring_router,
     ):
         app.include_router(router)
     app.include_router(web_router)

@@ -10,13 +10,24 @@ from paygate.accounts.tasks import blueprint as accounts_tasks
 from paygate.db import Database, libpq_url
 from paygate.gateways.tasks import blueprint as gateways_tasks
 from paygate.kit.jobs_context import JobContext, set_job_context
+from paygate.monitoring.tasks import blueprint as monitoring_tasks
 from paygate.payments.tasks import blueprint as payments_tasks
 from paygate.security.crypto import Keyring
 from paygate.security.tasks import blueprint as security_tasks
 from paygate.settings import Settings
 
+# Procrastinate namespaces the module-level blueprints in place (their tasks are renamed
+# "ns:name"), so building a second app in one process would rename them again
+# ("ns:ns:name") and break both apps: the app is built once per process.
+_built: dict[str, procrastinate.App] = {}
+
 
 def build_job_app(database_url: str) -> procrastinate.App:
+    database_url = libpq_url(database_url)
+    if database_url in _built:
+        return _built[database_url]
+    if _built:
+        raise RuntimeError("a process runs jobs against one database: build_job_app once")
     app = procrastinate.App(
         connector=procrastinate.PsycopgConnector(conninfo=libpq_url(database_url))
     )
@@ -24,6 +35,8 @@ def build_job_app(database_url: str) -> procrastinate.App:
     app.add_tasks_from(payments_tasks, namespace="payments")
     app.add_tasks_from(gateways_tasks, namespace="gateways")
     app.add_tasks_from(security_tasks, namespace="security")
+    app.add_tasks_from(monitoring_tasks, namespace="monitoring")
+    _built[database_url] = app
     return app
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import paygate.accounts.models
 import paygate.gateways.models
 import paygate.invoices.models
+import paygate.monitoring.models
 import paygate.payments.models
 import paygate.security.models  # noqa: F401
 from paygate.db import Base

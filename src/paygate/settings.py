@@ -92,6 +92,24 @@ class Settings(BaseSettings):
     # Owners are emailed this many days before an API key expires (once per key).
     api_key_expiry_notice_days: int = Field(default=7, ge=1, le=90)
 
+    # Gateway health monitoring (monitoring/). Each gateway's check interval and failure
+    # threshold are set per gateway; these are the defaults and the shared bounds.
+    monitoring_default_interval_minutes: int = Field(default=5, ge=1, le=60)
+    # Consecutive failed checks before a gateway is down (Uptime Kuma's "retries").
+    monitoring_default_failure_threshold: int = Field(default=2, ge=1, le=10)
+    # Checks one worker runs at once; a round stops claiming after round_seconds.
+    monitoring_concurrency: int = Field(default=20, ge=1, le=500)
+    monitoring_round_seconds: float = Field(default=50.0, gt=0, le=300)
+    # Passive health: a gateway whose live calls fail technically (timeout, 5xx, network) at
+    # this rate within the window, at least min_failures times, is degraded (and alerted).
+    monitoring_passive_window_minutes: int = Field(default=10, ge=1, le=1440)
+    monitoring_passive_min_failures: int = Field(default=5, ge=1)
+    monitoring_passive_failure_rate: float = Field(default=0.25, gt=0, le=1)
+    # A custom gateway's TLS certificate is read once a day and warned of this many days ahead.
+    monitoring_tls_warning_days: int = Field(default=14, ge=1, le=90)
+    # Raw check results are kept this long, then kept as per-hour rollups.
+    monitoring_raw_retention_days: int = Field(default=7, ge=1, le=90)
+
     host: str = "127.0.0.1"
     port: int = 8000
     public_url: str | None = None

@@ -299,6 +299,36 @@ class ConnectionResult:
     ok: bool
     message: str
     latency_ms: int
+    # Why it failed, as the error taxonomy names it ("unavailable", "timeout",
+    # "misconfigured", ..., or "credentials_unreadable"); None when it worked.
+    error_code: str | None = None
+
+
+async def probe_connection(
+    gateway: Gateway, keyring: Keyring, settings: Settings, resolver: Resolver = resolve_host
+) -> ConnectionResult:
+    """The real call "Test connection" makes; scheduled health checks make the same one.
+
+    Never raises for a gateway problem: the answer says what went wrong, in words that
+    hold no secret (the adapters' messages never do).
+    """
+    started = time.perf_counter()
+    code: str | None = None
+    try:
+        adapter = build_adapter(adapter_config(gateway, keyring, settings, resolver))
+        # The adapter's own timeout applies per call; this bounds the whole check.
+        async with asyncio.timeout(settings.gateway_timeout_seconds * 2 + 1):
+            check = await adapter.test_connection()
+        ok, message = True, check.message
+    except GatewayError as exc:
+        ok, message, code = False, exc.message, exc.code
+    except KeyringError:
+        ok, message, code = False, UNDECRYPTABLE, "credentials_unreadable"
+    except TimeoutError:
+        ok, message = False, f"Timed out after {settings.gateway_timeout_seconds:g} s."
+        code = "timeout"
+    latency_ms = round((time.perf_counter() - started) * 1000)
+    return ConnectionResult(ok, message, latency_ms, code)
 
 
 class GatewayService:
@@ -514,30 +544,20 @@ class GatewayService:
 
     async def test_connection(self, gateway_id: str) -> ConnectionResult:
         gateway = await self.gateways.get(gateway_id)
-        started = time.perf_counter()
-        try:
-            adapter = build_adapter(self.adapter_config(gateway))
-            # The adapter's own timeout applies per call; this bounds the whole check.
-            async with asyncio.timeout(self.settings.gateway_timeout_seconds * 2 + 1):
-                check = await adapter.test_connection()
-            ok, message = True, check.message
-        except GatewayError as exc:
-            ok, message = False, exc.message
-        except KeyringError:
-            ok, message = False, UNDECRYPTABLE
-        except TimeoutError:
-            ok, message = False, f"Timed out after {self.settings.gateway_timeout_seconds:g} s."
-        latency_ms = round((time.perf_counter() - started) * 1000)
+        result = await probe_connection(gateway, self.keyring, self.settings, self.resolver)
         gateway = await self.gateways.get(gateway_id, for_update=True)
         gateway.last_test_at = utcnow()
-        gateway.last_test_ok = ok
-        gateway.last_test_latency_ms = latency_ms
-        gateway.last_test_message = message
+        gateway.last_test_ok = result.ok
+        gateway.last_test_latency_ms = result.latency_ms
+        gateway.last_test_message = result.message
         await self.session.flush()
         await self._audit(
-            "gateway.tested", gateway, outcome="success" if ok else "failure", detail=message
+            "gateway.tested",
+            gateway,
+            outcome="success" if result.ok else "failure",
+            detail=result.message,
         )
-        return ConnectionResult(ok, message, latency_ms)
+        return result
 
     async def _audit(self, action: str, gateway: Gateway, **fields: Any) -> None:
         await audit.record(

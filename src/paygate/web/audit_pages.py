@@ -35,6 +35,7 @@ OBJECT_TYPES = (
     "company",
     "permission",
     "key_rotation",
+    "alert_recipient",
 )
 ACTIONS = (
     "gateway.created",
@@ -47,6 +48,11 @@ ACTIONS = (
     "gateway.credentials_rotated",
     "gateway.previous_credentials_wiped",
     "gateway.credentials_undecryptable",
+    "gateway.monitoring_updated",
+    "monitoring.alert_sent",
+    "alert_recipient.added",
+    "alert_recipient.updated",
+    "alert_recipient.removed",
     "keys.rotation_started",
     "keys.rotation_finished",
     "keys.rotation_failed",

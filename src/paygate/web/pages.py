@@ -10,9 +10,12 @@ from fastapi import APIRouter, Depends
 
 from paygate.web import (
     account_pages,
+    alert_pages,
     audit_pages,
     auth_pages,
+    failure_pages,
     gateway_pages,
+    health_pages,
     invoice_pages,
     key_pages,
     pay_pages,
@@ -32,5 +35,8 @@ for module in (
     account_pages,
     key_pages,
     pay_pages,
+    health_pages,
+    failure_pages,
+    alert_pages,
 ):
     router.include_router(module.router)

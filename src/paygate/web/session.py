@@ -66,6 +66,10 @@ FLASH_MESSAGES: dict[str, tuple[str, str]] = {
     "member_unlocked": ("success", "Member unlocked: they can sign in again."),
     "key_rotation_started": ("success", "Re-wrap started: it runs in the background."),
     "key_rotation_busy": ("error", "A re-wrap is already running; wait for it to finish."),
+    "monitoring_saved": ("success", "Check settings saved."),
+    "alert_recipient_added": ("success", "Recipient added."),
+    "alert_recipient_saved": ("success", "Alerts saved."),
+    "alert_recipient_removed": ("success", "Recipient removed."),
 }
 
 

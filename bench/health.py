@@ -1,0 +1,237 @@
+"""Health-check benchmark: one round of scheduled checks over many gateways.
+
+Self-contained and bounded. It:
+  1. creates its own database (dropped at the end) and migrates it;
+  2. starts a custom-gateway emulator in a subprocess on 127.0.0.1 whose /health answers
+     after --latency-ms (default 50 ms), so its CPU is not counted as paygate's;
+  3. inserts one company and --gateways custom gateways (default 10,000) aimed at it, with
+     their secrets sealed as paygate seals them, and makes every one of them due now;
+  4. runs `monitoring.checks.run_round` in this process (as a worker would) with
+     --concurrency checks at once, and reports the round's wall time, this process's CPU
+     time (as a share of one core), the PostgreSQL backends' CPU, and checks per second.
+
+Targets (issue 12): the round within 60 s, using at most a third of one core.
+
+Run: .venv/bin/python bench/health.py [--gateways 10000] [--concurrency 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from alembic import command  # noqa: E402
+from sqlalchemy import text  # noqa: E402
+
+from paygate.db import Database  # noqa: E402
+from paygate.gateways.credentials import Envelope  # noqa: E402
+from paygate.gateways.models import Gateway  # noqa: E402
+from paygate.kit.clock import utcnow  # noqa: E402
+from paygate.kit.ids import new_id  # noqa: E402
+from paygate.kit.logging import configure_logging  # noqa: E402
+from paygate.migrations_check import alembic_config  # noqa: E402
+from paygate.monitoring import checks  # noqa: E402
+from paygate.monitoring.system_repository import ensure_monitors  # noqa: E402
+from paygate.security.crypto import Keyring, generate_master_key  # noqa: E402
+from paygate.settings import Mode, Settings  # noqa: E402
+
+HOST = "127.0.0.1"
+DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+API_KEY = "cgw_bench_key_5f1c0e9a7b3d4c2e8a6f"
+HARD_DEADLINE_SECONDS = 600
+
+# The emulator: /health answers {"status": "ok"} after a fixed delay (a plain ASGI app).
+_EMULATOR = """
+import asyncio, socket, sys, uvicorn
+delay = float(sys.argv[2]) / 1000
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    await asyncio.sleep(delay)
+    body = b'{"status":"ok","version":"1"}'
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+sock = socket.socket(fileno=int(sys.argv[1]))
+config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
+                        backlog=4096, limit_concurrency=10000)
+uvicorn.Server(config).run(sockets=[sock])
+"""
+
+
+def database_url(admin_url: str, name: str) -> str:
+    parts = urlsplit(admin_url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def postgres_cpu(admin_url: str, name: str) -> dict[int, float]:
+    """CPU seconds of each backend connected to the bench database (from /proc)."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        pids = [
+            row[0]
+            for row in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (name,))
+        ]
+    found: dict[int, float] = {}
+    ticks = os.sysconf("SC_CLK_TCK")
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # another host's PostgreSQL, or the backend is gone
+        found[pid] = (int(fields[11]) + int(fields[12])) / ticks
+    return found
+
+
+async def seed(database: Database, keyring: Keyring, base_url: str, count: int) -> list[str]:
+    company_id = new_id("cmp")
+    ids: list[str] = []
+    async with database.transaction() as session:
+        await session.execute(
+            text("INSERT INTO companies (id, name) VALUES (:id, 'Bench Co')"), {"id": company_id}
+        )
+        for index in range(count):
+            gateway = Gateway(
+                id=new_id("gw"),
+                company_id=company_id,
+                name=f"Custom {index}",
+                gateway_type="custom",
+                environment="test",
+                enabled=True,
+                public_config={"base_url": base_url},
+                secret_hints={},
+                supported_currencies=["USD"],
+                priority=100,
+                payment_method_types=["card"],
+            )
+            sealed = keyring.seal(Envelope({"api_key": API_KEY}, {}).plaintext(), gateway.aad())
+            gateway.key_id = sealed.key_id
+            gateway.wrapped_data_key = sealed.wrapped_data_key
+            gateway.secret_ciphertext = sealed.ciphertext
+            session.add(gateway)
+            ids.append(gateway.id)
+    return ids
+
+
+async def run(args: argparse.Namespace, url: str, base_url: str, name: str) -> dict[str, float]:
+    master = generate_master_key("bench")
+    settings = Settings(
+        mode=Mode.TEST,  # test gateways may reach the emulator on 127.0.0.1
+        database_url=url,
+        master_keys=master,  # type: ignore[arg-type]
+        run_worker=False,
+        log_level="WARNING",
+        monitoring_concurrency=args.concurrency,
+        monitoring_round_seconds=300,  # the most allowed: the round must end by itself
+    )
+    keyring = Keyring.parse(settings.master_keys_text())
+    database = Database(url)
+    try:
+        ids = await seed(database, keyring, base_url, args.gateways)
+        now = utcnow()
+        async with database.transaction() as session:
+            await ensure_monitors(session, now, 5, 2)
+            await session.execute(
+                text("UPDATE gateway_monitors SET next_check_at = :now"), {"now": now}
+            )
+            await session.execute(text("ANALYZE"))
+        # The pool's backends live until dispose: measured around the round, from /proc.
+        pg0 = postgres_cpu(args.admin_url, name)
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        report = await checks.run_round(database, keyring, settings)
+        wall = time.perf_counter() - wall0
+        cpu = time.process_time() - cpu0
+        pg = sum(cpu - pg0.get(pid, 0.0) for pid, cpu in postgres_cpu(args.admin_url, name).items())
+        async with database.transaction() as session:
+            recorded = (
+                await session.execute(text("SELECT count(*) FROM health_checks"))
+            ).scalar_one()
+            up = (
+                await session.execute(
+                    text("SELECT count(*) FROM gateway_monitors WHERE status = 'up'")
+                )
+            ).scalar_one()
+    finally:
+        await database.dispose()
+    return {
+        "gateways": len(ids),
+        "claimed": report.claimed,
+        "recorded": recorded,
+        "up": up,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "pg_s": pg,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--gateways", type=int, default=10_000)
+    parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument("--latency-ms", type=float, default=50.0)
+    parser.add_argument(
+        "--admin-url", default=os.environ.get("PAYGATE_BENCH_DATABASE_URL", DEFAULT_ADMIN_URL)
+    )
+    args = parser.parse_args()
+    # One log line per gateway call would cost more than the round itself.
+    configure_logging(json_logs=False, level="WARNING")
+    name = f"paygate_bench_{secrets.token_hex(4)}"
+    with psycopg.connect(args.admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((HOST, 0))
+    sock.listen(4096)
+    base_url = f"http://{HOST}:{sock.getsockname()[1]}"
+    emulator = subprocess.Popen(
+        [sys.executable, "-c", _EMULATOR, str(sock.fileno()), str(args.latency_ms)],
+        pass_fds=(sock.fileno(),),
+    )
+    sock.close()
+    try:
+        for _ in range(100):
+            try:
+                httpx.get(f"{base_url}/health", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        url = database_url(args.admin_url, name)
+        command.upgrade(alembic_config(url), "head")
+        result = asyncio.run(
+            asyncio.wait_for(run(args, url, base_url, name), HARD_DEADLINE_SECONDS)
+        )
+    finally:
+        emulator.terminate()
+        emulator.wait(timeout=10)
+        with psycopg.connect(args.admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    wall, pg = result["wall_s"], result["pg_s"]
+    print(f"gateways             {result['gateways']:>10,.0f}")
+    print(f"checks recorded      {result['recorded']:>10,.0f}  (up: {result['up']:,.0f})")
+    print(f"round wall time      {wall:>10.1f} s   (target <= 60 s)")
+    print(f"checks per second    {result['recorded'] / wall:>10.0f}")
+    cpu = result["cpu_s"]
+    print(f"worker CPU           {cpu:>10.1f} s = {cpu / wall:.2f} core (target <= 0.33)")
+    print(f"PostgreSQL CPU       {pg:>10.1f} s = {pg / wall:.2f} core (backends of this database)")
+
+
+if __name__ == "__main__":
+    main()
