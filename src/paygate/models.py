@@ -5,8 +5,10 @@ from __future__ import annotations
 import paygate.accounts.models
 import paygate.gateways.models
 import paygate.invoices.models
+import paygate.payments.gateway_reports  # the payments' dispute columns
 import paygate.payments.models
-import paygate.security.models  # noqa: F401
+import paygate.security.models
+import paygate.webhooks.inbound.models  # noqa: F401
 from paygate.db import Base
 
 metadata = Base.metadata

@@ -17,9 +17,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import cast
 
 import structlog
-from sqlalchemy import Column, DateTime, String, or_, select, update
+from sqlalchemy import Column, ColumnElement, DateTime, String, Table, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paygate.db import Database
@@ -39,7 +40,7 @@ logger = structlog.get_logger(__name__)
 
 # The dispute columns (migration 0014) on the payments table. Declared here, beside the only
 # code that writes them, until payments/models.py maps them on Payment (then delete this).
-_payments = Payment.__table__
+_payments = cast(Table, Payment.__table__)
 for _column in (
     Column("disputed_at", DateTime(timezone=True), nullable=True),
     Column("dispute_status", String(20), nullable=True),
@@ -123,7 +124,7 @@ async def find_payment(
     """The company's payment at this gateway known by one of the gateway's references, or
     by paygate's own id as the gateway echoes it."""
     refs = [r for r in references if r]
-    clauses = []
+    clauses: list[ColumnElement[bool]] = []
     if refs:
         clauses.append(Payment.gateway_reference.in_(refs))
     if paygate_id:
@@ -147,7 +148,7 @@ async def find_refund(
     paygate_id: str | None,
 ) -> Refund | None:
     """The payment's refund known by the gateway's reference or by paygate's refund id."""
-    clauses = []
+    clauses: list[ColumnElement[bool]] = []
     if reference:
         clauses.append(Refund.gateway_reference == reference)
     if paygate_id:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import stripe
 
@@ -316,7 +316,7 @@ class _StripeEndpoints(StripeAdapter):
                 return await client.v1.webhook_endpoints.create_async(
                     {
                         "url": url,
-                        "enabled_events": list(events),  # type: ignore[typeddict-item]
+                        "enabled_events": cast(Any, list(events)),
                         "description": "paygate",
                     }
                 )
