@@ -23,6 +23,7 @@ import secrets
 import time
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 from starlette.responses import JSONResponse, Response
@@ -115,7 +116,9 @@ class StripeWebhookEndpoints:
             data += [("events[]", str(e)) for e in events]
         async with httpx.AsyncClient(timeout=10) as client:
             answer = await client.post(
-                f"{self.localstripe_url}/_config/webhooks/{endpoint_id}", data=data
+                f"{self.localstripe_url}/_config/webhooks/{endpoint_id}",
+                content=urlencode(data),
+                headers={"content-type": "application/x-www-form-urlencoded"},
             )
         if answer.status_code != 200:
             return _error(400, "localstripe refused the webhook.", code="url_invalid")

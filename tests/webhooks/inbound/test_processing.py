@@ -245,14 +245,10 @@ async def test_a_refund_before_its_payment_succeeded_retries_with_backoff_then_f
     last = await event(client, tenant, stored)
     assert last["status"] == "failed" and last["attempts"] == MAX_ATTEMPTS
     assert last["next_attempt_at"] is None
-    assert [a["trigger"] for a in last["history"]] == ["received"] + ["retry"] * (
-        MAX_ATTEMPTS - 1
-    )
+    assert [a["trigger"] for a in last["history"]] == ["received"] + ["retry"] * (MAX_ATTEMPTS - 1)
     # After the payment succeeds, a replay applies it.
     await _succeed(client, setup, database, jobs)
-    replayed = await client.post(
-        f"/api/v1/webhook-events/{stored}/replay", headers=tenant.headers
-    )
+    replayed = await client.post(f"/api/v1/webhook-events/{stored}/replay", headers=tenant.headers)
     assert replayed.status_code == 202, replayed.text
     assert await run_webhook_jobs(database, jobs) == ["processed"]
     assert (await payment_of(client, tenant, payment["id"]))["amount_refunded"] == 100
