@@ -57,7 +57,8 @@ async def test_a_signed_event_settles_the_payment_through_a_job(
     response = await deliver(client, gateway["id"], emulator.outbox[-1])
     assert response.status_code == 200, response.text
     stored = response.json()
-    assert stored["received"] is True and stored["duplicate"] is False
+    assert stored["received"] is True
+    assert stored["duplicate"] is False
     # Stored first: the payment moves only when the job runs.
     assert (await payment_of(client, tenant, payment["id"]))["status"] == "processing"
     assert await run_webhook_jobs(database, jobs) == ["processed"]
@@ -90,7 +91,8 @@ async def _refused(
         headers=tenant.headers,
     )
     latest = listed.json()["data"][0]
-    assert latest["verified"] is False and reason in latest["verification"]
+    assert latest["verified"] is False
+    assert reason in latest["verification"]
 
 
 def _signed(secret: str, event: dict[str, Any], at: datetime) -> tuple[bytes, dict[str, str]]:
@@ -169,7 +171,8 @@ async def test_both_secrets_verify_during_the_rotation_grace_and_only_the_new_af
         await session.execute(
             text(
                 "UPDATE gateways SET secret_hints = jsonb_set(secret_hints, "
-                "'{webhook_secret,previous_valid_until}', to_jsonb(CAST(:until AS text))) WHERE id = :id"
+                "'{webhook_secret,previous_valid_until}', to_jsonb(CAST(:until AS text))) "
+                "WHERE id = :id"
             ),
             {"until": (now - timedelta(seconds=1)).isoformat(), "id": gateway["id"]},
         )

@@ -126,6 +126,7 @@ async def test_localstripe_events_settle_payments_whose_answer_was_lost(
         lambda page: any(e["status"] == "processed" for e in page["data"]),
     )
     processed = [e for e in events["data"] if e["payment_id"] == started["id"]]
-    assert processed and processed[0]["verified"] is True
+    assert processed
+    assert processed[0]["verified"] is True
     assert "current secret" in processed[0]["verification"]
     assert processed[0]["provider_event_id"].startswith("evt_")

@@ -144,7 +144,7 @@ async def test_events_about_unknown_objects_are_kept_as_unmatched(
     database: Database,
     jobs: JobContext,
 ) -> None:
-    emulator, gateway, payment, reference = setup
+    emulator, gateway, payment, _reference = setup
     stranger = {
         "id": "evt_stranger",
         "type": "payment.succeeded",
@@ -154,7 +154,8 @@ async def test_events_about_unknown_objects_are_kept_as_unmatched(
     response = await deliver(client, gateway["id"], emulator.sign_event(stranger))
     assert await run_webhook_jobs(database, jobs) == ["unmatched"]
     seen = await event(client, tenant, response.json()["id"])
-    assert seen["status"] == "unmatched" and "pay_unknown" in seen["outcome"]
+    assert seen["status"] == "unmatched"
+    assert "pay_unknown" in seen["outcome"]
     ignored = {**stranger, "id": "evt_other_type", "type": "account.updated"}
     await deliver(client, gateway["id"], emulator.sign_event(ignored))
     assert await run_webhook_jobs(database, jobs) == ["ignored"]
@@ -233,7 +234,8 @@ async def test_a_refund_before_its_payment_succeeded_retries_with_backoff_then_f
     stored = (await deliver(client, gateway["id"], early)).json()["id"]
     assert await run_webhook_jobs(database, jobs) == ["pending"]
     first = await event(client, tenant, stored)
-    assert first["attempts"] == 1 and first["next_attempt_at"] is not None
+    assert first["attempts"] == 1
+    assert first["next_attempt_at"] is not None
     assert "retrying in 30 s" in first["outcome"]
     for _ in range(MAX_ATTEMPTS - 1):
         async with database.transaction() as session:
@@ -243,7 +245,8 @@ async def test_a_refund_before_its_payment_succeeded_retries_with_backoff_then_f
             )
         assert await sweep_due_events() >= 1
     last = await event(client, tenant, stored)
-    assert last["status"] == "failed" and last["attempts"] == MAX_ATTEMPTS
+    assert last["status"] == "failed"
+    assert last["attempts"] == MAX_ATTEMPTS
     assert last["next_attempt_at"] is None
     assert [a["trigger"] for a in last["history"]] == ["received"] + ["retry"] * (MAX_ATTEMPTS - 1)
     # After the payment succeeds, a replay applies it.
@@ -282,4 +285,5 @@ async def test_disputes_mark_the_payment_and_never_reopen_after_closing(
         "/api/v1/audit-log", params={"object_id": payment["id"]}, headers=tenant.headers
     )
     actions = [e["action"] for e in audit.json()["data"]]
-    assert "payment.disputed" in actions and "payment.dispute_updated" in actions
+    assert "payment.disputed" in actions
+    assert "payment.dispute_updated" in actions

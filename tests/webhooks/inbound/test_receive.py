@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
-
 import httpx
 import pytest
 import structlog
@@ -65,7 +63,8 @@ async def test_another_companys_gateway_id_stores_under_that_company_only(
         assert (await client.post(path, headers=tenant.headers)).status_code == 404
     # The rejected copy did not take the event id: the real delivery is stored and verified.
     accepted = await deliver(client, mine["id"], delivery)
-    assert accepted.status_code == 200 and accepted.json()["duplicate"] is False
+    assert accepted.status_code == 200
+    assert accepted.json()["duplicate"] is False
     mine_listed = await client.get("/api/v1/webhook-events", headers=tenant.headers)
     assert [e["gateway_id"] for e in mine_listed.json()["data"]] == [mine["id"]]
 
@@ -132,15 +131,10 @@ async def test_headers_are_stored_with_credentials_redacted_and_the_canary_nowhe
             client, gateway["id"], good.body, {**nosy, "webhook-signature": "v1,AAAA"}
         )
         seen += [accepted.text, refused.text]
-        for response in (accepted, refused):
-            stored: dict[str, Any] = (
-                await client.get(
-                    "/api/v1/webhook-events",
-                    params={"gateway_id": gateway["id"]},
-                    headers=tenant.headers,
-                )
-            ).json()
-            seen.append(json.dumps(stored))
+        listed = await client.get(
+            "/api/v1/webhook-events", params={"gateway_id": gateway["id"]}, headers=tenant.headers
+        )
+        seen.append(listed.text)
         detail = await event(client, tenant, accepted.json()["id"])
         seen.append(json.dumps(detail))
         assert detail["headers"]["authorization"] == "[redacted]"

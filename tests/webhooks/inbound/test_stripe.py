@@ -108,7 +108,8 @@ async def test_a_replaced_secret_verifies_during_its_grace_only(
         await session.execute(
             text(
                 "UPDATE gateways SET secret_hints = jsonb_set(secret_hints, "
-                "'{webhook_secret,previous_valid_until}', to_jsonb(CAST(:t AS text))) WHERE id = :id"
+                "'{webhook_secret,previous_valid_until}', to_jsonb(CAST(:t AS text))) "
+                "WHERE id = :id"
             ),
             {"t": utcnow().isoformat(), "id": gateway["id"]},
         )
@@ -128,7 +129,8 @@ async def test_register_with_stripe_stores_the_signing_secret_encrypted(
     setup = await client.get(f"/api/v1/gateways/{gateway['id']}/webhook", headers=tenant.headers)
     assert setup.status_code == 200
     assert setup.json()["url"] == f"{settings.base_url}/webhooks/{gateway['id']}"
-    assert setup.json()["configured"] is False and setup.json()["can_register"] is True
+    assert setup.json()["configured"] is False
+    assert setup.json()["can_register"] is True
     assert "payment_intent.succeeded" in setup.json()["events"]
 
     registered = await client.post(
@@ -163,7 +165,8 @@ async def test_register_with_stripe_stores_the_signing_secret_encrypted(
         headers=tenant.headers,
     )
     assert len(audit.json()["data"]) == 2
-    assert secret not in audit.text and second not in audit.text
+    assert secret not in audit.text
+    assert second not in audit.text
 
 
 async def test_registration_is_for_admins_and_refusals_are_clear(
