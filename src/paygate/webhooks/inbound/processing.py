@@ -23,7 +23,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paygate.db import Database
-from paygate.gateways.adapters.base import PaymentResult, RefundResult
+from paygate.gateways.adapters.base import GatewayError, PaymentResult, RefundResult
+from paygate.gateways.models import Gateway
+from paygate.gateways.service import adapter_config
 from paygate.kit.clock import utcnow
 from paygate.kit.ids import new_id
 from paygate.payments.gateway_reports import (
@@ -37,7 +39,7 @@ from paygate.payments.gateway_reports import (
 from paygate.payments.models import Payment, Refund
 from paygate.payments.service import Caller
 from paygate.security import audit
-from paygate.security.crypto import Keyring
+from paygate.security.crypto import Keyring, KeyringError
 from paygate.settings import Settings
 from paygate.webhooks.inbound.models import WebhookEvent, WebhookEventAttempt
 from paygate.webhooks.inbound.providers import provider_for
@@ -219,6 +221,7 @@ class _Applier:
     ) -> None:
         self.session = session
         self.event = event
+        self.context = context
         self.reports = GatewayReports(context.database, context.keyring, context.settings, caller)
         self.cause = f"webhook {event.id} ({event.event_type or 'event'})"
 
@@ -234,6 +237,14 @@ class _Applier:
     async def _find(self, ref: ObjectRef) -> Payment | None:
         if not ref:
             return None
+        found = await self._lookup(ref)
+        if found is not None:
+            return found
+        # Known under another of the gateway's names? Ask the gateway (read only).
+        expanded = await self._expand(ref)
+        return await self._lookup(expanded) if expanded != ref else None
+
+    async def _lookup(self, ref: ObjectRef) -> Payment | None:
         return await find_payment(
             self.session,
             self.event.company_id,
@@ -241,6 +252,21 @@ class _Applier:
             ref.references,
             ref.paygate_id,
         )
+
+    async def _expand(self, ref: ObjectRef) -> ObjectRef:
+        provider = provider_for(self.event.provider)
+        gateway = await self.session.get(Gateway, self.event.gateway_id)
+        if provider is None or gateway is None:
+            return ref
+        try:
+            config = adapter_config(gateway, self.context.keyring, self.context.settings)
+            return await provider.expand(config, ref)
+        except KeyringError:
+            raise RetryLater("the gateway's credentials cannot be decrypted") from None
+        except GatewayError as exc:
+            raise RetryLater(
+                f"the gateway could not say which payment this is: {exc.message}"
+            ) from None
 
     def _unmatched(self, what: str, ref: ObjectRef | str) -> Applied:
         names = ref if isinstance(ref, str) else ", ".join(ref.references) or ref.paygate_id

@@ -181,6 +181,13 @@ class Provider(Protocol):
         """Create the endpoint at the provider (raises GatewayError when it refuses)."""
         ...
 
+    async def expand(self, config: AdapterConfig, ref: ObjectRef) -> ObjectRef:
+        """More ways to name the payment `ref` names, asked of the provider when paygate
+        knows none of them (a Square payment id for a payment paygate knows by its order;
+        a Stripe PaymentIntent for a Checkout session; a PayPal capture for an order).
+        Raises GatewayError when the provider cannot answer."""
+        ...
+
 
 # --- helpers ---------------------------------------------------------------------------
 

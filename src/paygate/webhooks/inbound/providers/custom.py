@@ -184,6 +184,9 @@ class CustomWebhooks:
             "Custom gateways have no registration API: give the URL to the gateway's operator."
         )
 
+    async def expand(self, config: AdapterConfig, ref: ObjectRef) -> ObjectRef:
+        return ref  # a custom gateway's events name the payment by paygate's own reference
+
 
 def _money(thing: Mapping[str, Any]) -> tuple[int, str]:
     amount = integer(thing.get("amount"))

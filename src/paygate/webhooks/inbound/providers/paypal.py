@@ -190,6 +190,27 @@ class PayPalWebhooks:
             endpoint_id=webhook_id, configuration={"webhook_id": webhook_id}, events=EVENTS
         )
 
+    async def expand(self, config: AdapterConfig, ref: ObjectRef) -> ObjectRef:
+        found = list(ref.references)
+        paygate_id = ref.paygate_id
+        api = _PayPalWebhooksApi(config)
+        for reference in ref.references:
+            capture = await api.capture(reference)
+            if capture is not None:
+                found += [v for v in (_up(capture),) if v]
+                paygate_id = paygate_id or text(capture.get("custom_id"))
+        return ObjectRef(refs(*found), paygate_id)
+
+
+def _up(resource: Mapping[str, Any]) -> str | None:
+    """The id at the end of the resource's `up` link (a refund's capture, a capture's order)."""
+    links = resource.get("links")
+    for link in links if isinstance(links, list) else []:
+        href = text(obj(link).get("href"))
+        if obj(link).get("rel") == "up" and href:
+            return href.rstrip("/").rsplit("/", 1)[-1]
+    return None
+
 
 def _money(money: Any) -> tuple[int, str]:
     try:
@@ -234,7 +255,8 @@ def _refund_notice(refund: Mapping[str, Any]) -> RefundNotice:
     raw = text(refund.get("status")) or ""
     custom = text(refund.get("custom_id"))
     return RefundNotice(
-        payment=ObjectRef(refs(_order_of(refund))),
+        # The refund names its capture (its `up` link); paygate knows the capture's order.
+        payment=ObjectRef(refs(_order_of(refund), _up(refund))),
         reference=reference,
         # paygate tags its own refunds with its refund id.
         paygate_id=custom if custom and custom.startswith("re_") else None,
@@ -302,4 +324,22 @@ class _PayPalWebhooksApi(PayPalAdapter):
             interpret,
             json={"url": url, "event_types": [{"name": name} for name in events]},
             summary={"url": url, "events": len(events)},
+        )
+
+    async def capture(self, capture_id: str) -> dict[str, Any] | None:
+        """The capture, or None when PayPal does not know it."""
+
+        def interpret(status: int, answer: dict[str, Any]) -> dict[str, Any] | None:
+            if status == 404:
+                return None
+            if status != 200:
+                raise _refusal(status, answer, f"capture {capture_id}")
+            return answer
+
+        return await self._rest(
+            "webhook_lookup",
+            "GET",
+            f"/v2/payments/captures/{capture_id}",
+            interpret,
+            summary={"capture_id": capture_id},
         )

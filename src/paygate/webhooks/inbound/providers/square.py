@@ -163,6 +163,17 @@ class SquareWebhooks:
             events=EVENTS,
         )
 
+    async def expand(self, config: AdapterConfig, ref: ObjectRef) -> ObjectRef:
+        found = list(ref.references)
+        paygate_id = ref.paygate_id
+        api = _SquareSubscriptions(config)
+        for reference in ref.references:
+            payment = await api.payment(reference)
+            if payment is not None:
+                found += [v for v in (payment.order_id,) if v]
+                paygate_id = paygate_id or payment.reference_id
+        return ObjectRef(refs(*found), paygate_id)
+
 
 def _money(money: Any) -> tuple[int, str]:
     amount = integer(obj(money).get("amount"))
@@ -255,3 +266,16 @@ class _SquareSubscriptions(SquareAdapter):
             summary={"url": url, "events": len(events)},
             permission=("manage webhook subscriptions", "the application's personal token"),
         )
+
+    async def payment(self, payment_id: str) -> Any:
+        """The Square payment, or None when Square does not know it."""
+
+        async def action(client: AsyncSquare) -> Any:
+            return (await client.payments.get(payment_id, request_options=_NO_RETRIES)).payment
+
+        try:
+            return await self._call("webhook_lookup", action, summary={"payment_id": payment_id})
+        except GatewayRejected as exc:
+            if exc.gateway_code == "NOT_FOUND":
+                return None
+            raise

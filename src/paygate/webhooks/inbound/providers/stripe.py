@@ -208,13 +208,31 @@ class StripeWebhooks:
         return [IgnoredNotice(f"paygate does not act on {kind or 'untyped'} events")]
 
     async def register(self, config: AdapterConfig, url: str) -> Registration:
-        endpoint = await _StripeEndpoints(config).create_endpoint(url, EVENTS)
+        endpoint = await _StripeApi(config).create_endpoint(url, EVENTS)
         secret = text(getattr(endpoint, "secret", None))
         if secret is None:
             raise GatewayRejected("Stripe created the endpoint without returning its secret.")
         return Registration(
             endpoint_id=str(endpoint.id), configuration={"webhook_secret": secret}, events=EVENTS
         )
+
+    async def expand(self, config: AdapterConfig, ref: ObjectRef) -> ObjectRef:
+        found = list(ref.references)
+        paygate_id = ref.paygate_id
+        api = _StripeApi(config)
+        for reference in ref.references:
+            if not reference.startswith("pi_"):
+                continue
+            intent, sessions = await api.intent_and_sessions(reference)
+            found += sessions
+            paygate_id = paygate_id or _metadata(intent, "paygate_payment")
+        return ObjectRef(refs(*found), paygate_id)
+
+
+def _metadata(thing: Any, key: str) -> str | None:
+    metadata = getattr(thing, "metadata", None)
+    value = metadata.get(key) if metadata is not None else None
+    return value if isinstance(value, str) and value else None
 
 
 def _id(value: Any) -> str | None:
@@ -307,7 +325,7 @@ def _dispute_notice(dispute: Mapping[str, Any]) -> DisputeNotice:
     )
 
 
-class _StripeEndpoints(StripeAdapter):
+class _StripeApi(StripeAdapter):
     """The Stripe adapter's client, used for the webhook endpoints API."""
 
     async def create_endpoint(self, url: str, events: Sequence[str]) -> stripe.WebhookEndpoint:
@@ -327,3 +345,24 @@ class _StripeEndpoints(StripeAdapter):
             create,
             lambda endpoint: {"id": endpoint.id, "status": getattr(endpoint, "status", None)},
         )
+
+    async def intent_and_sessions(self, intent_id: str) -> tuple[Any, list[str]]:
+        """The PaymentIntent (None when Stripe does not know it) and the Checkout sessions
+        that made it."""
+        async with self._stripe() as client:
+            try:
+                intent = await self._call(
+                    "webhook_lookup",
+                    {"payment_intent": intent_id},
+                    lambda: client.v1.payment_intents.retrieve_async(intent_id),
+                    lambda found: {"id": found.id},
+                )
+            except GatewayRejected:
+                return None, []
+            sessions = await self._call(
+                "webhook_lookup",
+                {"payment_intent": intent_id},
+                lambda: client.v1.checkout.sessions.list_async({"payment_intent": intent_id}),
+                lambda page: {"sessions": len(page.data)},
+            )
+        return intent, [s.id for s in sessions.data if s.id]
