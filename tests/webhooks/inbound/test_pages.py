@@ -6,7 +6,8 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -15,10 +16,16 @@ from sqlalchemy import text
 from paygate.db import Database
 from paygate.kit.jobs_context import JobContext
 from paygate.settings import Settings
+from tests.conftest import Tenant
 from tests.fakes.custom_gateway import CustomGatewayEmulator
 from tests.fakes.stripe_checkout import StripeCheckoutEmulator
 from tests.web.helpers import WebUser, new_client, sign_up
-from tests.webhooks.inbound.helpers import deliver, new_secret, run_webhook_jobs
+from tests.webhooks.inbound.helpers import (
+    deliver,
+    new_secret,
+    processing_payment,
+    run_webhook_jobs,
+)
 
 
 @pytest.fixture
@@ -209,3 +216,41 @@ async def test_bulk_replay_from_the_page_shows_its_progress(
 async def test_pages_need_sign_in(client: httpx.AsyncClient) -> None:
     response = await client.get("/webhook-events")
     assert response.status_code in (302, 303)
+
+
+async def test_the_invoice_page_shows_the_disputed_mark(
+    owner: WebUser,
+    app: Any,
+    custom_gateway_emulator: CustomGatewayEmulator,
+    database: Database,
+    jobs: JobContext,
+) -> None:
+    emulator = custom_gateway_emulator
+    emulator.webhook_secret = new_secret()
+    gateway = await _gateway(
+        owner,
+        {
+            "gateway_type": "custom",
+            "name": "Disputed",
+            "configuration": {
+                "base_url": emulator.base_url,
+                "api_key": emulator.api_key,
+                "webhook_secret": emulator.webhook_secret,
+            },
+        },
+    )
+    as_api = cast(Tenant, SimpleNamespace(headers=owner.bearer))
+    payment = await processing_payment(owner.client, as_api, gateway["id"])
+    reference = next(
+        p["id"] for p in emulator.state.payments.values() if p["reference"] == payment["id"]
+    )
+    emulator.settle(reference, "succeeded")
+    async with new_client(app) as sender:
+        await deliver(sender, gateway["id"], emulator.outbox[-1])
+        await run_webhook_jobs(database, jobs)
+        await deliver(sender, gateway["id"], emulator.dispute(reference, "open", dispute_id="dp_p"))
+        await run_webhook_jobs(database, jobs)
+    page = (await owner.client.get(f"/invoices/{payment['invoice_id']}")).text
+    assert f'id="dispute-{payment["id"]}"' in page
+    assert ">Disputed<" in page
+    assert "Chargeback dp_p opened" in page
