@@ -44,6 +44,8 @@ from paygate.security.rate_limits import RateLimits
 from paygate.security.revocation import RevocationList
 from paygate.settings import Settings, get_settings
 from paygate.web.pages import router as web_router
+from paygate.webhooks.inbound.endpoints import receiver_router as webhook_receiver_router
+from paygate.webhooks.inbound.endpoints import router as webhook_events_router
 
 STATIC_DIR = Path(__file__).parent / "web" / "static"
 SWAGGER_CDN = "https://cdn.jsdelivr.net"
@@ -140,6 +142,8 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         audit_router,
         key_rotation_router,
         monitoring_router,
+        webhook_events_router,
+        webhook_receiver_router,
     ):
         app.include_router(router)
     app.include_router(web_router)

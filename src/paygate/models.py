@@ -6,8 +6,10 @@ import paygate.accounts.models
 import paygate.gateways.models
 import paygate.invoices.models
 import paygate.monitoring.models
+import paygate.payments.gateway_reports  # the payments' dispute columns
 import paygate.payments.models
-import paygate.security.models  # noqa: F401
+import paygate.security.models
+import paygate.webhooks.inbound.models  # noqa: F401
 from paygate.db import Base
 
 metadata = Base.metadata

@@ -65,7 +65,9 @@ class Settings(BaseSettings):
     rate_limit_pay_page_account: str = "120/minute"
     rate_limit_pay_submit_ip: str = "20/minute;100/hour"
     rate_limit_pay_submit_account: str = "20/minute;100/hour"
+    # Webhooks refused (bad signature) per sending IP, and per gateway ("account").
     rate_limit_webhook_ip: str = "600/minute"
+    rate_limit_webhook_account: str = "60/minute;600/hour"
     rate_limit_key_prefix: str = "paygate-rl"
     # Redis keys of the token revocation list start with this (one Redis may serve several
     # deployments, or test runs).

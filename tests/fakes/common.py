@@ -44,6 +44,17 @@ class Knobs:
 
 
 @dataclass(frozen=True)
+class WebhookDelivery:
+    """A webhook an emulator would send: the event, its exact body bytes and signed headers
+    (and, for providers that send to a registered URL, where it goes)."""
+
+    event: dict[str, Any]
+    body: bytes
+    headers: dict[str, str]
+    url: str | None = None
+
+
+@dataclass(frozen=True)
 class RecordedRequest:
     method: str
     path: str

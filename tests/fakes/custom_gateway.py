@@ -17,7 +17,10 @@ unit less); `tok_visa` succeeds; anything else is a 400.
 
 Webhooks are not sent by themselves: every status change after creation is put in
 `outbox` as a `WebhookDelivery` (body bytes plus Standard Webhooks headers signed
-with `webhook_secret`), for a test to POST wherever it wants.
+with `webhook_secret`, and also with `previous_webhook_secret` while set: a rotation),
+for a test to POST wherever it wants. Besides `settle` and `settle_refund`, the gateway's
+own actions: `refund_at_gateway` (a refund made in its dashboard) and `dispute` (a
+chargeback opened, or closed won or lost), each with its webhook.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from paygate.gateways.adapters.sandbox import SandboxOutcome, sandbox_card
-from tests.fakes.common import Emulator
+from tests.fakes.common import Emulator, WebhookDelivery
 
 DEFAULT_API_KEY = "cgw_live_key_5f1c0e9a7b3d4c2e8a6f"
 DEFAULT_WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"paygate-custom-gateway-test-secret").decode()
@@ -70,13 +73,6 @@ def _error(status: int, error_type: str, message: str, param: str | None = None)
     return JSONResponse(error_body(error_type, message, param), status_code=status)
 
 
-@dataclass(frozen=True)
-class WebhookDelivery:
-    event: dict[str, Any]
-    body: bytes
-    headers: dict[str, str]
-
-
 @dataclass
 class _Stored:
     """An idempotent answer: the request body it answered and what it answered."""
@@ -104,6 +100,8 @@ class CustomGatewayEmulator(Emulator):
         self._initial = (api_key, webhook_secret)
         # What /health reports in "status"; anything but "ok" fails paygate's check.
         self.health_status = "ok"
+        # While set, every webhook carries a second signature made with it (a rotation).
+        self.previous_webhook_secret: str | None = None
         # The status a new refund gets: "succeeded", or "pending" (settle it with
         # `settle_refund`).
         self.refund_status = "succeeded"
@@ -132,6 +130,7 @@ class CustomGatewayEmulator(Emulator):
     def reset(self) -> None:
         super().reset()
         self.api_key, self.webhook_secret = self._initial
+        self.previous_webhook_secret = None
         self.health_status = "ok"
         self.refund_status = "succeeded"
         self.state = CustomGatewayState()
@@ -374,6 +373,39 @@ class CustomGatewayEmulator(Emulator):
             payment["updated_at"] = _now()
         self.queue_webhook(f"refund.{status}", dict(refund))
 
+    def refund_at_gateway(self, payment_id: str, amount: int) -> dict[str, Any]:
+        """A refund made at the gateway itself (its dashboard), and its webhook."""
+        payment = self.state.payments[payment_id]
+        refund = {
+            "id": f"re_{secrets.token_hex(8)}",
+            "payment_id": payment_id,
+            "status": "succeeded",
+            "amount": amount,
+            "currency": payment["currency"],
+            "reason": "requested_by_customer",
+            "created_at": _now(),
+        }
+        self.state.refunds[refund["id"]] = refund
+        payment["amount_refunded"] = int(payment["amount_refunded"]) + amount
+        self.queue_webhook("refund.succeeded", dict(refund))
+        return refund
+
+    def dispute(
+        self, payment_id: str, status: str = "open", *, dispute_id: str | None = None
+    ) -> WebhookDelivery:
+        """A chargeback on the payment: `open`, or closed `won` / `lost`."""
+        payment = self.state.payments[payment_id]
+        data = {
+            "id": dispute_id or f"dp_{secrets.token_hex(8)}",
+            "payment_id": payment_id,
+            "status": status,
+            "reason": "fraudulent",
+            "amount": payment["amount"],
+            "currency": payment["currency"],
+            "created_at": _now(),
+        }
+        return self.queue_webhook("dispute.opened" if status == "open" else "dispute.closed", data)
+
     # --- webhooks -------------------------------------------------------------------
 
     def queue_webhook(self, event_type: str, data: dict[str, Any]) -> WebhookDelivery:
@@ -391,7 +423,8 @@ class CustomGatewayEmulator(Emulator):
         """The event's body and Standard Webhooks headers, signed with `webhook_secret`."""
         body = json.dumps(event, separators=(",", ":"))
         timestamp = at or datetime.now(UTC)
-        signature = Webhook(self.webhook_secret).sign(event["id"], timestamp, body)
+        secrets_used = [self.webhook_secret, *filter(None, [self.previous_webhook_secret])]
+        signature = " ".join(Webhook(s).sign(event["id"], timestamp, body) for s in secrets_used)
         headers = {
             "content-type": "application/json",
             "webhook-id": str(event["id"]),

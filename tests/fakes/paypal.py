@@ -61,7 +61,8 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tests.fakes.common import Emulator
+from tests.fakes.common import Emulator, WebhookDelivery
+from tests.fakes.paypal_webhooks import PayPalWebhooks
 
 DEFAULT_CLIENT_ID = "AQkquBDf1zctJOWGKWUEtKXm6qVhueUEMvXO_-MCI4DQQ4-LWvkDLIN2fGsd"
 DEFAULT_CLIENT_SECRET = "EL1tVxAjhT7cJimnz5-Nsx9k2reTKSVfErNQF-CmrwJgxRtylkGTKlU4RvrX"
@@ -168,6 +169,7 @@ class PayPalEmulator(Emulator):
         self.tokens: dict[str, IssuedToken] = {}
         self._clear_state()
         self.answer_delay_seconds = 0.0
+        self.webhooks = PayPalWebhooks(self)
         self.app: ASGIApp = self.wrap(
             _LateAnswer(
                 Starlette(
@@ -194,6 +196,7 @@ class PayPalEmulator(Emulator):
                         Route("/checkoutnow", self._approve_page, methods=["GET"]),
                         Route("/checkoutnow/approve", self._approve, methods=["POST"]),
                         Route("/checkoutnow/cancel", self._cancel, methods=["POST"]),
+                        *self.webhooks.routes(),
                     ]
                 ),
                 self,
@@ -221,6 +224,59 @@ class PayPalEmulator(Emulator):
         self.apps = {}
         self.tokens.clear()
         self._clear_state()
+        self.webhooks.reset()
+
+    # --- webhooks (tests/fakes/paypal_webhooks.py) -----------------------------------
+
+    def capture_event(
+        self, order_id: str, event_type: str = "PAYMENT.CAPTURE.COMPLETED"
+    ) -> list[WebhookDelivery]:
+        """The order's capture as PayPal's webhook resource shows it (with its order id)."""
+        capture = self.capture_of(order_id)
+        assert capture is not None, "the order has no capture"
+        resource = {
+            **capture,
+            "supplementary_data": {"related_ids": {"order_id": order_id}},
+        }
+        return self.webhooks.notify(event_type, "capture", resource)
+
+    def refund_event(self, refund_id: str) -> list[WebhookDelivery]:
+        return self.webhooks.notify(
+            "PAYMENT.CAPTURE.REFUNDED", "refund", dict(self.refunds[refund_id])
+        )
+
+    def dispute_event(
+        self,
+        order_id: str,
+        status: str = "OPEN",
+        *,
+        outcome: str | None = None,
+        dispute_id: str | None = None,
+    ) -> list[WebhookDelivery]:
+        """A dispute of the order's capture (status OPEN, or RESOLVED with an outcome)."""
+        capture = self.capture_of(order_id)
+        assert capture is not None, "the order has no capture"
+        dispute: dict[str, Any] = {
+            "dispute_id": dispute_id or "PP-D-" + paypal_id(5),
+            "create_time": _now(),
+            "update_time": _now(),
+            "disputed_transactions": [
+                {
+                    "seller_transaction_id": capture["id"],
+                    "custom": capture.get("custom_id"),
+                    "gross_amount": capture["amount"],
+                }
+            ],
+            "reason": "MERCHANDISE_OR_SERVICE_NOT_RECEIVED",
+            "status": status,
+            "dispute_amount": capture["amount"],
+        }
+        if outcome:
+            dispute["dispute_outcome"] = {"outcome_code": outcome}
+        kind = {"OPEN": "CUSTOMER.DISPUTE.CREATED", "RESOLVED": "CUSTOMER.DISPUTE.RESOLVED"}
+        return self.webhooks.notify(
+            kind.get(status, "CUSTOMER.DISPUTE.UPDATED"), "dispute", dispute
+        )
 
     # --- what tests look at ---------------------------------------------------------
 

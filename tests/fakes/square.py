@@ -61,7 +61,8 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tests.fakes.common import Emulator
+from tests.fakes.common import Emulator, WebhookDelivery
+from tests.fakes.square_webhooks import SquareWebhooks
 
 DEFAULT_ACCESS_TOKEN = "EAAAl8zW3jQyq0n4xbgZ5dYtSfm1cK2a9pV7uHrEoT6iLwN0BsJeXvRkMCPhUDGg"
 DEFAULT_MERCHANT_ID = "MLQW9R4BJ2KX7"
@@ -148,6 +149,7 @@ class SquareEmulator(Emulator):
         self.square_versions: list[str] = []
         self._seed()
         self._clear_payments()
+        self.webhooks = SquareWebhooks(merchant_id)
         self.app: ASGIApp = self.wrap(_LateAnswer(Starlette(routes=self.routes()), self))
 
     def routes(self) -> list[Route]:
@@ -168,6 +170,7 @@ class SquareEmulator(Emulator):
             Route("/u/{code}", self._checkout_page, methods=["GET"]),
             Route("/u/{code}/pay", self._checkout_pay, methods=["POST"]),
             Route("/u/{code}/cancel", self._checkout_cancel, methods=["POST"]),
+            *self.webhooks.routes(self.authenticate),
         ]
 
     def _clear_payments(self) -> None:
@@ -199,6 +202,40 @@ class SquareEmulator(Emulator):
         self.square_versions.clear()
         self._seed()
         self._clear_payments()
+        self.webhooks.reset()
+
+    # --- webhooks (tests/fakes/square_webhooks.py) -----------------------------------
+
+    def payment_event(
+        self, payment_id: str, event_type: str = "payment.updated"
+    ) -> list[WebhookDelivery]:
+        """Notify the subscribers of a payment's current state."""
+        return self.webhooks.notify(event_type, "payment", payment_id, self.payments[payment_id])
+
+    def refund_event(
+        self, refund_id: str, event_type: str = "refund.updated"
+    ) -> list[WebhookDelivery]:
+        return self.webhooks.notify(event_type, "refund", refund_id, self.refunds[refund_id])
+
+    def dispute_event(
+        self, payment_id: str, state: str, *, dispute_id: str = "", event_type: str = ""
+    ) -> list[WebhookDelivery]:
+        """A dispute of the payment in `state` (e.g. EVIDENCE_REQUIRED, WON, LOST)."""
+        payment = self.payments[payment_id]
+        dispute = {
+            "dispute_id": dispute_id or square_id(22),
+            "amount_money": dict(payment["amount_money"]),
+            "reason": "NOT_AS_DESCRIBED",
+            "state": state,
+            "disputed_payment": {"payment_id": payment_id},
+            "card_brand": "VISA",
+            "created_at": _now(),
+            "updated_at": _now(),
+        }
+        kind = event_type or (
+            "dispute.created" if state == "EVIDENCE_REQUIRED" else "dispute.state.updated"
+        )
+        return self.webhooks.notify(kind, "dispute", dispute["dispute_id"], dispute)
 
     def add_location(
         self,

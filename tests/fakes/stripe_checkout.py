@@ -15,6 +15,8 @@ of it and adds, following Stripe's API reference:
   the same key with the same parameters replays the first answer (with
   `Idempotent-Replayed: true`), different parameters answer 400 `idempotency_error`,
   a request while the first is still running answers 409;
+- the webhook endpoints API (tests/fakes/stripe_webhooks.py), whose endpoints localstripe
+  itself then delivers its signed events to;
 - every other path is forwarded to localstripe unchanged.
 
 Knobs: the shared `Knobs` act before anything is done (a delayed request that the
@@ -46,6 +48,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tests.fakes.common import Emulator
 from tests.fakes.stripe_faults import _HOP_HEADERS
+from tests.fakes.stripe_webhooks import StripeWebhookEndpoints
 
 SESSION_TTL_SECONDS = 24 * 3600
 # Cards the hosted page offers (localstripe's test payment methods).
@@ -131,6 +134,7 @@ class StripeCheckoutEmulator(Emulator):
         self.refund_completes_on_read = False
         # Refunds this emulator shows as pending (localstripe's refunds all succeed at once).
         self.pending_refunds: set[str] = set()
+        self.webhook_endpoints = StripeWebhookEndpoints(upstream)
         self.app: ASGIApp = self.wrap(self._handle)
 
     def reset(self) -> None:
@@ -143,6 +147,7 @@ class StripeCheckoutEmulator(Emulator):
         self.refund_status = "succeeded"
         self.refund_completes_on_read = False
         self.pending_refunds.clear()
+        self.webhook_endpoints.reset_sync()
 
     def complete_refunds(self) -> None:
         """Every refund shown as pending has succeeded, as Stripe says a little later."""
@@ -236,6 +241,12 @@ class StripeCheckoutEmulator(Emulator):
             if rest.endswith("/expire") and method == "POST":
                 return self._expire_session(rest.removesuffix("/expire"))
             return stripe_error(404, f"Unrecognized request URL ({method}: {path}).")
+        if path == "/v1/webhook_endpoints" or path.startswith("/v1/webhook_endpoints/"):
+            api_key = _api_key(request)
+            if api_key is None:
+                return stripe_error(401, "Invalid API Key provided.")
+            rest = path.removeprefix("/v1/webhook_endpoints").strip("/")
+            return await self.webhook_endpoints.route(method, rest, api_key, unflatten(_form(body)))
         if path == "/v1/refunds" or path.startswith("/v1/refunds/"):
             return self._refund_view(method, path, await self._forward(request, body))
         return await self._forward(request, body)

@@ -33,6 +33,7 @@ from paygate.web.forms import (
 )
 from paygate.web.render import Notice, PageRoute, is_htmx, redirect, render
 from paygate.web.session import User, flash, need
+from paygate.webhooks.inbound.registration import WebhookRegistration, WebhookSetup
 
 router = APIRouter(route_class=PageRoute)
 
@@ -92,6 +93,8 @@ class GatewayCard:
     settings: list[Setting]
     # False when the master keys cannot open the secrets: the card asks to re-enter them.
     readable: bool
+    # Its webhook URL and the provider's setup steps; None for types that send none.
+    webhook: WebhookSetup | None = None
 
 
 def card_of(gateway: Gateway, gateways: GatewayService) -> GatewayCard:
@@ -114,7 +117,8 @@ def card_of(gateway: Gateway, gateways: GatewayService) -> GatewayCard:
         if not f.secret and gateway.public_config.get(f.name)
     ]
     readable = not hints or gateways.credentials_readable(gateway)
-    return GatewayCard(gateway, spec, credentials, settings, readable)
+    webhook = WebhookRegistration(gateways).setup_of(gateway)
+    return GatewayCard(gateway, spec, credentials, settings, readable, webhook)
 
 
 def _changed_at(value: str) -> datetime | None:
@@ -175,6 +179,7 @@ def _form_context(
     values: GatewayFormValues,
     errors: FormErrors,
     gateway: Gateway | None,
+    webhook: WebhookSetup | None = None,
 ) -> dict[str, object]:
     hints = (gateway.secret_hints or {}) if gateway else {}
     stored: dict[str, str] = {name: hint["masked"] for name, hint in hints.items()}
@@ -187,6 +192,7 @@ def _form_context(
         "fields": list(spec.fields),
         "action": f"/gateways/{gateway.id}/edit" if gateway else "/gateways",
         "grace_choices": GRACE_CHOICES,
+        "webhook": webhook,
     }
 
 
@@ -274,8 +280,9 @@ async def edit_gateway(
     await need(request, auth, Permission.GATEWAYS_WRITE)
     gateway = await gateways.get(gateway_id)
     spec = spec_for(GatewayType(gateway.gateway_type))
+    webhook = WebhookRegistration(gateways).setup_of(gateway)
     context = _form_context(
-        spec, GatewayFormValues.from_gateway(gateway, spec), FormErrors(), gateway
+        spec, GatewayFormValues.from_gateway(gateway, spec), FormErrors(), gateway, webhook
     )
     return render(request, "gateways/form.html", context, auth=auth)
 

@@ -37,6 +37,7 @@ from paygate.kit.ids import ObjectId
 from paygate.kit.money import Money, exponent, is_currency
 from paygate.kit.pagination import PageParams
 from paygate.payments.endpoints import caller_of, payment_views
+from paygate.payments.gateway_reports import dispute_marks
 from paygate.payments.idempotency import Answer, request_fingerprint, run_once
 from paygate.payments.repository import PaymentRepository
 from paygate.payments.schemas import PaymentOut, RefundCreate, RefundOut
@@ -556,6 +557,8 @@ async def detail_context(
         "can_void": status != InvoiceStatus.VOID and invoice.amount_paid <= invoice.amount_refunded,
         "money": money,
         "payment_labels": PAYMENT_LABELS,
+        # The disputed mark a gateway's webhook set (payments/gateway_reports.py).
+        "disputes": await dispute_marks(session, auth.company_id, [p.id for p in rows]),
         "refund_form": refund_form,
         "minor_to_input": minor_to_input,
     }

@@ -19,6 +19,7 @@ from paygate.web import (
     invoice_pages,
     key_pages,
     pay_pages,
+    webhook_pages,
 )
 from paygate.web.render import PageRoute
 from paygate.web.session import verify_csrf
@@ -38,5 +39,6 @@ for module in (
     health_pages,
     failure_pages,
     alert_pages,
+    webhook_pages,
 ):
     router.include_router(module.router)

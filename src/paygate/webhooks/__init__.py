@@ -1,0 +1,2 @@
+"""Webhooks: `inbound` (verified events from the gateways) and `outbound` (signed events
+to the companies' own systems)."""

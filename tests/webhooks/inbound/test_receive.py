@@ -1,0 +1,165 @@
+"""The receiving endpoint: which gateway, what is stored, rate limits on refusals, another
+company's gateway id, and a canary secret that shows up nowhere."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import httpx
+import pytest
+import structlog
+
+from paygate.app import create_app
+from paygate.db import Database
+from paygate.settings import Settings
+from tests.conftest import Tenant
+from tests.fakes.custom_gateway import CustomGatewayEmulator
+from tests.gateways.helpers import create_gateway, sandbox_payload
+from tests.security.test_canary import pg_dump
+from tests.web.helpers import new_client
+from tests.webhooks.inbound.helpers import (
+    CANARY,
+    custom_gateway,
+    deliver,
+    event,
+    new_secret,
+)
+
+
+async def test_unknown_gateways_and_the_sandbox_answer_404(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    sandbox = await create_gateway(client, tenant, sandbox_payload())
+    for gateway_id in ("gw_01J00000000000000000000000", sandbox["id"], "x" * 300):
+        response = await deliver(client, gateway_id, b"{}", {"content-type": "application/json"})
+        assert response.status_code == 404, response.text
+        assert response.headers["content-type"].startswith("application/problem+json")
+    # GET is not a webhook.
+    assert (await client.get(f"/webhooks/{sandbox['id']}")).status_code == 405
+
+
+async def test_another_companys_gateway_id_stores_under_that_company_only(
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    other_tenant: Tenant,
+    custom_gateway_emulator: CustomGatewayEmulator,
+) -> None:
+    emulator = custom_gateway_emulator
+    emulator.webhook_secret = new_secret()
+    mine = await custom_gateway(client, tenant, emulator, webhook_secret=emulator.webhook_secret)
+    theirs = await custom_gateway(client, other_tenant, emulator, webhook_secret=new_secret())
+    delivery = emulator.sign_event({"id": "evt_cross", "type": "ping", "data": {}})
+    # Signed for this company's gateway, sent to the other company's URL: refused there.
+    refused = await deliver(client, theirs["id"], delivery)
+    assert refused.status_code == 400
+    listed = await client.get(
+        "/api/v1/webhook-events", params={"status": "rejected"}, headers=other_tenant.headers
+    )
+    stored_id = listed.json()["data"][0]["id"]
+    assert (
+        await client.get(f"/api/v1/webhook-events/{stored_id}", headers=tenant.headers)
+    ).status_code == 404
+    for path in (f"/api/v1/webhook-events/{stored_id}/replay",):
+        assert (await client.post(path, headers=tenant.headers)).status_code == 404
+    # The rejected copy did not take the event id: the real delivery is stored and verified.
+    accepted = await deliver(client, mine["id"], delivery)
+    assert accepted.status_code == 200
+    assert accepted.json()["duplicate"] is False
+    mine_listed = await client.get("/api/v1/webhook-events", headers=tenant.headers)
+    assert [e["gateway_id"] for e in mine_listed.json()["data"]] == [mine["id"]]
+
+
+async def test_refusals_are_rate_limited_per_gateway(
+    settings: Settings,
+    database: Database,
+    tenant: Tenant,
+    client: httpx.AsyncClient,
+    custom_gateway_emulator: CustomGatewayEmulator,
+) -> None:
+    emulator = custom_gateway_emulator
+    emulator.webhook_secret = new_secret()
+    gateway = await custom_gateway(client, tenant, emulator, webhook_secret=emulator.webhook_secret)
+    other = await custom_gateway(client, tenant, emulator, webhook_secret=emulator.webhook_secret)
+    tight = create_app(
+        settings.model_copy(update={"rate_limit_webhook_account": "3/minute"}),
+        database=database,
+    )
+    forged = {"webhook-id": "evt_f", "webhook-timestamp": "1", "webhook-signature": "v1,AAAA"}
+    async with new_client(tight) as hostile:
+        codes = [
+            (await deliver(hostile, gateway["id"], b"{}", forged)).status_code for _ in range(5)
+        ]
+        assert codes == [400, 400, 400, 429, 429]
+        over = await deliver(hostile, gateway["id"], b"{}", forged)
+        assert over.headers["retry-after"]
+        # Another gateway has its own budget, and valid events are never limited.
+        assert (await deliver(hostile, other["id"], b"{}", forged)).status_code == 400
+        valid = emulator.sign_event({"id": "evt_valid", "type": "ping", "data": {}})
+        assert (await deliver(hostile, gateway["id"], valid)).status_code == 200
+    rejected = await client.get(
+        "/api/v1/webhook-events",
+        params={"gateway_id": gateway["id"], "status": "rejected"},
+        headers=tenant.headers,
+    )
+    assert len(rejected.json()["data"]) == 3  # past the limit nothing more is stored
+
+
+async def test_headers_are_stored_with_credentials_redacted_and_the_canary_nowhere(
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    custom_gateway_emulator: CustomGatewayEmulator,
+    database_url: str,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    emulator = custom_gateway_emulator
+    emulator.webhook_secret = CANARY
+    seen: list[str] = []
+    caplog.set_level(logging.DEBUG)
+    with structlog.testing.capture_logs() as events:
+        gateway = await custom_gateway(client, tenant, emulator, webhook_secret=CANARY)
+        seen.append(json.dumps(gateway))
+        nosy = {
+            "authorization": f"Bearer {CANARY}",
+            "x-webhook-secret": CANARY,
+            "cookie": f"session={CANARY}",
+            "x-request-note": "kept",
+        }
+        good = emulator.sign_event({"id": "evt_canary", "type": "ping", "data": {}})
+        accepted = await deliver(client, gateway["id"], good, nosy)
+        refused = await deliver(
+            client, gateway["id"], good.body, {**nosy, "webhook-signature": "v1,AAAA"}
+        )
+        seen += [accepted.text, refused.text]
+        listed = await client.get(
+            "/api/v1/webhook-events", params={"gateway_id": gateway["id"]}, headers=tenant.headers
+        )
+        seen.append(listed.text)
+        detail = await event(client, tenant, accepted.json()["id"])
+        seen.append(json.dumps(detail))
+        assert detail["headers"]["authorization"] == "[redacted]"
+        assert detail["headers"]["x-webhook-secret"] == "[redacted]"
+        assert detail["headers"]["cookie"] == "[redacted]"
+        assert detail["headers"]["x-request-note"] == "kept"
+        assert detail["headers"]["webhook-signature"] == good.headers["webhook-signature"]
+        replayed = await client.post(
+            f"/api/v1/webhook-events/{accepted.json()['id']}/replay", headers=tenant.headers
+        )
+        seen.append(replayed.text)
+        seen.append(
+            (
+                await client.get("/api/v1/audit-log", params={"limit": 200}, headers=tenant.headers)
+            ).text
+        )
+    out, err = capfd.readouterr()
+    haystacks = {
+        "responses": "\n".join(seen),
+        "structlog": repr(events),
+        "stdlib logs": caplog.text,
+        "stdout/stderr": out + err,
+        "database dump": pg_dump(database_url),
+    }
+    for where, text in haystacks.items():
+        assert CANARY not in text, f"the canary leaked into {where}"
+        assert CANARY.encode().hex() not in text, f"the canary leaked (hex) into {where}"
