@@ -43,6 +43,7 @@ from paygate.security.rate_limits import RateLimits
 from paygate.security.revocation import RevocationList
 from paygate.settings import Settings, get_settings
 from paygate.web.pages import router as web_router
+from paygate.webhooks.outbound.endpoints import router as webhook_endpoints_router
 
 STATIC_DIR = Path(__file__).parent / "web" / "static"
 SWAGGER_CDN = "https://cdn.jsdelivr.net"
@@ -138,6 +139,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         payment_return_router,
         audit_router,
         key_rotation_router,
+        webhook_endpoints_router,
     ):
         app.include_router(router)
     app.include_router(web_router)

@@ -14,6 +14,7 @@ from paygate.payments.tasks import blueprint as payments_tasks
 from paygate.security.crypto import Keyring
 from paygate.security.tasks import blueprint as security_tasks
 from paygate.settings import Settings
+from paygate.webhooks.outbound.tasks import blueprint as outbound_webhooks_tasks
 
 
 def build_job_app(database_url: str) -> procrastinate.App:
@@ -24,6 +25,7 @@ def build_job_app(database_url: str) -> procrastinate.App:
     app.add_tasks_from(payments_tasks, namespace="payments")
     app.add_tasks_from(gateways_tasks, namespace="gateways")
     app.add_tasks_from(security_tasks, namespace="security")
+    app.add_tasks_from(outbound_webhooks_tasks, namespace="outbound_webhooks")
     return app
 
 

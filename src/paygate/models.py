@@ -6,7 +6,8 @@ import paygate.accounts.models
 import paygate.gateways.models
 import paygate.invoices.models
 import paygate.payments.models
-import paygate.security.models  # noqa: F401
+import paygate.security.models
+import paygate.webhooks.outbound.models  # noqa: F401
 from paygate.db import Base
 
 metadata = Base.metadata

@@ -1,2 +1,2 @@
-"""Webhooks: inbound (gateway events verified, stored, processed) and outbound (company
-endpoints, signed deliveries)."""
+"""Webhooks: `inbound` (verified events from the gateways) and `outbound` (signed events
+to the companies' own systems)."""

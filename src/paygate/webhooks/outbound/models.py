@@ -78,9 +78,7 @@ class WebhookDelivery(Base):
 
     id: Mapped[PublicId]
     company_id: Mapped[CompanyRef] = mapped_column(ForeignKey("companies.id"))
-    endpoint_id: Mapped[str] = mapped_column(
-        ForeignKey("webhook_endpoints.id", ondelete="CASCADE")
-    )
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
     message_id: Mapped[str] = mapped_column(ForeignKey("webhook_messages.id"), index=True)
     event_type: Mapped[str] = mapped_column(String(40))
     status: Mapped[str] = mapped_column(String(20))  # pending, succeeded, failed

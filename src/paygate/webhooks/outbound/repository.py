@@ -139,9 +139,7 @@ async def endpoint_of(
     )
 
 
-async def overdue_deliveries(
-    session: AsyncSession, before: datetime, limit: int
-) -> Sequence[str]:
+async def overdue_deliveries(session: AsyncSession, before: datetime, limit: int) -> Sequence[str]:
     """Pending deliveries whose attempt was due before `before`: no job took them."""
     statement = (
         select(WebhookDelivery.id)

@@ -9,7 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, String
 
 from paygate.webhooks.outbound.events import EventType
 
-EndpointURL = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2048)]
+EndpointURL = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2048)
+]
 Description = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
 GivenSecret = Annotated[str, StringConstraints(max_length=100)]
 GraceHours = Annotated[StrictInt, Field(ge=0, le=168)]

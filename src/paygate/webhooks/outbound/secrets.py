@@ -94,9 +94,7 @@ def signature_header(
     secrets_in_use: list[str], message_id: str, timestamp: datetime, body: str
 ) -> str:
     """`v1,<base64>` per secret, space-separated (the Standard Webhooks header)."""
-    return " ".join(
-        Webhook(secret).sign(message_id, timestamp, body) for secret in secrets_in_use
-    )
+    return " ".join(Webhook(secret).sign(message_id, timestamp, body) for secret in secrets_in_use)
 
 
 def hint(secret: str, changed_at: datetime, previous_until: datetime | None) -> dict[str, str]:

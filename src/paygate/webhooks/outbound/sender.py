@@ -80,7 +80,9 @@ def headers_for(request: Request, at: datetime) -> dict[str, str]:
         "user-agent": USER_AGENT,
         "webhook-id": request.message_id,
         "webhook-timestamp": str(int(at.timestamp())),
-        "webhook-signature": signature_header(request.secrets, request.message_id, at, request.body),
+        "webhook-signature": signature_header(
+            request.secrets, request.message_id, at, request.body
+        ),
     }
 
 
