@@ -117,3 +117,46 @@ async def deliveries_of(
     assert response.status_code == 200, response.text
     data: list[dict[str, Any]] = response.json()["data"]
     return data
+
+
+class Clock:
+    """A clock a test moves by hand (the dispatcher's notion of now; signatures keep
+    the real time, so receivers still verify them)."""
+
+    def __init__(self, now: datetime | None = None) -> None:
+        self.now = now or utcnow()
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def timed_dispatcher(jobs: JobContext, clock: Clock) -> Dispatcher:
+    settings = jobs.settings.model_copy(update={"webhook_timeout_seconds": 1.0})
+    return Dispatcher(jobs.database, jobs.keyring, settings, clock=clock)
+
+
+async def delivery(
+    client: httpx.AsyncClient, tenant: Tenant, endpoint_id: str, delivery_id: str
+) -> dict[str, Any]:
+    response = await client.get(
+        f"/api/v1/webhook-endpoints/{endpoint_id}/deliveries/{delivery_id}",
+        headers=tenant.headers,
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def send_test(client: httpx.AsyncClient, tenant: Tenant, endpoint_id: str) -> str:
+    response = await client.post(
+        f"/api/v1/webhook-endpoints/{endpoint_id}/test", headers=tenant.headers
+    )
+    assert response.status_code == 202, response.text
+    delivery_id: str = response.json()["id"]
+    return delivery_id
