@@ -84,7 +84,5 @@ class Receiver:
             await asyncio.sleep(self.hang_seconds)
             status = 200
         with self._lock:
-            self.received.append(
-                Received(request.url.path, headers, body, tuple(verified), status)
-            )
+            self.received.append(Received(request.url.path, headers, body, tuple(verified), status))
         return PlainTextResponse(self.answer_body, status_code=status)

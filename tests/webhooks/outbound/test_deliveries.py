@@ -95,9 +95,7 @@ async def test_retries_after_a_500_and_a_timeout_follow_the_schedule(
     receiver.hang_seconds = 2.0
     delivery_id = await send_test(client, tenant, endpoint["id"])
 
-    assert await run_jobs(database, timed_dispatcher, {delivery_id}, at=clock.now) == [
-        "retrying"
-    ]
+    assert await run_jobs(database, timed_dispatcher, {delivery_id}, at=clock.now) == ["retrying"]
     first = await delivery(client, tenant, endpoint["id"], delivery_id)
     retry_at = at(first["next_attempt_at"])
     assert within_jitter(retry_at - clock.now, RETRY_SCHEDULE[0])  # about 5 s
@@ -105,17 +103,13 @@ async def test_retries_after_a_500_and_a_timeout_follow_the_schedule(
     assert delivery_id not in dict(await due_jobs(database, retry_at - timedelta(seconds=1)))
 
     clock.now = retry_at
-    assert await run_jobs(database, timed_dispatcher, {delivery_id}, at=clock.now) == [
-        "retrying"
-    ]
+    assert await run_jobs(database, timed_dispatcher, {delivery_id}, at=clock.now) == ["retrying"]
     second = await delivery(client, tenant, endpoint["id"], delivery_id)
     retry_at = at(second["next_attempt_at"])
     assert within_jitter(retry_at - clock.now, RETRY_SCHEDULE[1])  # about 5 min
 
     clock.now = retry_at
-    assert await run_jobs(database, timed_dispatcher, {delivery_id}, at=clock.now) == [
-        "succeeded"
-    ]
+    assert await run_jobs(database, timed_dispatcher, {delivery_id}, at=clock.now) == ["succeeded"]
     done = await delivery(client, tenant, endpoint["id"], delivery_id)
     assert done["status"] == "succeeded"
     assert done["attempt_count"] == 3
@@ -193,12 +187,12 @@ async def test_a_whole_failing_schedule_disables_the_endpoint_and_mails_the_owne
     # Fixed and enabled again: a manual redelivery gets it there, once, same webhook-id.
     receiver.default_status = 200
     await client.patch(
-        f"/api/v1/webhook-endpoints/{endpoint['id']}", json={"enabled": True}, headers=tenant.headers
+        f"/api/v1/webhook-endpoints/{endpoint['id']}",
+        json={"enabled": True},
+        headers=tenant.headers,
     )
     assert (await client.post(redeliver, headers=tenant.headers)).status_code == 202
-    assert await run_jobs(database, timed_dispatcher, {delivery_id}, at=clock.now) == [
-        "succeeded"
-    ]
+    assert await run_jobs(database, timed_dispatcher, {delivery_id}, at=clock.now) == ["succeeded"]
     final = await delivery(client, tenant, endpoint["id"], delivery_id)
     assert final["status"] == "succeeded"
     assert final["attempts"][-1]["trigger"] == "manual"

@@ -54,6 +54,11 @@ class Outcome:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
+def url_reason(exc: UnsafeURL) -> str:
+    """The guard's reason, worded for an endpoint (its https rule names live gateways)."""
+    return exc.reason.replace(" for a live gateway", "")
+
+
 def failed(error: str) -> Outcome:
     return Outcome(None, None, None, error)
 
@@ -98,7 +103,7 @@ async def send(
     try:
         check_url_shape(request.url, live=guarded)
     except UnsafeURL as exc:
-        return failed(f"refused: the URL {exc.reason}")
+        return failed(f"refused: the URL {url_reason(exc)}")
     inner = transport or httpx.AsyncHTTPTransport()
     chosen: httpx.AsyncBaseTransport = (
         GuardedTransport(inner, resolver=resolver, require_https=True) if guarded else inner

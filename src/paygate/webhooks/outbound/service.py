@@ -23,6 +23,7 @@ from paygate.webhooks.outbound.enqueue import add_delivery, add_message, defer_d
 from paygate.webhooks.outbound.events import TEST_EVENT_TYPE
 from paygate.webhooks.outbound.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from paygate.webhooks.outbound.repository import DeliveryRepository, EndpointRepository
+from paygate.webhooks.outbound.sender import url_reason
 from paygate.webhooks.outbound.schemas import (
     EndpointCreate,
     EndpointUpdate,
@@ -84,8 +85,7 @@ class EndpointService:
         try:
             await check_outbound_url(url, live=guarded, resolver=self.resolver)
         except UnsafeURL as exc:
-            reason = exc.reason.replace("for a live gateway", "")
-            raise validation_failed([FieldError("url", reason.strip(), "unsafe_url")]) from None
+            raise validation_failed([FieldError("url", url_reason(exc), "unsafe_url")]) from None
 
     def _check_secret(self, value: str | None) -> str:
         if value is None:
