@@ -51,7 +51,9 @@ async def test_during_a_rotation_deliveries_carry_both_signatures(
     old = endpoint["signing_secret"]
     rotated = await rotate(client, tenant, endpoint["id"], grace_period_hours=2)
     new = rotated["signing_secret"]
-    assert isinstance(new, str) and new != old and new.startswith("whsec_")
+    assert isinstance(new, str)
+    assert new != old
+    assert new.startswith("whsec_")
     shown = rotated["endpoint"]
     assert isinstance(shown, dict)
     assert shown["secret"]["masked"] == f"whsec_...{new[-4:]}"
@@ -84,7 +86,8 @@ async def test_during_a_rotation_deliveries_carry_both_signatures(
     assert "webhook_endpoint.secret_rotated" in actions
     assert "webhook_endpoint.previous_secret_wiped" in actions
     for entry in await audit_entries(client, tenant, object_id=endpoint["id"]):
-        assert old not in str(entry) and new not in str(entry)
+        assert old not in str(entry)
+        assert new not in str(entry)
 
 
 async def test_a_rotation_without_grace_stops_the_old_secret_at_once(
@@ -158,7 +161,8 @@ async def test_a_worker_that_died_mid_delivery_is_covered_by_the_sweeper(
             {"id": delivery_id},
         )
     claim = await dispatcher._claim(delivery_id)  # ... and the worker dies right here
-    assert claim is not None and claim.attempt_number == 1
+    assert claim is not None
+    assert claim.attempt_number == 1
     # Within the lease the delivery is left alone, by jobs and by the sweeper.
     assert await dispatcher.deliver(delivery_id) == "skipped"
     await sweep_overdue_deliveries(database, now=utcnow() + SWEEP_GRACE * 1.5)

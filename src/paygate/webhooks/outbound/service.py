@@ -23,12 +23,12 @@ from paygate.webhooks.outbound.enqueue import add_delivery, add_message, defer_d
 from paygate.webhooks.outbound.events import TEST_EVENT_TYPE
 from paygate.webhooks.outbound.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from paygate.webhooks.outbound.repository import DeliveryRepository, EndpointRepository
-from paygate.webhooks.outbound.sender import url_reason
 from paygate.webhooks.outbound.schemas import (
     EndpointCreate,
     EndpointUpdate,
     SecretRotate,
 )
+from paygate.webhooks.outbound.sender import url_reason
 
 OBJECT_TYPE = "webhook_endpoint"
 
