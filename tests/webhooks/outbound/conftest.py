@@ -18,6 +18,7 @@ from paygate.webhooks.outbound.dispatch import Dispatcher
 from paygate.webhooks.outbound.enqueue import DELIVER_TASK
 from tests.conftest import Tenant
 from tests.fakes.servers import serve_asgi
+from tests.web.conftest import owner, rival  # noqa: F401  (the page tests' two companies)
 from tests.webhooks.outbound.receiver import Receiver
 
 ALL_EVENTS = [

@@ -180,3 +180,35 @@ async def purge_finished(session: AsyncSession, before: datetime) -> int:
         )
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def attempts_of(
+    session: AsyncSession, company_id: str, delivery_ids: Sequence[str]
+) -> dict[str, list[WebhookAttempt]]:
+    """The attempts of these deliveries (one query for a page of the delivery log)."""
+    found: dict[str, list[WebhookAttempt]] = {delivery_id: [] for delivery_id in delivery_ids}
+    if not delivery_ids:
+        return found
+    statement = (
+        select(WebhookAttempt)
+        .where(
+            WebhookAttempt.company_id == company_id,
+            WebhookAttempt.delivery_id.in_(list(delivery_ids)),
+        )
+        .order_by(WebhookAttempt.attempt_number, WebhookAttempt.id)
+    )
+    for attempt in (await session.execute(statement)).scalars():
+        found[attempt.delivery_id].append(attempt)
+    return found
+
+
+async def bodies_of(
+    session: AsyncSession, company_id: str, message_ids: Sequence[str]
+) -> dict[str, str]:
+    """The bodies of these messages, by message id."""
+    if not message_ids:
+        return {}
+    statement = select(WebhookMessage.id, WebhookMessage.body).where(
+        WebhookMessage.company_id == company_id, WebhookMessage.id.in_(list(message_ids))
+    )
+    return {row[0]: row[1] for row in (await session.execute(statement)).tuples()}

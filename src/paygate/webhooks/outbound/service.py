@@ -22,7 +22,12 @@ from paygate.webhooks.outbound import secrets as signing
 from paygate.webhooks.outbound.enqueue import add_delivery, add_message, defer_delivery
 from paygate.webhooks.outbound.events import TEST_EVENT_TYPE
 from paygate.webhooks.outbound.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
-from paygate.webhooks.outbound.repository import DeliveryRepository, EndpointRepository
+from paygate.webhooks.outbound.repository import (
+    DeliveryRepository,
+    EndpointRepository,
+    attempts_of,
+    bodies_of,
+)
 from paygate.webhooks.outbound.schemas import (
     EndpointCreate,
     EndpointUpdate,
@@ -210,6 +215,16 @@ class EndpointService:
             endpoint_id, params, status=status, event_type=event_type
         )
         return list(rows), cursor
+
+    async def attempts_of(
+        self, deliveries: list[WebhookDelivery]
+    ) -> dict[str, list[WebhookAttempt]]:
+        return await attempts_of(self.session, self.auth.company_id, [d.id for d in deliveries])
+
+    async def payloads_of(self, deliveries: list[WebhookDelivery]) -> dict[str, str]:
+        """The body each delivery sends, by message id."""
+        ids = list({d.message_id for d in deliveries})
+        return await bodies_of(self.session, self.auth.company_id, ids)
 
     async def delivery(self, endpoint_id: str, delivery_id: str) -> DeliveryView:
         delivery = await self._delivery_of(endpoint_id, delivery_id)
