@@ -49,6 +49,8 @@ class Receiver:
     hang_seconds: float = 3.0
     answer_body: str = "ok"
     base_url: str = ""
+    # Requests that arrived, counted before any planned hang (`received` records at the end).
+    arrivals: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -58,6 +60,7 @@ class Receiver:
         with self._lock:
             self.secrets.clear()
             self.received.clear()
+            self.arrivals.clear()
             self.plan.clear()
             self.default_status = 200
             self.answer_body = "ok"
@@ -79,6 +82,7 @@ class Receiver:
                 continue
             verified.append(secret)
         with self._lock:
+            self.arrivals.append(headers.get("webhook-id", ""))
             status = self.plan.popleft() if self.plan else self.default_status
         if status == HANG:
             await asyncio.sleep(self.hang_seconds)
