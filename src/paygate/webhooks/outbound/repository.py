@@ -212,3 +212,19 @@ async def bodies_of(
         WebhookMessage.company_id == company_id, WebhookMessage.id.in_(list(message_ids))
     )
     return {row[0]: row[1] for row in (await session.execute(statement)).tuples()}
+
+
+async def endpoints_not_under(
+    session: AsyncSession, key_id: str, limit: int, exclude: Sequence[str] = ()
+) -> Sequence[WebhookEndpoint]:
+    """Endpoints whose data key another master key than `key_id` wraps, row-locked."""
+    statement = (
+        select(WebhookEndpoint)
+        .where(WebhookEndpoint.key_id != key_id)
+        .order_by(WebhookEndpoint.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    if exclude:
+        statement = statement.where(WebhookEndpoint.id.not_in(list(exclude)))
+    return (await session.execute(statement)).scalars().all()

@@ -14,12 +14,13 @@ from paygate.kit.clock import utcnow
 from paygate.kit.deferral import defer_in_transaction
 from paygate.kit.jobs_context import job_context
 from paygate.security import audit
-from paygate.security.crypto import Keyring, KeyringError
+from paygate.security.crypto import Keyring, KeyringError, SealedSecrets
 from paygate.webhooks.outbound import secrets as signing
 from paygate.webhooks.outbound import subscriptions  # noqa: F401  (connects the listeners)
 from paygate.webhooks.outbound.dispatch import Dispatcher
 from paygate.webhooks.outbound.enqueue import DELIVER_TASK, QUEUE
 from paygate.webhooks.outbound.repository import (
+    endpoints_not_under,
     endpoints_with_expired_previous,
     overdue_deliveries,
     purge_finished,
@@ -114,6 +115,49 @@ async def wipe_expired_webhook_secrets(timestamp: int) -> None:
     wiped = await wipe_expired_previous_secrets(context.database, context.keyring)
     if wiped:
         logger.info("wiped_expired_webhook_secrets", endpoints=wiped)
+
+
+async def rewrap_endpoint_secrets(database: Database, keyring: Keyring, *, batch: int = 100) -> int:
+    """Re-wrap every endpoint's data key under the primary master key (after the operator
+    added a new one); returns how many. One that cannot be unwrapped is logged at error level
+    and left as it is: its deliveries fail loudly until the old key is restored."""
+    rewrapped = 0
+    failed: list[str] = []
+    while True:
+        async with database.transaction() as session:
+            found = await endpoints_not_under(session, keyring.primary_key_id, batch, failed)
+            for endpoint in found:
+                try:
+                    sealed = keyring.rewrap(
+                        SealedSecrets(
+                            endpoint.key_id, endpoint.wrapped_data_key, endpoint.secret_ciphertext
+                        ),
+                        endpoint.aad(),
+                    )
+                except KeyringError as exc:
+                    failed.append(endpoint.id)
+                    logger.error(
+                        "webhook_secret_rewrap_failed",
+                        endpoint_id=endpoint.id,
+                        key_id=endpoint.key_id,
+                        reason=str(exc),
+                    )
+                    continue
+                endpoint.key_id = sealed.key_id
+                endpoint.wrapped_data_key = sealed.wrapped_data_key
+                rewrapped += 1
+        if len(found) < batch:
+            return rewrapped
+
+
+@blueprint.periodic(cron="*/10 * * * *")
+@blueprint.task(name="rewrap_webhook_secrets", queue="maintenance")
+async def rewrap_webhook_secrets(timestamp: int) -> None:
+    """Endpoint secrets follow the primary master key by themselves, within ten minutes."""
+    context = job_context()
+    rewrapped = await rewrap_endpoint_secrets(context.database, context.keyring)
+    if rewrapped:
+        logger.info("rewrapped_webhook_secrets", endpoints=rewrapped)
 
 
 @blueprint.periodic(cron="23 4 * * *")
