@@ -17,7 +17,10 @@ from paygate.kit.clock import utcnow
 from paygate.webhooks.outbound.dispatch import Dispatcher
 from paygate.webhooks.outbound.enqueue import enqueue_event
 from paygate.webhooks.outbound.models import WebhookDelivery
-from paygate.webhooks.outbound.subscriptions import on_gateway_status_changed
+from paygate.webhooks.outbound.subscriptions import (
+    on_gateway_status_changed,
+    on_payment_disputed,
+)
 from tests.conftest import Tenant
 from tests.payments.helpers import SUCCESS_CARD, create_invoice, pay, sandbox_gateway
 from tests.payments.test_payments_api import refund
@@ -217,3 +220,61 @@ async def test_an_event_rolled_back_with_its_change_is_never_sent(
         pass
     assert await deliveries_for(database, endpoint["id"]) == []
     assert ids[0] not in {d for _, d in await due_jobs(database)}
+
+
+@dataclass(frozen=True)
+class Dispute:
+    """Shaped like inbound processing's DisputeChange (payments/gateway_reports.py)."""
+
+    company_id: str
+    payment_id: str
+    invoice_id: str
+    gateway_id: str
+    dispute_reference: str
+    from_status: str | None
+    to_status: str
+    amount: int
+    currency: str
+    reason: str | None
+    occurred_at: datetime
+
+
+async def test_a_dispute_becomes_payment_disputed(
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    receiver: Receiver,
+    database: Database,
+    dispatcher: Dispatcher,
+) -> None:
+    endpoint = await create_endpoint(client, tenant, receiver.url(), ["payment.disputed"])
+    receiver.secrets.append(endpoint["signing_secret"])
+    await sandbox_gateway(client, tenant)
+    invoice = await create_invoice(client, tenant, amount=5_000)
+    payment = await pay(client, tenant, invoice["id"])
+    opened = Dispute(
+        tenant.company_id,
+        payment["id"],
+        invoice["id"],
+        payment["gateway_id"],
+        "dp_123",
+        None,
+        "open",
+        5_000,
+        "USD",
+        "fraudulent",
+        utcnow(),
+    )
+    async with database.transaction() as session:
+        await on_payment_disputed(session, opened)
+    await deliver_all(database, dispatcher, endpoint["id"])
+    [got] = receiver.verified()
+    assert got.event["type"] == "payment.disputed"
+    assert got.event["data"]["id"] == payment["id"]
+    assert got.event["data"]["dispute"] == {
+        "reference": "dp_123",
+        "status": "open",
+        "previous_status": None,
+        "amount": 5_000,
+        "currency": "USD",
+        "reason": "fraudulent",
+    }

@@ -1,5 +1,7 @@
-"""Where events come from: the settle path's `payment_settled` (connected here, at import)
-and gateway health monitoring's `gateway_status_changed` (`on_gateway_status_changed`).
+"""Where events come from: the settle path's `payment_settled` (connected here, at import),
+gateway health monitoring's `gateway_status_changed` (`on_gateway_status_changed`) and
+inbound webhooks' `payment_disputed` (`on_payment_disputed`); the last two are connected
+where those signals live once they are on main.
 
 Each listener runs inside the transaction of the change, so the deliveries it writes (and
 their jobs) commit with the change or not at all. Bodies are built from an allow-list of
@@ -176,5 +178,62 @@ async def on_gateway_status_changed(session: AsyncSession, change: GatewayStatus
         change.company_id,
         EventType(change.event),
         gateway_data(change),
+        occurred_at=change.occurred_at,
+    )
+
+
+class DisputeChange(Protocol):
+    """What inbound processing's `payments.gateway_reports.payment_disputed` carries."""
+
+    @property
+    def company_id(self) -> str: ...
+    @property
+    def payment_id(self) -> str: ...
+    @property
+    def invoice_id(self) -> str: ...
+    @property
+    def gateway_id(self) -> str: ...
+    @property
+    def dispute_reference(self) -> str: ...
+    @property
+    def from_status(self) -> str | None: ...
+    @property
+    def to_status(self) -> str: ...
+    @property
+    def amount(self) -> int: ...
+    @property
+    def currency(self) -> str: ...
+    @property
+    def reason(self) -> str | None: ...
+    @property
+    def occurred_at(self) -> datetime: ...
+
+
+def dispute_data(change: DisputeChange) -> dict[str, Any]:
+    return {
+        "id": change.payment_id,
+        "invoice_id": change.invoice_id,
+        "gateway_id": change.gateway_id,
+        "dispute": {
+            "reference": change.dispute_reference,
+            "status": change.to_status,
+            "previous_status": change.from_status,
+            "amount": change.amount,
+            "currency": change.currency,
+            "reason": change.reason,
+        },
+        "occurred_at": change.occurred_at,
+    }
+
+
+async def on_payment_disputed(session: AsyncSession, change: DisputeChange) -> None:
+    """payment.disputed, when a dispute opens and when it is won or lost (`data.dispute
+    .status`); connected where the signal is importable:
+    `payment_disputed.connect(on_payment_disputed)`."""
+    await enqueue_event(
+        session,
+        change.company_id,
+        EventType.PAYMENT_DISPUTED,
+        dispute_data(change),
         occurred_at=change.occurred_at,
     )
