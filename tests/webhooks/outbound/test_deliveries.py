@@ -256,3 +256,27 @@ async def test_a_pending_delivery_can_be_retried_now(
         "succeeded"
     ]
     assert len(receiver.received) == 2
+
+
+async def test_a_receiver_that_fails_then_recovers_gets_each_event_once(
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    receiver: Receiver,
+    database: Database,
+    timed_dispatcher: Dispatcher,
+    clock: Clock,
+) -> None:
+    endpoint = await create_endpoint(client, tenant, receiver.url())
+    receiver.secrets.append(endpoint["signing_secret"])
+    receiver.default_status = 502
+    ids = {await send_test(client, tenant, endpoint["id"]) for _ in range(3)}
+    assert await run_jobs(database, timed_dispatcher, ids, at=clock.now) == ["retrying"] * 3
+
+    receiver.default_status = 200  # the receiver is healthy again
+    for _ in range(3):  # walk the clock past every retry that is due
+        clock.now += timedelta(minutes=10)
+        await run_jobs(database, timed_dispatcher, ids, at=clock.now)
+    shown = await deliveries_of(client, tenant, endpoint["id"])
+    assert [d["status"] for d in shown] == ["succeeded"] * 3
+    delivered = [r.headers["webhook-id"] for r in receiver.verified() if r.answered == 200]
+    assert sorted(delivered) == sorted(d["message_id"] for d in shown)  # each exactly once

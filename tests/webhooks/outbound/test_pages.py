@@ -90,12 +90,14 @@ async def test_the_delivery_log_rotation_and_redelivery(
     queued = await owner.post(f"{page}/test", htmx=True, page=page)
     assert queued.status_code == 200, queued.text
     assert "webhook.test" in queued.text
-    await run_jobs(database, dispatcher)
+    found = re.search(r'id="delivery-(dlv_[A-Za-z0-9]+)"', queued.text)
+    assert found is not None
+    delivery_id = found.group(1)
+    await run_jobs(database, dispatcher, {delivery_id})
 
     log = (await owner.client.get(page)).text
     assert "Retrying" in log
     assert "HTTP 500" in log
-    delivery_id = re.search(r'id="delivery-(dlv_[A-Za-z0-9]+)"', log).group(1)  # type: ignore[union-attr]
     retried = await owner.post(f"{page}/deliveries/{delivery_id}/redeliver", htmx=True, page=page)
     assert retried.status_code == 200
     await run_jobs(database, dispatcher, {delivery_id})
