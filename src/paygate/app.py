@@ -46,6 +46,7 @@ from paygate.settings import Settings, get_settings
 from paygate.web.pages import router as web_router
 from paygate.webhooks.inbound.endpoints import receiver_router as webhook_receiver_router
 from paygate.webhooks.inbound.endpoints import router as webhook_events_router
+from paygate.webhooks.outbound.endpoints import router as webhook_endpoints_router
 
 STATIC_DIR = Path(__file__).parent / "web" / "static"
 SWAGGER_CDN = "https://cdn.jsdelivr.net"
@@ -144,6 +145,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         monitoring_router,
         webhook_events_router,
         webhook_receiver_router,
+        webhook_endpoints_router,
     ):
         app.include_router(router)
     app.include_router(web_router)

@@ -16,6 +16,7 @@ from paygate.security.crypto import Keyring
 from paygate.security.tasks import blueprint as security_tasks
 from paygate.settings import Settings
 from paygate.webhooks.inbound.tasks import blueprint as inbound_webhook_tasks
+from paygate.webhooks.outbound.tasks import blueprint as outbound_webhooks_tasks
 
 # Procrastinate namespaces the module-level blueprints in place (their tasks are renamed
 # "ns:name"), so building a second app in one process would rename them again
@@ -38,6 +39,7 @@ def build_job_app(database_url: str) -> procrastinate.App:
     app.add_tasks_from(security_tasks, namespace="security")
     app.add_tasks_from(monitoring_tasks, namespace="monitoring")
     app.add_tasks_from(inbound_webhook_tasks, namespace="webhooks_inbound")
+    app.add_tasks_from(outbound_webhooks_tasks, namespace="outbound_webhooks")
     _built[database_url] = app
     return app
 

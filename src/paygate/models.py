@@ -9,7 +9,8 @@ import paygate.monitoring.models
 import paygate.payments.gateway_reports  # the payments' dispute columns
 import paygate.payments.models
 import paygate.security.models
-import paygate.webhooks.inbound.models  # noqa: F401
+import paygate.webhooks.inbound.models
+import paygate.webhooks.outbound.models  # noqa: F401
 from paygate.db import Base
 
 metadata = Base.metadata

@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     # where any tenant could otherwise aim a "test" gateway at the internal network (SSRF).
     test_gateways_reach_private_addresses: bool | None = None
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # Outbound webhooks: how long one delivery attempt may take, and whether endpoints may
+    # point at private addresses over plain http. Unset: only in development and test mode
+    # (a receiver on 127.0.0.1); in production every endpoint is https and SSRF-checked.
+    webhook_timeout_seconds: float = Field(default=15.0, gt=0, le=60)
+    webhook_endpoints_reach_private_addresses: bool | None = None
 
     # Rate limits, in `limits` notation ("10/minute", several joined by ";"): one setting per
     # bucket and key, `rate_limit_<bucket>_<ip|account>`; an empty string turns one off.
@@ -177,6 +182,12 @@ class Settings(BaseSettings):
     def private_addresses_for_test_gateways(self) -> bool:
         if self.test_gateways_reach_private_addresses is not None:
             return self.test_gateways_reach_private_addresses
+        return self.development
+
+    @property
+    def private_addresses_for_webhook_endpoints(self) -> bool:
+        if self.webhook_endpoints_reach_private_addresses is not None:
+            return self.webhook_endpoints_reach_private_addresses
         return self.development
 
     @property

@@ -26,6 +26,8 @@ class Permission(StrEnum):
     PAYMENTS_WRITE = "payments:write"  # take payments and refunds
     COMPANY_WRITE = "company:write"  # company security settings (embedding origins)
     KEYS_ROTATE = "keys:rotate"  # re-wrap the company's data keys under the new master key
+    WEBHOOKS_READ = "webhooks:read"
+    WEBHOOKS_WRITE = "webhooks:write"  # outbound webhook endpoints, redeliveries
 
 
 _VIEWER = frozenset(
@@ -36,12 +38,14 @@ _VIEWER = frozenset(
         Permission.AUDIT_READ,
         Permission.INVOICES_READ,
         Permission.PAYMENTS_READ,
+        Permission.WEBHOOKS_READ,
     }
 )
 _DEVELOPER = _VIEWER | {
     Permission.API_KEYS_WRITE,
     Permission.INVOICES_WRITE,
     Permission.PAYMENTS_WRITE,
+    Permission.WEBHOOKS_WRITE,
 }
 _ADMIN = _DEVELOPER | {Permission.GATEWAYS_WRITE}
 _OWNER = _ADMIN | {Permission.MEMBERS_WRITE, Permission.COMPANY_WRITE, Permission.KEYS_ROTATE}
@@ -56,7 +60,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
 ROLE_DESCRIPTIONS: dict[Role, str] = {
     Role.OWNER: "Everything, including members and roles",
     Role.ADMIN: "Manage gateways and API keys",
-    Role.DEVELOPER: "Read everything, manage API keys, invoices and payments",
+    Role.DEVELOPER: "Read everything, manage API keys, invoices, payments and webhooks",
     Role.VIEWER: "Read only",
 }
 
@@ -74,4 +78,7 @@ PERMISSION_DESCRIPTIONS: dict[Permission, str] = {
     Permission.PAYMENTS_WRITE: "Take payments and refunds, sync payments",
     Permission.COMPANY_WRITE: "Change company settings, e.g. where payment pages may be embedded",
     Permission.KEYS_ROTATE: "Re-wrap the gateway credentials under the current master key",
+    Permission.WEBHOOKS_READ: "See webhook endpoints and their delivery logs",
+    Permission.WEBHOOKS_WRITE: "Add, change and delete webhook endpoints, rotate their secrets, "
+    "redeliver",
 }

@@ -19,7 +19,7 @@ from paygate.web import (
     invoice_pages,
     key_pages,
     pay_pages,
-    webhook_pages,
+    webhook_endpoint_pages,
 )
 from paygate.web.render import PageRoute
 from paygate.web.session import verify_csrf
@@ -39,6 +39,6 @@ for module in (
     health_pages,
     failure_pages,
     alert_pages,
-    webhook_pages,
+    webhook_endpoint_pages,
 ):
     router.include_router(module.router)

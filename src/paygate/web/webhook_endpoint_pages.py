@@ -1,0 +1,362 @@
+"""The webhooks pages: endpoints (added with the secret shown once), one endpoint's settings,
+secret rotation, test event and delivery log with redelivery. They call the same service as
+the JSON API (webhooks/outbound/service.py)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from starlette.datastructures import FormData
+
+from paygate.accounts.auth import AuthContext
+from paygate.accounts.permissions import Permission
+from paygate.kit.clock import utcnow
+from paygate.kit.deps import KeyringDep, ResolverDep, SessionDep, SettingsDep
+from paygate.kit.errors import Problem
+from paygate.kit.ids import ObjectId
+from paygate.kit.pagination import PageParams
+from paygate.web.forms import FormErrors, parse, text, texts
+from paygate.web.render import Notice, PageRoute, is_htmx, redirect, render
+from paygate.web.session import User, need
+from paygate.webhooks.outbound.events import EVENT_DESCRIPTIONS, EventType
+from paygate.webhooks.outbound.models import WebhookEndpoint
+from paygate.webhooks.outbound.schemas import EndpointCreate, EndpointUpdate, SecretRotate
+from paygate.webhooks.outbound.service import EndpointService, previous_until
+
+PAGES = "webhook_endpoints"  # the templates folder of these pages
+router = APIRouter(route_class=PageRoute)
+
+FIELDS = ["url", "description", "event_types", "enabled", "secret"]
+LABELS = {"url": "URL", "description": "Description", "event_types": "Events"}
+STATUSES = {"pending": "Pending", "succeeded": "Delivered", "failed": "Failed"}
+PAGE_SIZE = 25
+GRACE_CHOICES = [
+    ("24", "24 hours"),
+    ("1", "1 hour"),
+    ("72", "3 days"),
+    ("168", "7 days"),
+    ("0", "Not at all: stop the old secret now (after a leak)"),
+]
+
+
+async def endpoint_service(
+    request: Request,
+    auth: User,
+    session: SessionDep,
+    keyring: KeyringDep,
+    settings: SettingsDep,
+    resolver: ResolverDep,
+) -> EndpointService:
+    await need(request, auth, Permission.WEBHOOKS_READ)
+    return EndpointService(session, keyring, settings, auth, resolver=resolver)
+
+
+Endpoints = Annotated[EndpointService, Depends(endpoint_service)]
+
+
+def _form_values(form: FormData | None, endpoint: WebhookEndpoint | None = None) -> dict[str, Any]:
+    if form is not None:
+        return {
+            "url": text(form, "url").strip(),
+            "description": text(form, "description").strip(),
+            "event_types": texts(form, "event_types"),
+            "enabled": text(form, "enabled") == "on",
+        }
+    if endpoint is not None:
+        return {
+            "url": endpoint.url,
+            "description": endpoint.description or "",
+            "event_types": list(endpoint.event_types),
+            "enabled": endpoint.enabled,
+        }
+    return {"url": "", "description": "", "event_types": [], "enabled": True}
+
+
+def _errors(problem: Problem) -> FormErrors:
+    errors = FormErrors.from_problem(problem, FIELDS, labels=LABELS)
+    # "event_types.2" (an unknown type) belongs next to the checkboxes.
+    for message in list(errors.general):
+        if message.lower().startswith(("event_types", "events")):
+            errors.general.remove(message)
+            errors.fields.setdefault("event_types", []).append(message)
+    return errors
+
+
+def _common() -> dict[str, Any]:
+    return {
+        "event_types": list(EventType),
+        "event_descriptions": EVENT_DESCRIPTIONS,
+        "now": utcnow(),
+        "previous_until": previous_until,
+        "statuses": STATUSES,
+        "grace_choices": GRACE_CHOICES,
+    }
+
+
+# --- the endpoints list ------------------------------------------------------------------
+
+
+async def _list_context(endpoints: EndpointService, **extra: Any) -> dict[str, Any]:
+    context: dict[str, Any] = {
+        **_common(),
+        "endpoints": await endpoints.list_all(),
+        "errors": FormErrors(),
+        "values": _form_values(None),
+        "created": None,
+    }
+    context.update(extra)
+    return context
+
+
+def _list_response(
+    request: Request,
+    auth: AuthContext,
+    context: dict[str, Any],
+    *,
+    status_code: int = 200,
+    notice: Notice | None = None,
+) -> Response:
+    template = (
+        "webhook_endpoints/_section.html" if is_htmx(request) else "webhook_endpoints/index.html"
+    )
+    return render(request, template, context, auth=auth, status_code=status_code, notice=notice)
+
+
+@router.get("/webhooks")
+async def webhooks_page(request: Request, auth: User, endpoints: Endpoints) -> Response:
+    return render(
+        request, "webhook_endpoints/index.html", await _list_context(endpoints), auth=auth
+    )
+
+
+@router.post("/webhooks")
+async def create_endpoint(
+    request: Request, auth: User, endpoints: Endpoints, session: SessionDep
+) -> Response:
+    await need(request, auth, Permission.WEBHOOKS_WRITE)
+    form = await request.form()
+    values = _form_values(form)
+    try:
+        # A savepoint: a refused endpoint leaves nothing behind, even in memory.
+        async with session.begin_nested():
+            body = parse(
+                EndpointCreate,
+                {
+                    "url": values["url"],
+                    "description": values["description"] or None,
+                    "event_types": values["event_types"],
+                },
+            )
+            endpoint, secret = await endpoints.create(body)
+    except Problem as problem:
+        if problem.status != 422:
+            raise
+        context = await _list_context(endpoints, errors=_errors(problem), values=values)
+        return _list_response(request, auth, context, status_code=422)
+    # The secret is rendered this once, into a no-store response; only its mask is kept.
+    context = await _list_context(endpoints, created={"endpoint": endpoint, "secret": secret})
+    notice = Notice("success", "Endpoint added. Copy its signing secret now.")
+    return _list_response(request, auth, context, notice=notice)
+
+
+# --- one endpoint ---------------------------------------------------------------------------
+
+
+async def _endpoint_context(
+    endpoints: EndpointService,
+    endpoint: WebhookEndpoint,
+    *,
+    status: str | None = None,
+    cursor: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    deliveries, next_cursor = await endpoints.deliveries_of(
+        endpoint.id, PageParams(limit=PAGE_SIZE, cursor=cursor), status=status
+    )
+    filters = {"status": status} if status else {}
+    context: dict[str, Any] = {
+        **_common(),
+        "endpoint": endpoint,
+        "deliveries": deliveries,
+        "attempts": await endpoints.attempts_of(deliveries),
+        "payloads": await endpoints.payloads_of(deliveries),
+        "status": status,
+        "next_url": (
+            f"/webhooks/{endpoint.id}?{urlencode({**filters, 'cursor': next_cursor})}"
+            if next_cursor
+            else None
+        ),
+        "first_url": f"/webhooks/{endpoint.id}?{urlencode(filters)}" if cursor else None,
+        "errors": FormErrors(),
+        "values": _form_values(None, endpoint),
+        "rotated": None,
+    }
+    context.update(extra)
+    return context
+
+
+def _endpoint_response(
+    request: Request,
+    auth: AuthContext,
+    context: dict[str, Any],
+    fragment: str,
+    *,
+    status_code: int = 200,
+    notice: Notice | None = None,
+) -> Response:
+    template = (
+        f"webhook_endpoints/{fragment}" if is_htmx(request) else "webhook_endpoints/detail.html"
+    )
+    return render(request, template, context, auth=auth, status_code=status_code, notice=notice)
+
+
+@router.get("/webhooks/{endpoint_id}")
+async def endpoint_page(
+    request: Request,
+    endpoint_id: ObjectId,
+    auth: User,
+    endpoints: Endpoints,
+    status: Annotated[str | None, Query(max_length=20)] = None,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+) -> Response:
+    endpoint = await endpoints.get(endpoint_id)
+    chosen = status if status in STATUSES else None
+    context = await _endpoint_context(endpoints, endpoint, status=chosen, cursor=cursor)
+    template = (
+        "webhook_endpoints/_deliveries.html"
+        if is_htmx(request)
+        else "webhook_endpoints/detail.html"
+    )
+    return render(request, template, context, auth=auth)
+
+
+@router.post("/webhooks/{endpoint_id}/edit")
+async def update_endpoint(
+    request: Request, endpoint_id: ObjectId, auth: User, endpoints: Endpoints, session: SessionDep
+) -> Response:
+    await need(request, auth, Permission.WEBHOOKS_WRITE)
+    form = await request.form()
+    values = _form_values(form)
+    try:
+        async with session.begin_nested():
+            body = parse(
+                EndpointUpdate,
+                {
+                    "url": values["url"],
+                    "description": values["description"],
+                    "event_types": values["event_types"],
+                    "enabled": values["enabled"],
+                },
+            )
+            endpoint = await endpoints.update(endpoint_id, body)
+    except Problem as problem:
+        if problem.status != 422:
+            raise
+        endpoint = await endpoints.get(endpoint_id)
+        context = await _endpoint_context(
+            endpoints, endpoint, errors=_errors(problem), values=values
+        )
+        return _endpoint_response(request, auth, context, "_endpoint.html", status_code=422)
+    context = await _endpoint_context(endpoints, endpoint)
+    notice = Notice("success", "Endpoint saved.")
+    return _endpoint_response(request, auth, context, "_endpoint.html", notice=notice)
+
+
+@router.post("/webhooks/{endpoint_id}/rotate")
+async def rotate_secret(
+    request: Request, endpoint_id: ObjectId, auth: User, endpoints: Endpoints, session: SessionDep
+) -> Response:
+    await need(request, auth, Permission.WEBHOOKS_WRITE)
+    form = await request.form()
+    grace = text(form, "grace_period_hours").strip()
+    try:
+        async with session.begin_nested():
+            hours: int | str = int(grace) if grace.isdigit() else grace
+            body = parse(SecretRotate, {"grace_period_hours": hours} if grace else {})
+            endpoint, secret = await endpoints.rotate_secret(endpoint_id, body)
+    except Problem as problem:
+        if problem.status != 422:
+            raise
+        endpoint = await endpoints.get(endpoint_id)
+        context = await _endpoint_context(endpoints, endpoint)
+        notice = Notice("error", "Choose how long the old secret keeps signing: 0 to 168 hours.")
+        return _endpoint_response(
+            request, auth, context, "_endpoint.html", status_code=422, notice=notice
+        )
+    context = await _endpoint_context(endpoints, endpoint, rotated=secret)
+    notice = Notice("success", "New signing secret created. Copy it now.")
+    return _endpoint_response(request, auth, context, "_endpoint.html", notice=notice)
+
+
+@router.post("/webhooks/{endpoint_id}/enable")
+async def enable_endpoint(
+    request: Request, endpoint_id: ObjectId, auth: User, endpoints: Endpoints
+) -> Response:
+    await need(request, auth, Permission.WEBHOOKS_WRITE)
+    endpoint = await endpoints.set_enabled(endpoint_id, True)
+    context = await _endpoint_context(endpoints, endpoint)
+    notice = Notice("success", "Endpoint enabled: new events are sent to it again.")
+    return _endpoint_response(request, auth, context, "_endpoint.html", notice=notice)
+
+
+@router.post("/webhooks/{endpoint_id}/disable")
+async def disable_endpoint(
+    request: Request, endpoint_id: ObjectId, auth: User, endpoints: Endpoints
+) -> Response:
+    await need(request, auth, Permission.WEBHOOKS_WRITE)
+    endpoint = await endpoints.set_enabled(endpoint_id, False)
+    context = await _endpoint_context(endpoints, endpoint)
+    notice = Notice("info", "Endpoint disabled: no events are sent to it.")
+    return _endpoint_response(request, auth, context, "_endpoint.html", notice=notice)
+
+
+@router.post("/webhooks/{endpoint_id}/test")
+async def send_test_event(
+    request: Request, endpoint_id: ObjectId, auth: User, endpoints: Endpoints
+) -> Response:
+    await need(request, auth, Permission.WEBHOOKS_WRITE)
+    try:
+        await endpoints.send_test(endpoint_id)
+    except Problem as problem:
+        if problem.status != 409:
+            raise
+        endpoint = await endpoints.get(endpoint_id)
+        context = await _endpoint_context(endpoints, endpoint)
+        notice = Notice("error", problem.detail or problem.title)
+        return _endpoint_response(request, auth, context, "_deliveries.html", notice=notice)
+    endpoint = await endpoints.get(endpoint_id)
+    context = await _endpoint_context(endpoints, endpoint)
+    notice = Notice("success", "Test event queued: it appears in the log below.")
+    return _endpoint_response(request, auth, context, "_deliveries.html", notice=notice)
+
+
+@router.post("/webhooks/{endpoint_id}/deliveries/{delivery_id}/redeliver")
+async def redeliver(
+    request: Request,
+    endpoint_id: ObjectId,
+    delivery_id: ObjectId,
+    auth: User,
+    endpoints: Endpoints,
+) -> Response:
+    await need(request, auth, Permission.WEBHOOKS_WRITE)
+    try:
+        await endpoints.redeliver(endpoint_id, delivery_id)
+        notice = Notice("success", "Redelivery queued.")
+    except Problem as problem:
+        if problem.status != 409:
+            raise
+        notice = Notice("error", problem.detail or problem.title)
+    endpoint = await endpoints.get(endpoint_id)
+    context = await _endpoint_context(endpoints, endpoint)
+    return _endpoint_response(request, auth, context, "_deliveries.html", notice=notice)
+
+
+@router.post("/webhooks/{endpoint_id}/delete")
+async def delete_endpoint(
+    request: Request, endpoint_id: ObjectId, auth: User, endpoints: Endpoints
+) -> Response:
+    await need(request, auth, Permission.WEBHOOKS_WRITE)
+    await endpoints.delete(endpoint_id)
+    return redirect("/webhooks", request)

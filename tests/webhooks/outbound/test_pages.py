@@ -1,0 +1,129 @@
+"""The webhooks pages: an endpoint added with its secret shown once, refused forms with
+their errors, the delivery log after a test event, rotation, redelivery, another company's
+endpoint not found."""
+
+from __future__ import annotations
+
+import re
+
+from paygate.db import Database
+from paygate.webhooks.outbound.dispatch import Dispatcher
+from tests.web.helpers import WebUser
+from tests.webhooks.outbound.conftest import run_jobs
+from tests.webhooks.outbound.receiver import Receiver
+
+SECRET = re.compile(r'id="new-secret" class="mono" value="(whsec_[^"]+)"')
+ENDPOINT_LINK = re.compile(r'href="/webhooks/(ep_[A-Za-z0-9]+)"')
+
+
+async def add_endpoint(owner: WebUser, url: str, *events: str) -> tuple[str, str]:
+    created = await owner.post(
+        "/webhooks",
+        {"url": url, "description": "Orders", "event_types": list(events)},
+        htmx=True,
+        page="/webhooks",
+    )
+    assert created.status_code == 200, created.text
+    assert created.headers["cache-control"] == "no-store"
+    match = SECRET.search(created.text)
+    assert match is not None
+    link = ENDPOINT_LINK.search(created.text)
+    assert link is not None
+    return link.group(1), match.group(1)
+
+
+async def test_an_endpoint_added_on_the_page_shows_its_secret_once(
+    owner: WebUser, rival: WebUser, receiver: Receiver
+) -> None:
+    page = await owner.client.get("/webhooks")
+    assert page.status_code == 200
+    assert "No endpoints yet" in page.text
+    assert 'value="payment.succeeded"' in page.text
+
+    endpoint_id, secret = await add_endpoint(
+        owner, receiver.url(), "payment.succeeded", "invoice.paid"
+    )
+    listing = (await owner.client.get("/webhooks")).text
+    assert secret not in listing
+    assert f"whsec_...{secret[-4:]}" in listing
+    detail = await owner.client.get(f"/webhooks/{endpoint_id}")
+    assert detail.status_code == 200
+    assert secret not in detail.text
+    assert "No deliveries yet" in detail.text
+
+    # Another company's endpoint is not found, page or action.
+    assert (await rival.client.get(f"/webhooks/{endpoint_id}")).status_code == 404
+    refused = await rival.post(f"/webhooks/{endpoint_id}/delete", page="/webhooks")
+    assert refused.status_code == 404
+    assert (await owner.client.get(f"/webhooks/{endpoint_id}")).status_code == 200
+
+
+async def test_a_refused_form_shows_its_errors_and_adds_nothing(
+    owner: WebUser, receiver: Receiver
+) -> None:
+    refused = await owner.post(
+        "/webhooks",
+        {"url": "ftp://example.com/x", "event_types": ["invoice.paid"]},
+        htmx=True,
+        page="/webhooks",
+    )
+    assert refused.status_code == 422
+    assert 'aria-invalid="true"' in refused.text
+    assert "must be an http(s) URL" in refused.text
+    assert "ftp://example.com/x" in refused.text  # what was typed stays
+    assert SECRET.search(refused.text) is None
+    assert "No endpoints yet" in (await owner.client.get("/webhooks")).text
+    plain = await owner.post("/webhooks", {"url": receiver.url()}, page="/webhooks")
+    assert plain.status_code == 422
+    assert "Events" in plain.text
+    assert "field-error" in plain.text
+    assert "<html" in plain.text  # without htmx: the whole page with the errors
+
+
+async def test_the_delivery_log_rotation_and_redelivery(
+    owner: WebUser, receiver: Receiver, database: Database, dispatcher: Dispatcher
+) -> None:
+    endpoint_id, secret = await add_endpoint(owner, receiver.url(), "invoice.paid")
+    receiver.secrets.append(secret)
+    receiver.plan.append(500)
+    page = f"/webhooks/{endpoint_id}"
+    queued = await owner.post(f"{page}/test", htmx=True, page=page)
+    assert queued.status_code == 200, queued.text
+    assert "webhook.test" in queued.text
+    found = re.search(r'id="delivery-(dlv_[A-Za-z0-9]+)"', queued.text)
+    assert found is not None
+    delivery_id = found.group(1)
+    await run_jobs(database, dispatcher, {delivery_id})
+
+    log = (await owner.client.get(page)).text
+    assert "Retrying" in log
+    assert "HTTP 500" in log
+    retried = await owner.post(f"{page}/deliveries/{delivery_id}/redeliver", htmx=True, page=page)
+    assert retried.status_code == 200
+    await run_jobs(database, dispatcher, {delivery_id})
+    log = (await owner.client.get(f"{page}?status=succeeded")).text
+    assert "Delivered" in log
+    assert "HTTP 200" in log
+    assert len(receiver.verified()) == 2
+
+    rotated = await owner.post(f"{page}/rotate", {"grace_period_hours": "1"}, htmx=True, page=page)
+    assert rotated.status_code == 200
+    new_secret = SECRET.search(rotated.text).group(1)  # type: ignore[union-attr]
+    assert new_secret != secret
+    assert "The previous secret also signs until" in rotated.text
+    assert new_secret not in (await owner.client.get(page)).text
+
+    saved = await owner.post(
+        f"{page}/edit",
+        {"url": receiver.url("moved"), "event_types": ["refund.failed"], "description": ""},
+        htmx=True,
+        page=page,
+    )
+    assert saved.status_code == 200
+    assert "Disabled" in saved.text  # the enabled box was left unticked
+    bad = await owner.post(f"{page}/edit", {"url": "", "event_types": []}, htmx=True, page=page)
+    assert bad.status_code == 422
+
+    gone = await owner.post(f"{page}/delete", htmx=True, page=page)
+    assert gone.headers.get("hx-redirect") == "/webhooks"
+    assert (await owner.client.get(page)).status_code == 404
