@@ -36,6 +36,7 @@ from paygate.kit.middleware import (
 from paygate.migrations_check import current_revision, head_revision
 from paygate.payments.endpoints import return_router as payment_return_router
 from paygate.payments.endpoints import router as payments_router
+from paygate.routing.endpoints import router as routing_router
 from paygate.security.crypto import Keyring
 from paygate.security.endpoints import keys_router as key_rotation_router
 from paygate.security.endpoints import router as audit_router
@@ -138,6 +139,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         payment_return_router,
         audit_router,
         key_rotation_router,
+        routing_router,
     ):
         app.include_router(router)
     app.include_router(web_router)

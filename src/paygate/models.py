@@ -6,6 +6,8 @@ import paygate.accounts.models
 import paygate.gateways.models
 import paygate.invoices.models
 import paygate.payments.models
+import paygate.routing.models
+import paygate.security.history
 import paygate.security.models  # noqa: F401
 from paygate.db import Base
 
