@@ -6,6 +6,7 @@ import paygate.accounts.models
 import paygate.gateways.models
 import paygate.invoices.models
 import paygate.payments.models
+import paygate.payments.retry_queue
 import paygate.routing.models
 import paygate.security.history
 import paygate.security.models  # noqa: F401

@@ -10,6 +10,7 @@ from tests.routing.helpers import add_rule, preview, priority, sandbox
 
 SUCCEEDS = "4242424242424242"
 SOFT_DECLINE = "4000000000000119"
+HARD_DECLINE = "4000000000000002"
 
 
 async def _payments(
@@ -63,7 +64,7 @@ async def test_a_proposed_rule_set_is_simulated_over_the_last_thirty_days(
         await pay(client, tenant, invoice["id"])  # routed to A: the first by priority
     for _ in range(2):
         invoice = await create_invoice(client, tenant, amount=1500, currency="EUR")
-        await pay(client, tenant, invoice["id"], payment_method=SOFT_DECLINE)
+        await pay(client, tenant, invoice["id"], payment_method=HARD_DECLINE)
     await _payments(client, other_tenant, await sandbox(client, other_tenant, "X"), SUCCEEDS, 2)
 
     proposal = {

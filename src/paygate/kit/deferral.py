@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
@@ -17,14 +18,22 @@ def _deferring_app() -> procrastinate.App:
 
 
 async def defer_in_transaction(
-    session: AsyncSession, task_name: str, *, queue: str, **task_kwargs: Any
+    session: AsyncSession,
+    task_name: str,
+    *,
+    queue: str,
+    schedule_at: datetime | None = None,
+    **task_kwargs: Any,
 ) -> int:
-    """Defer `task_name` (namespace:name) on the session's connection; returns the job id."""
+    """Defer `task_name` (namespace:name) on the session's connection; returns the job id.
+    `schedule_at`: not before then (a retry's backoff)."""
     connection = await session.connection()
     raw = await connection.get_raw_connection()
     job_id: int = (
         await _deferring_app()
-        .configure_task(task_name, connection=raw.driver_connection, queue=queue)
+        .configure_task(
+            task_name, connection=raw.driver_connection, queue=queue, schedule_at=schedule_at
+        )
         .defer_async(**task_kwargs)
     )
     return job_id

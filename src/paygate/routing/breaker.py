@@ -16,6 +16,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paygate.kit.clock import utcnow
+from paygate.payments.signals import PaymentChange, payment_settled
 from paygate.routing.models import GatewayBreaker
 from paygate.routing.policy import Policy, load_policy
 from paygate.routing.repository import RoutingRepository
@@ -119,3 +120,16 @@ async def _transition(
         changes={"breaker": {"before": before, "after": after}},
         detail=f"Circuit breaker {after.replace('_', '-')}: {why}.",
     )
+
+
+@payment_settled.connect
+async def close_on_answer(session: AsyncSession, change: PaymentChange) -> None:
+    """A payment the gateway answered (succeeded, or declined: the gateway works) closes
+    its breaker; technical failures are counted by the failover (payments/failover.py)."""
+    if change.kind != "payment":
+        return
+    answered = change.to_status == "succeeded" or (
+        change.to_status == "failed" and change.failure_kind == "decline"
+    )
+    if answered:
+        await record_outcome(session, change.company_id, change.gateway_id, technical_failure=False)

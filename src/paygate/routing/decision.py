@@ -164,3 +164,15 @@ async def decide(
     return await decide_with(
         session, company_id, payment, inputs, claim_probes=claim_probes, now=now
     )
+
+
+async def choose(
+    session: AsyncSession, company_id: str, payment: RoutingInput
+) -> tuple[RouteDecision, Gateway | None]:
+    """The payment path's call: the decision (a half-open breaker's one trial claimed) and
+    the gateway to send the payment to first, if any."""
+    now = utcnow()
+    inputs = await load_inputs(session, company_id, now=now)
+    decision = await decide_with(session, company_id, payment, inputs, claim_probes=True, now=now)
+    first = inputs.gateways[decision.gateway_ids[0]] if decision.gateways else None
+    return decision, first

@@ -98,26 +98,6 @@ class GatewayBreaker(Base):
     updated_at: Mapped[CreatedAt]
 
 
-class PaymentRetry(Base):
-    """A server-to-server payment waiting to be tried again after a network error.
-
-    The row is the durable truth; the job that retries it is deferred in the same
-    transaction, and the sweeper finds any row whose job never ran.
-    """
-
-    __tablename__ = "payment_retries"
-
-    payment_id: Mapped[str] = mapped_column(
-        String(40), ForeignKey("payments.id", ondelete="CASCADE"), primary_key=True
-    )
-    company_id: Mapped[CompanyRef] = mapped_column(ForeignKey("companies.id"))
-    retries_done: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[Timestamp] = mapped_column(index=True)
-    last_error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[CreatedAt]
-    updated_at: Mapped[CreatedAt]
-
-
 # Success-rate routing reads a gateway's newest finished attempts; this index serves it.
 # Declared here, beside its only reader, so payments/models.py stays as it is.
 Index(

@@ -147,6 +147,7 @@ def upgrade() -> None:
         sa.Column("payment_id", sa.String(length=40), nullable=False),
         sa.Column("company_id", sa.String(length=40), nullable=False),
         sa.Column("retries_done", sa.Integer(), nullable=False),
+        sa.Column("pinned_gateway_id", sa.String(length=40), nullable=True),
         sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("last_error", sa.Text(), nullable=True),
         _created(),
