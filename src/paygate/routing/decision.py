@@ -176,3 +176,13 @@ async def choose(
     decision = await decide_with(session, company_id, payment, inputs, claim_probes=True, now=now)
     first = inputs.gateways[decision.gateway_ids[0]] if decision.gateways else None
     return decision, first
+
+
+async def routed_gateways(
+    session: AsyncSession, company_id: str, payment: RoutingInput
+) -> list[Gateway]:
+    """The gateways routing would try for this payment, in order (the payment page offers
+    these, first choice first)."""
+    inputs = await load_inputs(session, company_id)
+    decision = await decide_with(session, company_id, payment, inputs)
+    return [inputs.gateways[gateway_id] for gateway_id in decision.gateway_ids]

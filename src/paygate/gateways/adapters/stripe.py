@@ -925,7 +925,12 @@ def _map_stripe_error(
                 f"Stripe did not answer within {config.timeout_seconds:g} s.",
                 request_sent=sent,
             )
-        return GatewayUnavailable("Stripe could not be reached (connection failed).", network=True)
+        # The SDK does not retry (max_network_retries=0): a refused connection sent nothing.
+        return GatewayUnavailable(
+            "Stripe could not be reached (connection failed).",
+            network=True,
+            request_sent=not isinstance(cause, httpx.ConnectError),
+        )
     if isinstance(exc, stripe.CardError):
         error = _error_body(exc)
         decline = stripe_decline(error.get("decline_code") or code)
