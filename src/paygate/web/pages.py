@@ -16,6 +16,7 @@ from paygate.web import (
     invoice_pages,
     key_pages,
     pay_pages,
+    routing_pages,
 )
 from paygate.web.render import PageRoute
 from paygate.web.session import verify_csrf
@@ -32,5 +33,6 @@ for module in (
     account_pages,
     key_pages,
     pay_pages,
+    routing_pages,
 ):
     router.include_router(module.router)

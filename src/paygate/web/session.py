@@ -66,6 +66,12 @@ FLASH_MESSAGES: dict[str, tuple[str, str]] = {
     "member_unlocked": ("success", "Member unlocked: they can sign in again."),
     "key_rotation_started": ("success", "Re-wrap started: it runs in the background."),
     "key_rotation_busy": ("error", "A re-wrap is already running; wait for it to finish."),
+    "routing_rule_saved": ("success", "Rule saved: a new version of the rules is in force."),
+    "routing_rule_moved": ("success", "Rule moved: a new version of the rules is in force."),
+    "routing_rule_deleted": ("success", "Rule deleted: a new version of the rules is in force."),
+    "routing_default_saved": ("success", "Default list saved."),
+    "routing_restored": ("success", "Version restored: it is in force as a new version."),
+    "retry_policy_saved": ("success", "Retry policy saved."),
 }
 
 
