@@ -3,11 +3,15 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-HTMX := src/paygate/web/static/vendor/htmx.min.js
+VENDOR := src/paygate/web/static/vendor
+HTMX := $(VENDOR)/htmx.min.js
+# The monitoring dashboard's charts (issue 12); axe-core (a dev dependency) stays in
+# node_modules, where the browser tests read it.
+CHARTJS := $(VENDOR)/chart.umd.min.js
 
 .PHONY: setup run test lint typecheck pytest browser clean
 
-setup: $(VENV)/.installed $(HTMX)
+setup: $(VENV)/.installed $(HTMX) $(CHARTJS)
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,10 +19,17 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-$(HTMX): package.json package-lock.json
+node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --silent
+	touch $@
+
+$(HTMX): node_modules/.installed
 	mkdir -p $(dir $@)
 	cp node_modules/htmx.org/dist/htmx.min.js $@
+
+$(CHARTJS): node_modules/.installed
+	mkdir -p $(dir $@)
+	cp node_modules/chart.js/dist/chart.umd.min.js $@
 
 # Debian's chromium drives the browser tests (Playwright's own download does not work offline).
 browser:
@@ -42,4 +53,4 @@ pytest: setup browser
 test: lint typecheck pytest
 
 clean:
-	rm -rf $(VENV) node_modules $(HTMX) var
+	rm -rf $(VENV) node_modules $(HTMX) $(CHARTJS) var
