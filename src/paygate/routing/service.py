@@ -93,7 +93,8 @@ def check_rule(
         if total != 100:
             errors.append(
                 FieldError(
-                    f"{prefix}action.split", f"shares must add up to 100 (they add up to {total})"
+                    f"{prefix}action.split",
+                    f"The shares must add up to 100 (they add up to {total})",
                 )
             )
     if errors:
