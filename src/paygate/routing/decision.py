@@ -30,7 +30,7 @@ from paygate.routing.engine import (
 from paygate.routing.engine import decide as engine_decide
 from paygate.routing.health import monitored_down
 from paygate.routing.models import RoutingRule
-from paygate.routing.policy import Policy, load_policy
+from paygate.routing.policy import Policy, policy_of
 from paygate.routing.repository import RoutingRepository, RuleRepository
 
 # Parsed rule sets by company, valid for the version they were read at. The version is
@@ -49,20 +49,19 @@ def compile_rules(rows: Sequence[RoutingRule]) -> tuple[Rule, ...]:
     )
 
 
-async def load_rule_set(session: AsyncSession, company_id: str) -> RuleSet:
-    routing = RoutingRepository(session, company_id)
-    config = await routing.config()
-    version = config.version if config is not None else 0
+async def load_rule_set(
+    session: AsyncSession,
+    company_id: str,
+    version: int | None,
+    default_gateway_ids: tuple[str, ...] = (),
+) -> RuleSet:
+    """The company's rules at `version` (None: never configured), parsed once per version."""
     cached = _rule_sets.get(company_id)
-    if cached is not None and cached.version == version:
+    if cached is not None and cached.version == (version or 0):
         _rule_sets.move_to_end(company_id)
         return cached
-    rows = await RuleRepository(session, company_id).ordered() if config is not None else []
-    rule_set = RuleSet(
-        version,
-        compile_rules(rows),
-        tuple(config.default_gateway_ids) if config is not None else (),
-    )
+    rows = await RuleRepository(session, company_id).ordered() if version is not None else []
+    rule_set = RuleSet(version or 0, compile_rules(rows), default_gateway_ids)
     _rule_sets[company_id] = rule_set
     while len(_rule_sets) > _CACHE_SIZE:
         _rule_sets.popitem(last=False)
@@ -86,11 +85,12 @@ async def load_inputs(
 ) -> Inputs:
     moment = now or utcnow()
     listed = await GatewayRepository(session, company_id).listing()
-    policy = await load_policy(session, company_id)
-    view = breaker.view(await RoutingRepository(session, company_id).breakers(), policy, moment)
+    head = await RoutingRepository(session, company_id).head()
+    policy = policy_of(head.policy)
+    view = breaker.view(head.open_breakers, policy, moment)
     down = {**await monitored_down(session, company_id), **view.down}
     return Inputs(
-        rule_set=await load_rule_set(session, company_id),
+        rule_set=await load_rule_set(session, company_id, head.version, head.default_gateway_ids),
         gateways={g.id: g for g in listed},
         by_priority=[g.id for g in listed],
         down=down,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Select, func, select, text
@@ -12,6 +13,37 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from paygate.kit.repository import TenantRepository
 from paygate.routing.engine import SuccessRate
 from paygate.routing.models import GatewayBreaker, RetryPolicy, RoutingConfig, RoutingRule
+
+
+@dataclass(frozen=True)
+class Head:
+    version: int | None  # None: the company never configured routing
+    default_gateway_ids: tuple[str, ...]
+    policy: RetryPolicy | None
+    open_breakers: list[GatewayBreaker]  # unsaved copies, for reading
+
+
+_HEAD = text(
+    """
+    SELECT c.version, c.default_gateway_ids,
+           p.max_attempts, p.retry_decline_codes, p.failover_customer_present, p.failover_api,
+           p.breaker_failures, p.breaker_cooldown_seconds, p.updated_at AS policy_updated_at,
+           (SELECT coalesce(json_agg(json_build_object(
+                       'gateway_id', b.gateway_id, 'state', b.state,
+                       'consecutive_failures', b.consecutive_failures,
+                       'opened_at', b.opened_at, 'probe_started_at', b.probe_started_at)),
+                   '[]'::json)
+            FROM gateway_breakers b
+            WHERE b.company_id = :company_id AND b.state <> 'closed') AS breakers
+    FROM (SELECT 1) AS one
+    LEFT JOIN routing_configs c ON c.company_id = :company_id
+    LEFT JOIN retry_policies p ON p.company_id = :company_id
+    """
+)
+
+
+def _moment(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
 
 
 class RuleRepository(TenantRepository[RoutingRule]):
@@ -60,6 +92,40 @@ class RoutingRepository:
     async def version(self) -> int:
         statement = select(RoutingConfig.version).where(RoutingConfig.company_id == self.company_id)
         return int((await self.session.execute(statement)).scalar_one_or_none() or 0)
+
+    async def head(self) -> Head:
+        """What every decision reads besides the gateways, in one round trip: the rule set's
+        version and default list, the retry policy, and the breakers not closed."""
+        row = (await self.session.execute(_HEAD, {"company_id": self.company_id})).one()
+        policy = None
+        if row.max_attempts is not None:
+            policy = RetryPolicy(
+                company_id=self.company_id,
+                max_attempts=row.max_attempts,
+                retry_decline_codes=list(row.retry_decline_codes),
+                failover_customer_present=row.failover_customer_present,
+                failover_api=row.failover_api,
+                breaker_failures=row.breaker_failures,
+                breaker_cooldown_seconds=row.breaker_cooldown_seconds,
+                updated_at=row.policy_updated_at,
+            )
+        breakers = [
+            GatewayBreaker(
+                gateway_id=b["gateway_id"],
+                company_id=self.company_id,
+                state=b["state"],
+                consecutive_failures=b["consecutive_failures"],
+                opened_at=_moment(b["opened_at"]),
+                probe_started_at=_moment(b["probe_started_at"]),
+            )
+            for b in row.breakers
+        ]
+        return Head(
+            row.version,
+            tuple(row.default_gateway_ids or ()),
+            policy,
+            breakers,
+        )
 
     async def policy(self, *, for_update: bool = False) -> RetryPolicy | None:
         statement = select(RetryPolicy).where(RetryPolicy.company_id == self.company_id)
