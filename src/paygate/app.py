@@ -37,6 +37,7 @@ from paygate.migrations_check import current_revision, head_revision
 from paygate.monitoring.endpoints import router as monitoring_router
 from paygate.payments.endpoints import return_router as payment_return_router
 from paygate.payments.endpoints import router as payments_router
+from paygate.routing.endpoints import router as routing_router
 from paygate.security.crypto import Keyring
 from paygate.security.endpoints import keys_router as key_rotation_router
 from paygate.security.endpoints import router as audit_router
@@ -146,6 +147,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         webhook_events_router,
         webhook_receiver_router,
         webhook_endpoints_router,
+        routing_router,
     ):
         app.include_router(router)
     app.include_router(web_router)

@@ -11,6 +11,7 @@ from paygate.db import Database, libpq_url
 from paygate.gateways.tasks import blueprint as gateways_tasks
 from paygate.kit.jobs_context import JobContext, set_job_context
 from paygate.monitoring.tasks import blueprint as monitoring_tasks
+from paygate.payments.retry_tasks import blueprint as payment_retry_tasks
 from paygate.payments.tasks import blueprint as payments_tasks
 from paygate.security.crypto import Keyring
 from paygate.security.tasks import blueprint as security_tasks
@@ -35,6 +36,7 @@ def build_job_app(database_url: str) -> procrastinate.App:
     )
     app.add_tasks_from(accounts_tasks, namespace="accounts")
     app.add_tasks_from(payments_tasks, namespace="payments")
+    app.add_tasks_from(payment_retry_tasks, namespace="payments_retries")
     app.add_tasks_from(gateways_tasks, namespace="gateways")
     app.add_tasks_from(security_tasks, namespace="security")
     app.add_tasks_from(monitoring_tasks, namespace="monitoring")

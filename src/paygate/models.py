@@ -8,6 +8,9 @@ import paygate.invoices.models
 import paygate.monitoring.models
 import paygate.payments.gateway_reports  # the payments' dispute columns
 import paygate.payments.models
+import paygate.payments.retry_queue
+import paygate.routing.models
+import paygate.security.history
 import paygate.security.models
 import paygate.webhooks.inbound.models
 import paygate.webhooks.outbound.models  # noqa: F401

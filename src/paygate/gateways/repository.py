@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from paygate.gateways.eligibility import unfit
 from paygate.gateways.models import Gateway
 from paygate.kit.repository import TenantRepository
 
@@ -22,19 +23,8 @@ class GatewayRepository(TenantRepository[Gateway]):
 
     async def eligible(self, currency: str, amount: int, method_type: str) -> Sequence[Gateway]:
         """Enabled gateways that take this currency, amount and method: the routing candidates,
-        best first (priority, then the oldest)."""
-        statement = (
-            self.scoped()
-            .where(
-                Gateway.enabled.is_(True),
-                Gateway.supported_currencies.contains([currency]),
-                Gateway.payment_method_types.contains([method_type]),
-                (Gateway.min_amount.is_(None)) | (Gateway.min_amount <= amount),
-                (Gateway.max_amount.is_(None)) | (Gateway.max_amount >= amount),
-            )
-            .order_by(Gateway.priority, Gateway.created_at)
-        )
-        return (await self.session.execute(statement)).scalars().all()
+        best first (priority, then the oldest). `eligibility.unfit` is the one rule."""
+        return [g for g in await self.listing() if unfit(g, currency, amount, method_type) is None]
 
     async def listing(self) -> Sequence[Gateway]:
         statement = self.scoped().order_by(Gateway.priority, Gateway.created_at)

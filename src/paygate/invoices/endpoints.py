@@ -41,7 +41,11 @@ def invoice_out(invoice: Invoice, settings: Settings) -> InvoiceOut:
         id=invoice.id,
         number=invoice.number,
         status=InvoiceStatus(invoice.status),
-        customer=Customer(name=invoice.customer_name, email=invoice.customer_email),
+        customer=Customer(
+            name=invoice.customer_name,
+            email=invoice.customer_email,
+            country=invoice.customer_country,
+        ),
         currency=invoice.currency,
         line_items=[
             LineItemOut(
@@ -59,6 +63,7 @@ def invoice_out(invoice: Invoice, settings: Settings) -> InvoiceOut:
         due_date=invoice.due_date,
         memo=invoice.memo,
         allow_partial_payments=invoice.allow_partial_payments,
+        metadata=dict(invoice.meta or {}),
         pay_url=pay_url(settings, invoice),
         created_at=invoice.created_at,
         updated_at=invoice.updated_at,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -14,7 +15,9 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from paygate.db import Base
@@ -34,6 +37,13 @@ class Invoice(Base):
     status: Mapped[str] = mapped_column(String(20), index=True)
     customer_name: Mapped[str] = mapped_column(String(200))
     customer_email: Mapped[str] = mapped_column(String(320), index=True)
+    # ISO 3166-1 alpha-2, when known: routing rules may match on it.
+    customer_country: Mapped[str | None] = mapped_column(String(2))
+    # The company's own string keys and values (routing rules may match on them).
+    # ("metadata" is taken by SQLAlchemy's declarative base, hence the attribute name.)
+    meta: Mapped[dict[str, Any]] = mapped_column(
+        "metadata", JSONB, server_default=text("'{}'::jsonb"), default=dict
+    )
     currency: Mapped[str] = mapped_column(String(3))
     amount_total: Mapped[int] = mapped_column(BigInteger)
     amount_paid: Mapped[int] = mapped_column(BigInteger, default=0)

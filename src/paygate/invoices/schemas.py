@@ -31,9 +31,19 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+CountryCode = Annotated[
+    str, StringConstraints(strip_whitespace=True, to_upper=True, pattern=r"^[A-Za-z]{2}$")
+]
+MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=40)]
+MetadataValue = Annotated[str, StringConstraints(max_length=500)]
+
+
 class Customer(Strict):
     name: Text200
     email: Annotated[EmailStr, StringConstraints(max_length=320)]
+    country: CountryCode | None = Field(
+        default=None, description="ISO 3166-1 alpha-2 (routing rules may match on it)"
+    )
 
 
 class LineItemIn(Strict):
@@ -54,6 +64,11 @@ class InvoiceCreate(Strict):
     due_date: date | None = None
     memo: Annotated[str, StringConstraints(max_length=2000)] | None = None
     allow_partial_payments: StrictBool = False
+    metadata: dict[MetadataKey, MetadataValue] = Field(
+        default_factory=dict,
+        max_length=20,
+        description="Your own string keys and values, up to 20 (routing rules may match on them)",
+    )
     draft: StrictBool = Field(
         default=False, description="Keep it a draft: not payable until finalized"
     )
@@ -80,6 +95,7 @@ class InvoiceOut(BaseModel):
     due_date: date | None
     memo: str | None
     allow_partial_payments: bool
+    metadata: dict[str, str]
     pay_url: str
     created_at: datetime
     updated_at: datetime

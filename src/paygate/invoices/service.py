@@ -13,6 +13,7 @@ from paygate.invoices.repository import InvoiceRepository
 from paygate.invoices.rules import follow_totals
 from paygate.invoices.schemas import InvoiceCreate, InvoiceStatus
 from paygate.kit.clock import utcnow
+from paygate.kit.countries import is_country
 from paygate.kit.errors import FieldError, conflict, validation_failed
 from paygate.kit.ids import new_id
 from paygate.kit.money import is_currency
@@ -32,6 +33,11 @@ class InvoiceService:
         if not is_currency(currency):
             raise validation_failed(
                 [FieldError("currency", "is not an ISO 4217 currency code", "unsupported_currency")]
+            )
+        country = request.customer.country
+        if country is not None and not is_country(country):
+            raise validation_failed(
+                [FieldError("customer.country", "is not an ISO 3166 country code", "unknown")]
             )
         lines = [
             InvoiceLine(
@@ -61,6 +67,8 @@ class InvoiceService:
                 status=(InvoiceStatus.DRAFT if request.draft else InvoiceStatus.OPEN).value,
                 customer_name=request.customer.name,
                 customer_email=request.customer.email.lower(),
+                customer_country=request.customer.country,
+                meta=dict(request.metadata),
                 currency=currency,
                 amount_total=total,
                 amount_paid=0,

@@ -13,6 +13,7 @@ from paygate.gateways.adapters.base import (
     RefundResult,
 )
 from paygate.payments.models import Payment
+from paygate.payments.retry_queue import RetryScheduled
 from paygate.payments.state import FailureKind, PaymentStatus
 
 
@@ -56,6 +57,12 @@ def status_after_answer(payment: Payment, result: PaymentResult) -> tuple[Paymen
 
 def status_after_error(payment: Payment, error: GatewayError) -> tuple[PaymentStatus, str]:
     """Where a gateway's error takes a payment: unknown (sent, no answer) is never failed."""
+    if isinstance(error, RetryScheduled):
+        # Queued after a network error (payments/retry_queue.py): open, and says when.
+        payment.failure_code = error.code
+        payment.failure_message = error.message
+        payment.gateway_code = error.gateway_code
+        return PaymentStatus.PROCESSING, "queued to be tried again"
     if isinstance(error, GatewayDeclined):
         payment.failure_code = error.decline_code
         payment.failure_message = error.message

@@ -25,6 +25,9 @@ from paygate.payments.context import PaymentContext
 from paygate.payments.models import Payment, PaymentAttempt
 from paygate.payments.schemas import PaymentCreate
 from paygate.payments.state import PaymentStatus
+from paygate.routing.card_brand import card_brand_of
+from paygate.routing.decision import choose
+from paygate.routing.engine import RoutingInput
 
 # Reserving a payment writes four rows in one statement: the payment (processing), its
 # attempt, its first event (from nothing to processing) and the audit entry (what
@@ -110,10 +113,11 @@ async def reserve_payment(
                 )
             ]
         )
-    gateway = await route(session, context.caller.company_id, invoice, amount, request)
+    payment_id = new_id("pay")  # before routing: a split draws by the payment's id
+    gateway = await route(session, context.caller.company_id, invoice, amount, request, payment_id)
     config = payable_config(gateway, context.keyring, context.settings)
     payment = Payment(
-        id=new_id("pay"),
+        id=payment_id,
         company_id=context.caller.company_id,
         invoice_id=invoice.id,
         gateway_id=gateway.id,
@@ -169,35 +173,62 @@ async def reserve_payment(
 
 
 async def route(
-    session: AsyncSession, company_id: str, invoice: Invoice, amount: int, request: PaymentCreate
+    session: AsyncSession,
+    company_id: str,
+    invoice: Invoice,
+    amount: int,
+    request: PaymentCreate,
+    payment_id: str,
 ) -> Gateway:
-    """The gateway the payment goes to: the one asked for, or the first eligible one."""
+    """The gateway the payment goes to: the one asked for, or routing's first choice."""
+    if request.gateway_id is None:
+        return await routed_gateway(session, company_id, invoice, amount, request, payment_id)
     gateways = GatewayRepository(session, company_id)
     candidates = await gateways.eligible(invoice.currency, amount, request.payment_method_type)
-    if request.gateway_id is not None:
-        chosen = next((g for g in candidates if g.id == request.gateway_id), None)
-        if chosen is None:
-            if await gateways.find(request.gateway_id) is None:
-                raise not_found("gateway")
-            raise validation_failed(
-                [
-                    FieldError(
-                        "gateway_id",
-                        "is disabled or does not take this currency, amount or method",
-                        "ineligible",
-                    )
-                ]
-            )
-        return chosen
-    if not candidates:
+    chosen = next((g for g in candidates if g.id == request.gateway_id), None)
+    if chosen is None:
+        if await gateways.find(request.gateway_id) is None:
+            raise not_found("gateway")
+        raise validation_failed(
+            [
+                FieldError(
+                    "gateway_id",
+                    "is disabled or does not take this currency, amount or method",
+                    "ineligible",
+                )
+            ]
+        )
+    return chosen
+
+
+async def routed_gateway(
+    session: AsyncSession,
+    company_id: str,
+    invoice: Invoice,
+    amount: int,
+    request: PaymentCreate,
+    payment_id: str,
+) -> Gateway:
+    """Routing's first choice (routing/): rules, default list, breakers, health."""
+    payment = RoutingInput(
+        amount=amount,
+        currency=invoice.currency,
+        payment_method_type=request.payment_method_type,
+        card_brand=card_brand_of(request.payment_method),
+        customer_country=invoice.customer_country,
+        metadata=invoice.meta or {},
+        payment_id=payment_id,
+    )
+    decision, first = await choose(session, company_id, payment)
+    if first is None:
         raise Problem(
             422,
             "no-eligible-gateway",
             "No gateway can take this payment",
             f"No enabled gateway takes {Money(amount, invoice.currency)}"
-            f" by {request.payment_method_type}.",
+            f" by {request.payment_method_type}. {decision.explain()}",
         )
-    return candidates[0]
+    return first
 
 
 def storable_method(gateway: Gateway, method: str | None) -> str | None:

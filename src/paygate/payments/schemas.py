@@ -77,6 +77,9 @@ class AttemptOut(BaseModel):
     gateway_reference: str | None
     error_code: str | None
     error_message: str | None
+    gateway_code: str | None = Field(description="The gateway's own code, kept for support")
+    failure_kind: Literal["decline", "technical"] | None
+    latency_ms: float | None = Field(description="Time spent in this attempt's gateway calls")
     created_at: datetime
     finished_at: datetime | None
 

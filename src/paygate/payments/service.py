@@ -25,17 +25,16 @@ from paygate.gateways.adapters.base import (
     GatewayError,
     PaymentResult,
     RefundResult,
-    recording_gateway_calls,
 )
-from paygate.gateways.adapters.registry import build_adapter
 from paygate.kit.errors import conflict
 from paygate.payments import refunds, sync
 from paygate.payments.context import Caller, PaymentContext
+from paygate.payments.failover import call_with_failover
 from paygate.payments.models import Payment, Refund
 from paygate.payments.repository import PaymentRepository
 from paygate.payments.reserve import PaymentInProgress, reserve_payment
 from paygate.payments.schemas import PaymentCreate, RefundCreate
-from paygate.payments.settle import Outcome, Settled, decide, settle_payment
+from paygate.payments.settle import Settled, decide, settle_payment
 from paygate.payments.state import OPEN_STATUSES, PaymentStatus
 from paygate.security import audit
 from paygate.security.crypto import Keyring
@@ -98,20 +97,19 @@ class PaymentService:
             payment_request = replace(
                 self.context.request_of(payment, attempt), payment_method=request.payment_method
             )
-        adapter = build_adapter(reserved.config)
-        with recording_gateway_calls() as calls:
-            try:
-                outcome: Outcome = await adapter.create_payment(payment_request)
-            except GatewayError as exc:
-                outcome = exc
+        # Routing's failover (payments/failover.py): the call, and the next gateways after a
+        # technical failure, as new attempts of this payment; the last one is settled here.
+        tried = await call_with_failover(self.context, reserved, request, payment_request)
         async with self.database.transaction() as session:
             payment, attempt = await PaymentRepository(
                 session, self.caller.company_id
-            ).lock_with_attempt(payment.id, attempt.id)
-            first = PaymentStatus(payment.status) in OPEN_STATUSES
-            await settle_payment(session, payment, attempt, outcome, calls, "the gateway answered")
+            ).lock_with_attempt(payment.id, tried.attempt_id)
+            first = PaymentStatus(payment.status) in OPEN_STATUSES and not tried.failed_over
+            await settle_payment(
+                session, payment, attempt, tried.outcome, tried.calls, "the gateway answered"
+            )
             if after is not None:
-                public_config = dict(reserved.gateway.public_config or {})
+                public_config = dict(tried.gateway.public_config or {})
                 await after(Settled(session, payment, attempt, first, public_config))
         return payment.id
 

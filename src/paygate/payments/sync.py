@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paygate.gateways.adapters.base import (
@@ -29,6 +29,7 @@ from paygate.kit.errors import not_found
 from paygate.payments.context import PaymentContext
 from paygate.payments.models import Payment, Refund
 from paygate.payments.repository import PaymentRepository
+from paygate.payments.retry_queue import PaymentRetry
 from paygate.payments.settle import Outcome, settle_payment
 from paygate.payments.state import OPEN_STATUSES, PaymentStatus
 
@@ -133,6 +134,8 @@ async def open_payment_ids(
         .where(
             Payment.status.in_([PaymentStatus.PROCESSING.value]),
             Payment.updated_at < utcnow() - older_than,
+            # Queued after a network error: its retry job, not the sweeper, tries it again.
+            ~exists().where(PaymentRetry.payment_id == Payment.id),
         )
         .order_by(Payment.updated_at)
         .limit(limit)

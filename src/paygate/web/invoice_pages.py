@@ -549,6 +549,7 @@ async def detail_context(
         "status_label": STATUS_LABELS.get(status, status),
         "pay_url": pay_url(settings, invoice),
         "payments": payments,
+        "gateway_names": gateways,
         "timeline": list(reversed(timeline(invoice, views, audit))),
         "can_write": auth.can(Permission.INVOICES_WRITE),
         "can_pay_write": auth.can(Permission.PAYMENTS_WRITE),

@@ -19,6 +19,7 @@ from paygate.web import (
     invoice_pages,
     key_pages,
     pay_pages,
+    routing_pages,
     webhook_endpoint_pages,
 )
 from paygate.web.render import PageRoute
@@ -40,5 +41,6 @@ for module in (
     failure_pages,
     alert_pages,
     webhook_endpoint_pages,
+    routing_pages,
 ):
     router.include_router(module.router)

@@ -46,10 +46,12 @@ from paygate.kit.ids import ObjectId
 from paygate.kit.middleware import ContentSecurityPolicy, set_content_security_policy
 from paygate.kit.money import Money, exponent
 from paygate.payments.idempotency import Answer, request_fingerprint, run_once
-from paygate.payments.models import Payment
+from paygate.payments.models import Payment, PaymentAttempt
 from paygate.payments.schemas import PaymentCreate
 from paygate.payments.service import Caller, PaymentService
-from paygate.payments.state import PaymentStatus
+from paygate.payments.state import FailureKind, PaymentStatus
+from paygate.routing.decision import routed_gateways
+from paygate.routing.engine import RoutingInput
 from paygate.security.audit import Actor
 from paygate.security.crypto import Keyring
 from paygate.security.rate_limits import rate_limit
@@ -225,15 +227,24 @@ def _method_order() -> list[str]:
 
 
 async def ways_to_pay(session: AsyncSession, invoice: Invoice) -> list[MethodGroup]:
-    """Payment methods first, each with the gateways that may take this invoice now."""
+    """Payment methods first, each with the gateways that may take this invoice now, in the
+    company's routing order (routing's first choice first; gateways down are left out)."""
     gateways = GatewayRepository(session, invoice.company_id)
     offered = {m for g in await gateways.listing() if g.enabled for m in g.payment_method_types}
     order = _method_order()
     groups = []
     for method in sorted(offered, key=lambda m: (order.index(m) if m in order else len(order), m)):
+        payment = RoutingInput(
+            amount=invoice.amount_due,
+            currency=invoice.currency,
+            payment_method_type=method,
+            customer_country=invoice.customer_country,
+            metadata=invoice.meta or {},
+            payment_id=invoice.id,
+        )
         eligible = [
             g
-            for g in await gateways.eligible(invoice.currency, invoice.amount_due, method)
+            for g in await routed_gateways(session, invoice.company_id, payment)
             if g.gateway_type in PAGE_TYPES
         ]
         if eligible:
@@ -299,6 +310,23 @@ async def invoice_payments(session: AsyncSession, invoice: Invoice) -> Sequence[
     return (await session.execute(statement)).scalars().all()
 
 
+async def next_way(
+    session: AsyncSession, payment: Payment, options: Sequence[GatewayOption]
+) -> GatewayOption | None:
+    """After a failure of the gateway's own (not a decline), the next way to pay in routing
+    order: what the page offers first, so the customer moves on with one click."""
+    statement = (
+        select(PaymentAttempt.failure_kind)
+        .where(PaymentAttempt.payment_id == payment.id)
+        .order_by(PaymentAttempt.id.desc())
+        .limit(1)
+    )
+    kind = (await session.execute(statement)).scalar_one_or_none()
+    if kind != FailureKind.TECHNICAL:
+        return None
+    return next((o for o in options if o.id != payment.gateway_id), None)
+
+
 async def page_context(
     session: AsyncSession, invoice: Invoice, result: Payment | None, state: PageState
 ) -> dict[str, Any]:
@@ -313,7 +341,12 @@ async def page_context(
         result_view is None or result_view.status in ("failed", "canceled", "succeeded")
     )
     all_options = [g for group in groups for g in group.gateways]
-    selected = state.selected_gateway
+    next_option = (
+        await next_way(session, result, all_options)
+        if result is not None and result.status == PaymentStatus.FAILED
+        else None
+    )
+    selected = next_option.id if next_option else state.selected_gateway
     if selected not in {g.id for g in all_options}:
         selected = all_options[0].id if all_options else None
     selected_method = next(
@@ -332,6 +365,7 @@ async def page_context(
         "show_ways": show_ways,
         "groups": groups,
         "selected_gateway": selected,
+        "next_option": next_option,
         "selected_method": selected_method,
         "contact_email": await contact_email(session, invoice.company_id) if not groups else None,
         "nonce": secrets.token_urlsafe(18),

@@ -74,6 +74,12 @@ FLASH_MESSAGES: dict[str, tuple[str, str]] = {
     "alert_recipient_added": ("success", "Recipient added."),
     "alert_recipient_saved": ("success", "Alerts saved."),
     "alert_recipient_removed": ("success", "Recipient removed."),
+    "routing_rule_saved": ("success", "Rule saved: a new version of the rules is in force."),
+    "routing_rule_moved": ("success", "Rule moved: a new version of the rules is in force."),
+    "routing_rule_deleted": ("success", "Rule deleted: a new version of the rules is in force."),
+    "routing_default_saved": ("success", "Default list saved."),
+    "routing_restored": ("success", "Version restored: it is in force as a new version."),
+    "retry_policy_saved": ("success", "Retry policy saved."),
 }
 
 

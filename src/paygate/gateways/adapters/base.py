@@ -164,12 +164,25 @@ class GatewayUnavailable(GatewayError):
     code = "unavailable"
 
     def __init__(
-        self, message: str, *, request_sent: bool = True, gateway_code: str | None = None
+        self,
+        message: str,
+        *,
+        request_sent: bool = True,
+        gateway_code: str | None = None,
+        network: bool = False,
+        refused: bool = False,
     ) -> None:
         super().__init__(message, gateway_code=gateway_code)
         # False only when the request certainly never reached the gateway (connect failed):
         # otherwise the gateway may have acted on it and the outcome is unknown.
         self.request_sent = request_sent
+        # The network failed (no connection, reset, timeout), rather than the gateway
+        # answering with an error: what a later retry may get past.
+        self.network = network
+        # The gateway answered that it did not take the request (HTTP 429, or a custom
+        # gateway's 503: docs/custom-gateway.md): nothing was done, so routing may send the
+        # payment to another gateway without asking this one first.
+        self.refused = refused
 
 
 class GatewayTimeout(GatewayUnavailable):
@@ -177,7 +190,7 @@ class GatewayTimeout(GatewayUnavailable):
 
     def __init__(self, message: str, *, request_sent: bool) -> None:
         # A timeout after the request was sent leaves the outcome unknown.
-        super().__init__(message, request_sent=request_sent)
+        super().__init__(message, request_sent=request_sent, network=True)
 
 
 class GatewayMisconfigured(GatewayError):
@@ -497,6 +510,7 @@ async def call_gateway(
         raise GatewayUnavailable(
             "The gateway could not be reached (connection failed).",
             request_sent=not isinstance(exc, httpx.ConnectError),
+            network=True,
         ) from None
     except GatewayError as exc:
         record.outcome = exc.code

@@ -394,8 +394,11 @@ def _map_payment_error(response: httpx.Response, body: dict[str, Any]) -> Gatewa
             f"The custom gateway rejected the API key (HTTP {status}).", gateway_code=code
         )
     if status == 429 or status >= 500:
+        # The contract: a gateway answers 429 or 503 only when it did nothing.
         return GatewayUnavailable(
-            f"The custom gateway answered with HTTP {status}.", gateway_code=code
+            f"The custom gateway answered with HTTP {status}.",
+            gateway_code=code,
+            refused=status in (429, 503),
         )
     if status == 404 and code is None:
         # Not the contract's error body: something else answers at this base URL.

@@ -519,8 +519,11 @@ class PayPalAdapter:
                         gateway_code=_paypal_code(body),
                     )
                 if status == 429 or status >= 500:
+                    # PayPal does not act on a rate-limited request.
                     raise GatewayUnavailable(
-                        f"PayPal answered with HTTP {status}.", gateway_code=_paypal_code(body)
+                        f"PayPal answered with HTTP {status}.",
+                        gateway_code=_paypal_code(body),
+                        refused=status == 429,
                     )
                 if status == 404 and not body:
                     raise GatewayMisconfigured(
@@ -567,7 +570,10 @@ class PayPalAdapter:
                 # A 5xx or a broken connection on the token request: the payment call was
                 # never sent either, so its outcome is known (nothing happened).
                 raise GatewayUnavailable(
-                    exc.message, request_sent=False, gateway_code=exc.gateway_code
+                    exc.message,
+                    request_sent=False,
+                    gateway_code=exc.gateway_code,
+                    network=exc.network,
                 ) from None
 
     async def _fetch_token(self) -> dict[str, Any]:

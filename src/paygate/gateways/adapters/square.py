@@ -827,7 +827,10 @@ def _map_api_error(
             "The Square location is not enabled for card processing.", gateway_code=code
         )
     if status == 429 or status >= 500:
-        return GatewayUnavailable(f"Square answered with HTTP {status}.", gateway_code=code)
+        # Square does not act on a rate-limited request.
+        return GatewayUnavailable(
+            f"Square answered with HTTP {status}.", gateway_code=code, refused=status == 429
+        )
     if status == 404 or code is None:
         # No Square error body: something else answered at the configured base URL.
         return GatewayMisconfigured(

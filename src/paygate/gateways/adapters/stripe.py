@@ -925,13 +925,21 @@ def _map_stripe_error(
                 f"Stripe did not answer within {config.timeout_seconds:g} s.",
                 request_sent=sent,
             )
-        return GatewayUnavailable("Stripe could not be reached (connection failed).")
+        # The SDK does not retry (max_network_retries=0): a refused connection sent nothing.
+        return GatewayUnavailable(
+            "Stripe could not be reached (connection failed).",
+            network=True,
+            request_sent=not isinstance(cause, httpx.ConnectError),
+        )
     if isinstance(exc, stripe.CardError):
         error = _error_body(exc)
         decline = stripe_decline(error.get("decline_code") or code)
         return _declined(decline, _id_of(error.get("payment_intent")))
     if isinstance(exc, stripe.RateLimitError):
-        return GatewayUnavailable("Stripe is rate limiting requests (HTTP 429).", gateway_code=code)
+        # Stripe does not act on a rate-limited request.
+        return GatewayUnavailable(
+            "Stripe is rate limiting requests (HTTP 429).", gateway_code=code, refused=True
+        )
     if status == 409:
         # Another request with this idempotency key is still running at Stripe.
         return GatewayUnavailable(
