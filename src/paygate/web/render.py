@@ -22,6 +22,7 @@ from paygate.kit.clock import utcnow
 from paygate.kit.errors import Problem
 from paygate.kit.money import Money, is_currency
 from paygate.settings import Settings
+from paygate.web.navigation import HOME, sidebar
 from paygate.web.session import (
     CsrfRefused,
     LoginRequired,
@@ -153,6 +154,8 @@ def render(
         "notices": notices,
         "path": request.url.path,
         "company_name": getattr(request.state, "company_name", None),
+        "home": HOME,
+        "nav": sidebar(auth, request.url.path) if auth is not None and not partial else [],
     }
     values.update(context or {})
     body = templates.get_template(template).render(values)
