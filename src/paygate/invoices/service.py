@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from paygate.accounts.auth import AuthContext
 from paygate.invoices.models import Invoice, InvoiceLine
 from paygate.invoices.repository import InvoiceRepository
+from paygate.invoices.rules import follow_totals
 from paygate.invoices.schemas import InvoiceCreate, InvoiceStatus
 from paygate.kit.clock import utcnow
 from paygate.kit.errors import FieldError, conflict, validation_failed
@@ -18,20 +19,6 @@ from paygate.kit.money import is_currency
 from paygate.security import audit
 
 MAX_TOTAL = 10**15
-
-
-def settle(invoice: Invoice) -> None:
-    """Derive the invoice's status from its totals (called after every payment or refund)."""
-    if invoice.status in (InvoiceStatus.VOID, InvoiceStatus.DRAFT):
-        return
-    if invoice.amount_paid >= invoice.amount_total:
-        invoice.status = InvoiceStatus.PAID.value
-        invoice.paid_at = invoice.paid_at or utcnow()
-    elif invoice.amount_paid > 0:
-        invoice.status = InvoiceStatus.PARTIALLY_PAID.value
-    else:
-        invoice.status = InvoiceStatus.OPEN.value
-    invoice.updated_at = utcnow()
 
 
 class InvoiceService:
@@ -105,7 +92,7 @@ class InvoiceService:
         if invoice.status != InvoiceStatus.DRAFT:
             raise conflict("Only a draft invoice can be finalized.")
         invoice.status = InvoiceStatus.OPEN.value
-        settle(invoice)
+        follow_totals(invoice)
         await self._audit("invoice.finalized", invoice)
         return invoice
 

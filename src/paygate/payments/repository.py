@@ -24,7 +24,6 @@ from paygate.payments.models import (
     PaymentEvent,
     Refund,
 )
-from paygate.payments.state import RESERVING_STATUSES
 
 
 @dataclass(frozen=True)
@@ -54,15 +53,6 @@ class PaymentRepository(TenantRepository[Payment]):
             ],
         )
         return await self.page(statement, params)
-
-    async def in_flight_amount(self, invoice_id: str) -> int:
-        """What open payments of an invoice may still collect (reserved against its amount due)."""
-        statement = select(func.coalesce(func.sum(Payment.amount), 0)).where(
-            Payment.company_id == self.company_id,
-            Payment.invoice_id == invoice_id,
-            Payment.status.in_([s.value for s in RESERVING_STATUSES]),
-        )
-        return int((await self.session.execute(statement)).scalar_one())
 
     async def waiting_for_action(self, invoice_id: str) -> list[str]:
         statement = select(Payment.id).where(

@@ -8,13 +8,10 @@ import procrastinate
 import structlog
 
 from paygate.kit.jobs_context import job_context
+from paygate.payments.context import Caller
 from paygate.payments.idempotency import purge_expired_keys
-from paygate.payments.service import (
-    Caller,
-    PaymentService,
-    open_payment_ids,
-    pending_refund_ids,
-)
+from paygate.payments.service import PaymentService
+from paygate.payments.sync import open_payment_ids, pending_refund_ids
 from paygate.security.audit import SYSTEM
 
 logger = structlog.get_logger(__name__)
