@@ -36,7 +36,7 @@ def test_end_another_browser_then_sign_out_from_the_sessions_page(
     other.get_by_label("Email").fill(email)
     other.get_by_label("Password").fill(STRONG_PASSWORD)
     other.get_by_role("button", name="Sign in").click()
-    expect(other).to_have_url(re.compile(r"/gateways$"))
+    expect(other).to_have_url(re.compile(r"/overview$"))
 
     open_account_menu(page)
     page.get_by_role("link", name="Active sessions").click()

@@ -118,7 +118,8 @@ async def signup(
         )
     start_session(request, signed_in.tokens)
     flash(request, "welcome")
-    return redirect(HOME, request)
+    # A new company's first step: a gateway (the welcome notice says so).
+    return redirect("/gateways", request)
 
 
 # --- sign out ---------------------------------------------------------------------------

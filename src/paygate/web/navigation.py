@@ -24,14 +24,16 @@ class NavEntry:
 
 
 # Where signing in (and the brand link) leads.
-HOME = "/gateways"
+HOME = "/overview"
 
 # Group headings in the order they are shown ("" is the top group, without a heading).
 GROUPS = ("", "Billing", "Processing", "Insights", "Settings")
 
 # Within a group, entries show in the order listed here.
 NAV: tuple[NavEntry, ...] = (
+    NavEntry("", "/overview", "Overview", None, "home"),
     NavEntry("Billing", "/invoices", "Invoices", Permission.INVOICES_READ, "invoice"),
+    NavEntry("Billing", "/payments", "Payments", Permission.PAYMENTS_READ, "card"),
     NavEntry("Processing", "/gateways", "Gateways", Permission.GATEWAYS_READ, "plug"),
     NavEntry("Settings", "/members", "Members", Permission.MEMBERS_READ, "users"),
     NavEntry("Settings", "/api-keys", "API keys", Permission.API_KEYS_READ, "key"),

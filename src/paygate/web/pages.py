@@ -15,7 +15,9 @@ from paygate.web import (
     gateway_pages,
     invoice_pages,
     key_pages,
+    overview_pages,
     pay_pages,
+    payment_pages,
 )
 from paygate.web.render import PageRoute
 from paygate.web.session import verify_csrf
@@ -26,7 +28,9 @@ router = APIRouter(
 
 for module in (
     auth_pages,
+    overview_pages,
     invoice_pages,
+    payment_pages,
     gateway_pages,
     audit_pages,
     account_pages,

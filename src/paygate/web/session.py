@@ -44,6 +44,8 @@ FLASH_MESSAGES: dict[str, tuple[str, str]] = {
     "signed_in": ("success", "Signed in."),
     "signed_out": ("info", "You are signed out."),
     "joined": ("success", "Invitation accepted: welcome to the team."),
+    "payment_approved": ("success", "Payment approved: it counts as paid."),
+    "payment_refused": ("info", "Payment refused: it is marked failed."),
     "gateway_created": ("success", "Gateway added."),
     "gateway_saved": ("success", "Gateway saved."),
     "gateway_deleted": ("success", "Gateway deleted."),
