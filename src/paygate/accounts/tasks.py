@@ -123,6 +123,7 @@ async def notify_expiring_api_keys(timestamp: int) -> None:
                     action="api_key.expiry_notice_sent",
                     object_type="api_key",
                     object_id=key.id,
+                    object_name=key.name,
                     detail=f"{len(owners)} owner(s) told it expires {key.expires_at}",
                 )
                 await mailer.send(

@@ -123,5 +123,6 @@ class InvoiceService:
             action=action,
             object_type="invoice",
             object_id=invoice.id,
+            object_name=invoice.number,
             **fields,  # type: ignore[arg-type]
         )

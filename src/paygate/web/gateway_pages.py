@@ -31,6 +31,7 @@ from paygate.web.forms import (
     gateway_update,
     text,
 )
+from paygate.web.pay_words import default_public_label
 from paygate.web.render import Notice, PageRoute, is_htmx, redirect, render
 from paygate.web.session import User, flash, need
 
@@ -92,6 +93,7 @@ class GatewayCard:
     settings: list[Setting]
     # False when the master keys cannot open the secrets: the card asks to re-enter them.
     readable: bool
+    default_label: str  # what customers see while the gateway has no public label
 
 
 def card_of(gateway: Gateway, gateways: GatewayService) -> GatewayCard:
@@ -114,7 +116,9 @@ def card_of(gateway: Gateway, gateways: GatewayService) -> GatewayCard:
         if not f.secret and gateway.public_config.get(f.name)
     ]
     readable = not hints or gateways.credentials_readable(gateway)
-    return GatewayCard(gateway, spec, credentials, settings, readable)
+    methods = gateway.payment_method_types or spec.payment_method_types
+    default_label = default_public_label(gateway.gateway_type, methods[0])
+    return GatewayCard(gateway, spec, credentials, settings, readable, default_label)
 
 
 def _changed_at(value: str) -> datetime | None:
@@ -187,6 +191,7 @@ def _form_context(
         "fields": list(spec.fields),
         "action": f"/gateways/{gateway.id}/edit" if gateway else "/gateways",
         "grace_choices": GRACE_CHOICES,
+        "default_label": default_public_label(spec.type.value, spec.payment_method_types[0]),
     }
 
 
