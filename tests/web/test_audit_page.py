@@ -75,6 +75,8 @@ async def test_filters_are_selects_of_known_types_and_actions(owner: WebUser) ->
     rows = re.findall(r"<code class=\"action\">([^<]+)</code>", page)
     assert rows
     assert set(rows) == {"gateway.created"}
+    # Only successes here: no outcome badge (failures and denials get one).
+    assert "badge-outcome-" not in page
     # A value from a link that is not in the lists still filters, and shows as chosen.
     odd = (await owner.client.get("/audit", params={"action": "webhook.replayed"})).text
     assert '<option value="webhook.replayed" selected>' in odd
