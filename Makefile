@@ -3,11 +3,14 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-HTMX := src/paygate/web/static/vendor/htmx.min.js
+# Browser libraries from npm (package-lock.json), copied where paygate serves them; the
+# browser tests read axe-core from node_modules.
+VENDOR := src/paygate/web/static/vendor
+ASSETS := $(VENDOR)/.installed
 
 .PHONY: setup run test lint typecheck pytest browser clean
 
-setup: $(VENV)/.installed $(HTMX)
+setup: $(VENV)/.installed $(ASSETS)
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,10 +18,12 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-$(HTMX): package.json package-lock.json
+$(ASSETS): package.json package-lock.json
 	npm ci --no-audit --no-fund --silent
-	mkdir -p $(dir $@)
-	cp node_modules/htmx.org/dist/htmx.min.js $@
+	mkdir -p $(VENDOR)/swagger-ui
+	cp node_modules/htmx.org/dist/htmx.min.js $(VENDOR)/
+	cp node_modules/swagger-ui-dist/swagger-ui-bundle.js node_modules/swagger-ui-dist/swagger-ui.css $(VENDOR)/swagger-ui/
+	touch $@
 
 # Debian's chromium drives the browser tests (Playwright's own download does not work offline).
 browser:
@@ -42,4 +47,4 @@ pytest: setup browser
 test: lint typecheck pytest
 
 clean:
-	rm -rf $(VENV) node_modules $(HTMX) var
+	rm -rf $(VENV) node_modules $(VENDOR) var
