@@ -142,4 +142,5 @@ async def purge_revoked_tokens(timestamp: int) -> None:
     its own copies); idempotent, so a missed or doubled tick does no harm."""
     async with job_database().transaction() as session:
         purged = await purge_expired(session)
-    logger.info("purged_revoked_tokens", entries=purged)
+    # Every ten minutes: a line only when there was something to purge (debug otherwise).
+    (logger.info if purged else logger.debug)("purged_revoked_tokens", entries=purged)
