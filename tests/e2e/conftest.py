@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import uvicorn
-from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, sync_playwright
 
 from paygate.app import create_app
 from paygate.settings import Settings
@@ -110,3 +110,12 @@ def browser() -> Iterator[Browser]:
 def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+def open_account_menu(page: Page) -> None:
+    """The account menu (sessions, sign out) of the sidebar; on a phone, the menu first."""
+    menu_button = page.locator("#menu-button")
+    if menu_button.is_visible() and menu_button.get_attribute("aria-expanded") == "false":
+        menu_button.click()
+    if page.locator("details[data-account-menu][open]").count() == 0:
+        page.locator("details[data-account-menu] > summary").click()

@@ -11,6 +11,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.conftest import STRONG_PASSWORD
+from tests.e2e.conftest import open_account_menu
 
 pytestmark = pytest.mark.browser
 
@@ -155,7 +156,8 @@ def test_gateway_story(
     phone_page.screenshot(path=str(artifacts / "gateways-phone.png"), full_page=True)
     phone.close()
 
-    # Sign out.
+    # Sign out, from the account menu.
+    open_account_menu(page)
     page.get_by_role("button", name="Sign out").click()
     expect(page).to_have_url(re.compile(r"/login$"))
     expect(page.get_by_text("You are signed out.")).to_be_visible()

@@ -147,7 +147,7 @@ def test_a_declined_card_then_a_retry_on_a_phone(
         page.get_by_role("button", name="Pay $42.00").click()
 
         expect(page.get_by_role("heading", name="Payment failed")).to_be_visible()
-        expect(page.get_by_text("Declined by the issuer")).to_be_visible()
+        expect(page.get_by_text("Your card was declined.")).to_be_visible()
         page.screenshot(path=str(artifacts / "pay-failure-phone.png"), full_page=True)
         page.get_by_role("link", name="Try again").click()
         fill_sandbox_card(page, "4242424242424242")
@@ -228,7 +228,7 @@ def test_stripe_elements_through_localstripe(
     page.goto(invoice["pay_url"])
     stripe_pay(page, "4000000000000341", "$31.00")
     expect(page.get_by_role("heading", name="Payment failed")).to_be_visible(timeout=20_000)
-    expect(page.get_by_text("The card was declined.")).to_be_visible()
+    expect(page.get_by_text("Your card was declined.")).to_be_visible()
     page.screenshot(path=str(artifacts / "pay-stripe-declined.png"), full_page=True)
     page.get_by_role("link", name="Try again").click()
     stripe_pay(page, "4242424242424242", "$31.00")

@@ -11,6 +11,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.conftest import STRONG_PASSWORD
+from tests.e2e.conftest import open_account_menu
 
 pytestmark = pytest.mark.browser
 
@@ -35,8 +36,9 @@ def test_end_another_browser_then_sign_out_from_the_sessions_page(
     other.get_by_label("Email").fill(email)
     other.get_by_label("Password").fill(STRONG_PASSWORD)
     other.get_by_role("button", name="Sign in").click()
-    expect(other).to_have_url(re.compile(r"/gateways$"))
+    expect(other).to_have_url(re.compile(r"/overview$"))
 
+    open_account_menu(page)
     page.get_by_role("link", name="Active sessions").click()
     expect(page).to_have_url(re.compile(r"/account/sessions$"))
     expect(page.get_by_text("LaptopBrowser/9.0")).to_be_visible()

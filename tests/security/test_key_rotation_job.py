@@ -287,6 +287,9 @@ async def test_the_keys_page_offers_the_rewrap_to_owners_only(rotating: Rotating
         assert page.status_code == 200
         assert f'<code id="primary-key-id">{rotating.new_key_id}</code>' in page.text
         assert 'id="start-rewrap"' in page.text
+        # A new company has no gateway under an older key: nothing to start.
+        assert 'id="start-rewrap" disabled' in page.text
+        assert "Nothing to re-wrap" in page.text
         assert "<script>" not in page.text
         assert "No re-wrap has been run yet." in page.text
         viewer = await accept(rotating.app, await invite(owner, "viewer@keys.example", "viewer"))

@@ -197,9 +197,9 @@ async def test_list_filters_and_paging(owner: WebUser, rival: WebUser) -> None:
     assert "$1,025.00" in html
     assert "badge-inv-draft" in html
     assert html.index(second) < html.index(first)  # newest first
-    nav = re.search(r'<nav class="nav".*?</nav>', html, re.S)
+    nav = re.search(r'<nav class="side-nav".*?</nav>', html, re.S)
     assert nav
-    assert re.findall(r">([^<]+)</a>", nav.group(0))[0] == "Invoices"
+    assert 'href="/invoices" aria-current="page"' in nav.group(0)
 
     drafts = (await owner.client.get("/invoices?status=draft")).text
     assert second in drafts
@@ -362,3 +362,18 @@ async def test_viewer_sees_no_write_actions(
     assert ("invoice-viewer@example.com", "invoices:write", "GET /invoices/new") in tried
     assert ("invoice-viewer@example.com", "invoices:write", "POST /invoices") in tried
     assert {entry["outcome"] for entry in denied} == {"denied"}
+
+
+async def test_the_number_placeholder_is_the_number_an_empty_field_gets(owner: WebUser) -> None:
+    assert 'placeholder="Automatic (INV-000001)"' in (await owner.client.get("/invoices/new")).text
+    # A number typed by hand takes the next automatic one: the placeholder skips it.
+    await create_invoice(owner, number="INV-000001")
+    assert 'placeholder="Automatic (INV-000002)"' in (await owner.client.get("/invoices/new")).text
+    await create_invoice(owner, number="INV-000002")
+    await create_invoice(owner, number="INV-000004")
+    page = (await owner.client.get("/invoices/new")).text
+    assert 'placeholder="Automatic (INV-000005)"' in page  # 4 invoices: 5 is free
+    automatic = await create_invoice(owner)
+    assert (await api_invoice(owner, automatic))["number"] == "INV-000005"
+    page = (await owner.client.get("/invoices/new")).text
+    assert 'placeholder="Automatic (INV-000006)"' in page

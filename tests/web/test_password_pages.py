@@ -34,7 +34,7 @@ async def test_change_password_on_the_account_page(owner: WebUser, app: Any) -> 
         page = await owner.client.get("/account")
         assert page.status_code == 200
         assert "Change password" in page.text
-        assert 'href="/account"' in page.text  # the topbar links to it
+        assert 'href="/account"' in page.text  # the account menu links to it
 
         wrong = await owner.post(
             "/account/password",

@@ -80,12 +80,14 @@ async def pay_by_card(
 async def test_the_page_shows_the_invoice_and_only_eligible_gateways(
     client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant, customer: httpx.AsyncClient
 ) -> None:
-    await sandbox_gateway(client, tenant, name="Test cards")
+    # Internal names are the team's: customers see public labels only.
+    await sandbox_gateway(client, tenant, name="Zebra-Internal-7731")
     await sandbox_gateway(client, tenant, name="Switched off", enabled=False)
     await sandbox_gateway(client, tenant, name="Euro only", supported_currencies=["EUR"])
     await sandbox_gateway(client, tenant, name="Too small", max_amount=100)
     await sandbox_gateway(client, other_tenant, name="Rival gateway")
     stripe = stripe_payload("http://127.0.0.1:9", secret_key=CANARY)
+    stripe["public_label"] = "Visa, Mastercard & Amex"
     await create_gateway(client, tenant, stripe)
     invoice = await create_invoice(
         client,
@@ -112,14 +114,23 @@ async def test_the_page_shows_the_invoice_and_only_eligible_gateways(
         "$1,025.50",
         "March 15, 2031",
         "Thank you for your business.",
-        "Test cards",
-        "Stripe US",
+        "Test card (sandbox)",
+        "Visa, Mastercard &amp; Amex",
         # Stripe.js gets the publishable key and its base URL, nothing else.
         'data-publishable-key="pk_test_TYooMQauvdEDq54NiTphI7jx"',
         'data-stripe-js="http://127.0.0.1:9/js.stripe.com/v3/"',
     ):
         assert expected in text, expected
-    for absent in ("Switched off", "Euro only", "Too small", "Rival gateway", CANARY, "sk_test_"):
+    for absent in (
+        "Zebra-Internal-7731",
+        "Stripe US",
+        "Switched off",
+        "Euro only",
+        "Too small",
+        "Rival gateway",
+        CANARY,
+        "sk_test_",
+    ):
         assert absent not in text, absent
     assert page.headers["x-frame-options"] == "DENY"
     assert page.headers["cache-control"] == "no-store"
@@ -213,7 +224,9 @@ async def test_a_decline_shows_the_failure_and_a_retry(
     result = await customer.get(declined.headers["location"])
 
     assert "Payment failed" in result.text
-    assert "Declined by the issuer" in result.text
+    # Plain words for the customer, never the gateway's own message.
+    assert "Your card was declined. Please use another card, or contact your bank." in result.text
+    assert "Declined by the issuer" not in result.text
     assert "Try again" in result.text
     assert "Pay another way" in result.text
     assert f"?gateway={gateway['id']}#ways" in result.text
@@ -221,6 +234,24 @@ async def test_a_decline_shows_the_failure_and_a_retry(
     paid, _ = await pay_by_card(customer, invoice)
     assert "Payment successful" in (await customer.get(paid.headers["location"])).text
     assert (await get_invoice(client, tenant, invoice["id"]))["status"] == "paid"
+
+
+async def test_each_decline_reads_in_customer_words(
+    client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant, customer: httpx.AsyncClient
+) -> None:
+    await sandbox_gateway(client, tenant)
+    for card, words in (
+        ("4000 0000 0000 9995", "Your card has insufficient funds."),
+        ("4000 0000 0000 0069", "Your card has expired."),
+        ("4000 0000 0000 0127", "security code is incorrect."),
+        # A fraud suspicion reads as a plain decline.
+        ("4100 0000 0000 0019", "Your card was declined."),
+    ):
+        invoice = await create_invoice(client, tenant)
+        declined, _ = await pay_by_card(customer, invoice, card)
+        result = (await customer.get(declined.headers["location"])).text
+        assert words in result, card
+        assert "fraud" not in result.lower()
 
 
 async def test_card_mistakes_come_back_inline_without_the_number(

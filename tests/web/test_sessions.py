@@ -27,7 +27,7 @@ async def test_sign_up_through_the_form_signs_in(app: Any) -> None:
         assert "Welcome to paygate" not in again.text
         home = await client.get("/")
         assert home.status_code == 303
-        assert home.headers["location"] == "/gateways"
+        assert home.headers["location"] == "/overview"  # the home page of a signed-in user
 
 
 async def test_session_cookies_are_http_only_and_same_site(app: Any) -> None:
@@ -157,7 +157,7 @@ async def test_next_is_only_a_local_path(app: Any) -> None:
             "javascript:alert(1)",
         ):
             page = await client.get("/login", params={"next": target})
-            assert 'name="next" value="/gateways"' in page.text
+            assert 'name="next" value="/overview"' in page.text
 
 
 async def test_expired_access_token_is_rotated_with_the_refresh_cookie(

@@ -451,6 +451,7 @@ async def set_embed_origins(
         action="company.embed_origins_changed",
         object_type="company",
         object_id=company.id,
+        object_name=company.name,
         changes={"embed_origins": {"before": before, "after": body.origins}},
     )
     return EmbedOrigins(origins=body.origins)

@@ -71,6 +71,7 @@ class PasswordService:
                 action=action,
                 object_type="user",
                 object_id=user.id,
+                object_name=user.email,
                 changes={"password": {"before": audit.CHANGED, "after": audit.CHANGED}},
                 detail=detail,
             )
@@ -186,6 +187,7 @@ class PasswordService:
                 action="auth.password_reset_requested",
                 object_type="user",
                 object_id=user.id,
+                object_name=user.email,
             )
         link = f"{self.settings.base_url}/reset-password?token={token}"
         self.outbox.add(reset_link_email(self.settings, user.email, link))

@@ -150,6 +150,7 @@ class AccountService:
             action="account.registered",
             object_type="company",
             object_id=company.id,
+            object_name=company.name,
         )
         return await self._start_session(user, company.id)
 
@@ -191,6 +192,7 @@ class AccountService:
             action="auth.sign_in",
             object_type="user",
             object_id=user.id,
+            object_name=user.email,
         )
         return await self._start_session(user, chosen.company_id)
 
@@ -238,6 +240,7 @@ class AccountService:
                         action=action_,
                         object_type="user",
                         object_id=user.id if user else None,
+                        object_name=user.email if user else None,
                         outcome=outcome_,
                         detail=detail_,
                     )
@@ -391,6 +394,7 @@ class AccountService:
             action="member.invited",
             object_type="invitation",
             object_id=invitation.id,
+            object_name=email,
             changes={
                 "email": {"before": None, "after": email},
                 "role": {"before": None, "after": request.role.value},
@@ -412,6 +416,7 @@ class AccountService:
             action="member.invitation_revoked",
             object_type="invitation",
             object_id=invitation.id,
+            object_name=invitation.email,
         )
 
     async def accept_invitation(self, token: str, password: str, database: Database) -> SignedIn:
@@ -473,6 +478,7 @@ class AccountService:
             action="member.joined",
             object_type="user",
             object_id=user.id,
+            object_name=user.email,
             changes={"role": {"before": None, "after": invitation.role}},
         )
         return await self._start_session(user, invitation.company_id)
@@ -502,6 +508,7 @@ class AccountService:
             action="member.role_changed",
             object_type="member",
             object_id=membership.id,
+            object_name=await self._email_of(membership),
             changes={"role": {"before": before, "after": role.value}}
             if before != role.value
             else None,
@@ -528,6 +535,7 @@ class AccountService:
             action="member.unlocked",
             object_type="member",
             object_id=membership.id,
+            object_name=await self._email_of(membership),
             changes={"locked_until": {"before": before.isoformat(), "after": None}}
             if still_locked and before is not None
             else None,
@@ -553,6 +561,7 @@ class AccountService:
             action="member.removed",
             object_type="member",
             object_id=membership.id,
+            object_name=await self._email_of(membership),
             changes={"role": {"before": membership.role, "after": None}},
             detail=f"{ended} session(s) ended",
         )
@@ -652,6 +661,7 @@ class AccountService:
             action="auth.other_sessions_ended",
             object_type="user",
             object_id=auth.user_id,
+            object_name=auth.actor_label,
             detail=f"{ended} session(s) ended",
         )
         return ended
@@ -662,6 +672,11 @@ class AccountService:
         """A member's live sessions in this company (owners: the route needs members:write)."""
         membership = await MembershipRepository(self.session, auth.company_id).get(membership_id)
         return membership, await self.users.live_sessions(membership.user_id, auth.company_id)
+
+    async def _email_of(self, membership: Membership) -> str | None:
+        """A member's email, kept in the audit entry as the object's name."""
+        user = await self.users.by_id(membership.user_id)
+        return user.email if user else None
 
     async def _end_member_sessions(
         self, auth: AuthContext, membership: Membership, reason: str
@@ -690,6 +705,7 @@ class AccountService:
             action="member.sessions_ended",
             object_type="member",
             object_id=membership.id,
+            object_name=await self._email_of(membership),
             detail=f"{ended} session(s) ended",
         )
         return ended
@@ -755,6 +771,7 @@ class AccountService:
             action="api_key.created",
             object_type="api_key",
             object_id=api_key.id,
+            object_name=api_key.name,
             changes=changes,
         )
         return api_key, key
@@ -808,6 +825,7 @@ class AccountService:
             action="api_key.rotated",
             object_type="api_key",
             object_id=old.id,
+            object_name=old.name,
             changes={
                 "expires_at": {"before": _iso(before), "after": _iso(old.expires_at)},
                 "replaced_by": {"before": None, "after": new.id},
@@ -828,6 +846,7 @@ class AccountService:
                 action="api_key.revoked",
                 object_type="api_key",
                 object_id=api_key.id,
+                object_name=api_key.name,
             )
         return api_key
 

@@ -123,6 +123,7 @@ async def notify_expiring_api_keys(timestamp: int) -> None:
                     action="api_key.expiry_notice_sent",
                     object_type="api_key",
                     object_id=key.id,
+                    object_name=key.name,
                     detail=f"{len(owners)} owner(s) told it expires {key.expires_at}",
                 )
                 await mailer.send(
@@ -141,4 +142,5 @@ async def purge_revoked_tokens(timestamp: int) -> None:
     its own copies); idempotent, so a missed or doubled tick does no harm."""
     async with job_database().transaction() as session:
         purged = await purge_expired(session)
-    logger.info("purged_revoked_tokens", entries=purged)
+    # Every ten minutes: a line only when there was something to purge (debug otherwise).
+    (logger.info if purged else logger.debug)("purged_revoked_tokens", entries=purged)

@@ -82,6 +82,7 @@ def gateway_out(gateway: Gateway, service: GatewayService) -> GatewayOut:
     return GatewayOut(
         id=gateway.id,
         name=gateway.name,
+        public_label=gateway.public_label,
         gateway_type=GatewayType(gateway.gateway_type),
         environment=Environment(gateway.environment),
         enabled=gateway.enabled,

@@ -27,7 +27,10 @@ class Gateway(Base):
 
     id: Mapped[PublicId]
     company_id: Mapped[CompanyRef] = mapped_column(ForeignKey("companies.id"))
+    # The team's name for it: never shown to customers.
     name: Mapped[str] = mapped_column(String(100))
+    # What customers see on the payment page; unset: the method and the provider's name.
+    public_label: Mapped[str | None] = mapped_column(String(60))
     gateway_type: Mapped[str] = mapped_column(String(20))
     environment: Mapped[str] = mapped_column(String(10))
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -67,6 +70,7 @@ class Gateway(Base):
         """What the audit log compares before and after a change (secrets as masks)."""
         return {
             "name": self.name,
+            "public_label": self.public_label,
             "environment": self.environment,
             "enabled": self.enabled,
             "configuration": {

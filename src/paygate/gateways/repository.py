@@ -30,6 +30,15 @@ class GatewayRepository(TenantRepository[Gateway]):
         statement = self.scoped().order_by(Gateway.priority, Gateway.created_at)
         return (await self.session.execute(statement)).scalars().all()
 
+    async def failing_tests(self) -> Sequence[Gateway]:
+        """Gateways whose last connection test failed, most recent failure first."""
+        statement = (
+            self.scoped()
+            .where(Gateway.last_test_ok.is_(False))
+            .order_by(Gateway.last_test_at.desc())
+        )
+        return (await self.session.execute(statement)).scalars().all()
+
 
 async def count_by_key_id(session: AsyncSession, company_id: str | None = None) -> dict[str, int]:
     """How many configurations each master key wraps (archived ones included), of one

@@ -18,6 +18,7 @@ from pydantic import (
 from paygate.gateways.adapters.base import Environment, FieldKind, GatewayType
 
 GatewayName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+PublicLabel = Annotated[StrictStr, StringConstraints(strip_whitespace=True, max_length=60)]
 ConfigValue = Annotated[StrictStr, StringConstraints(max_length=2048)]
 Amount = Annotated[StrictInt, Field(ge=0, le=10**15)]
 CurrencyCode = Annotated[StrictStr, StringConstraints(min_length=3, max_length=3)]
@@ -30,6 +31,11 @@ class GatewayFields(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: GatewayName | None = None
+    public_label: PublicLabel | None = Field(
+        default=None,
+        description="What customers see on the payment page (null or empty: the method and "
+        "the provider, e.g. 'Card via Stripe'); the name is shown to the team only",
+    )
     environment: Environment | None = None
     enabled: StrictBool | None = None
     configuration: dict[Annotated[str, StringConstraints(max_length=64)], ConfigValue] | None = (
@@ -77,6 +83,7 @@ class CredentialOut(BaseModel):
 class GatewayOut(BaseModel):
     id: str
     name: str
+    public_label: str | None
     gateway_type: GatewayType
     environment: Environment
     enabled: bool

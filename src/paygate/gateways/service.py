@@ -392,6 +392,7 @@ class GatewayService:
             id=new_id("gw"),
             company_id=self.auth.company_id,
             name=request.name or spec.display_name,
+            public_label=request.public_label or None,
             gateway_type=spec.type.value,
             environment=environment.value,
             enabled=True if request.enabled is None else request.enabled,
@@ -471,6 +472,8 @@ class GatewayService:
         if request.supported_currencies is not None:
             gateway.supported_currencies = _currencies(request.supported_currencies)
         fields = request.model_fields_set
+        if "public_label" in fields:
+            gateway.public_label = request.public_label or None
         if "min_amount" in fields:
             gateway.min_amount = request.min_amount
         if "max_amount" in fields:
@@ -568,6 +571,7 @@ class GatewayService:
             action=action,
             object_type="gateway",
             object_id=gateway.id,
+            object_name=gateway.name,
             **fields,
         )
 
@@ -642,6 +646,7 @@ async def wipe_expired_previous_credentials(
                     action="gateway.previous_credentials_wiped",
                     object_type="gateway",
                     object_id=gateway.id,
+                    object_name=gateway.name,
                     detail="The grace period of a replaced secret ended; it was wiped.",
                 )
         if len(batch) < batch_size:
@@ -736,6 +741,7 @@ async def _report_unwrap_failure(
         action="gateway.credentials_undecryptable",
         object_type="gateway",
         object_id=gateway.id,
+        object_name=gateway.name,
         outcome="failure",
         detail=(
             f"Re-wrapping under master key {keyring.primary_key_id} failed: {reason}. "

@@ -51,6 +51,22 @@ class InvoiceRepository(TenantRepository[Invoice]):
         )
         return int((await self.session.execute(statement)).scalar_one())
 
+    async def next_number(self) -> str:
+        """The number the next invoice gets when none is given: INV- and the count plus one,
+        or the first after it that no invoice took (a number typed by hand may have)."""
+        start = await self.count() + 1
+        candidates = [f"INV-{n:06d}" for n in range(start, start + 50)]
+        taken = set(
+            (
+                await self.session.execute(
+                    select(Invoice.number).where(
+                        Invoice.company_id == self.company_id, Invoice.number.in_(candidates)
+                    )
+                )
+            ).scalars()
+        )
+        return next((c for c in candidates if c not in taken), f"INV-{start + 50:06d}")
+
     async def count(self) -> int:
         statement = (
             select(func.count()).select_from(Invoice).where(Invoice.company_id == self.company_id)

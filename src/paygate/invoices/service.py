@@ -59,11 +59,12 @@ class InvoiceService:
             raise validation_failed(
                 [FieldError("line_items", "the total must be more than zero", "zero_total")]
             )
-        for attempt in range(5):
+        for _attempt in range(5):
             invoice = Invoice(
                 id=new_id("inv"),
                 company_id=self.auth.company_id,
-                number=request.number or f"INV-{await self.invoices.count() + 1 + attempt:06d}",
+                # Read again on every attempt: another request may have taken the number.
+                number=request.number or await self.invoices.next_number(),
                 status=(InvoiceStatus.DRAFT if request.draft else InvoiceStatus.OPEN).value,
                 customer_name=request.customer.name,
                 customer_email=request.customer.email.lower(),
@@ -131,5 +132,6 @@ class InvoiceService:
             action=action,
             object_type="invoice",
             object_id=invoice.id,
+            object_name=invoice.number,
             **fields,  # type: ignore[arg-type]
         )

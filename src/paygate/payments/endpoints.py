@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Annotated
 from urllib.parse import urlencode
 
@@ -32,7 +31,7 @@ from paygate.payments.idempotency import (
     run_once,
 )
 from paygate.payments.models import Payment, PaymentAttempt, PaymentEvent, Refund
-from paygate.payments.repository import PaymentFilters, PaymentRepository
+from paygate.payments.repository import PaymentRepository
 from paygate.payments.schemas import (
     AttemptOut,
     EventOut,
@@ -41,7 +40,6 @@ from paygate.payments.schemas import (
     NextActionOut,
     PaymentCreate,
     PaymentOut,
-    PaymentPage,
     RefundCreate,
     RefundOut,
     ReviewDecision,
@@ -212,31 +210,6 @@ async def create_payment(
     except Replay as replay:
         return answer_response(replay.answer)
     return answer_response(answers[-1])
-
-
-def payment_filters(
-    invoice_id: Annotated[str | None, Query(max_length=40)] = None,
-    gateway_id: Annotated[str | None, Query(max_length=40)] = None,
-    status: Annotated[PaymentStatus | None, Query()] = None,
-    since: Annotated[datetime | None, Query()] = None,
-    until: Annotated[datetime | None, Query()] = None,
-) -> PaymentFilters:
-    return PaymentFilters(invoice_id, gateway_id, status.value if status else None, since, until)
-
-
-@router.get("/payments", response_model=PaymentPage)
-async def list_payments(
-    auth: Reader,
-    session: SessionDep,
-    filters: Annotated[PaymentFilters, Depends(payment_filters)],
-    paging: Annotated[PageParams, Depends(page_params)],
-) -> PaymentPage:
-    rows, cursor = await PaymentRepository(session, auth.company_id).search(filters, paging)
-    return PaymentPage(
-        data=await payment_views(session, auth.company_id, rows),
-        has_more=cursor is not None,
-        next_cursor=cursor,
-    )
 
 
 @router.get("/payments/{payment_id}", response_model=PaymentOut)

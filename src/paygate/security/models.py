@@ -48,6 +48,8 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(60))
     object_type: Mapped[str | None] = mapped_column(String(40))
     object_id: Mapped[str | None] = mapped_column(String(40))
+    # The object's name when the entry was written: a deleted or renamed object reads by name.
+    object_name: Mapped[str | None] = mapped_column(String(320))
     outcome: Mapped[str] = mapped_column(String(20))  # success, failure, denied
     ip: Mapped[str | None] = mapped_column(String(64))
     user_agent: Mapped[str | None] = mapped_column(String(400))

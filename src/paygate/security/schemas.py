@@ -17,6 +17,9 @@ class AuditEntryOut(BaseModel):
     action: str
     object_type: str | None
     object_id: str | None
+    object_name: str | None = Field(
+        description="The object's name when the entry was written (kept after it is deleted)"
+    )
     outcome: str
     ip: str | None
     user_agent: str | None

@@ -24,53 +24,79 @@ router = APIRouter(route_class=PageRoute)
 PAGE_SIZE = 50
 Short = Annotated[str, Query(max_length=60)]
 
-# Offered as suggestions in the filter inputs; any value may still be typed.
-OBJECT_TYPES = (
-    "gateway",
-    "api_key",
-    "member",
-    "invitation",
-    "user",
-    "session",
-    "company",
-    "permission",
-    "key_rotation",
-    "alert_recipient",
-)
-ACTIONS = (
-    "gateway.created",
-    "gateway.updated",
-    "gateway.enabled",
-    "gateway.disabled",
-    "gateway.tested",
-    "gateway.deleted",
-    "gateway.archived",
-    "gateway.credentials_rotated",
-    "gateway.previous_credentials_wiped",
-    "gateway.credentials_undecryptable",
-    "gateway.monitoring_updated",
-    "monitoring.alert_sent",
-    "alert_recipient.added",
-    "alert_recipient.updated",
-    "alert_recipient.removed",
-    "keys.rotation_started",
-    "keys.rotation_finished",
-    "keys.rotation_failed",
-    "api_key.created",
-    "api_key.rotated",
-    "api_key.revoked",
-    "api_key.expiry_notice_sent",
-    "authorization.denied",
-    "member.invited",
-    "member.joined",
-    "member.role_changed",
-    "member.removed",
-    "member.invitation_revoked",
-    "auth.sign_in",
-    "auth.sign_out",
-    "auth.refresh_token_reused",
-    "account.registered",
-)
+# The filters' choices: every object type and action paygate records, by what it is about.
+# A test checks this against the actions written in the code; a value outside these lists
+# (from a link) still filters, and is offered as the selected choice.
+OBJECT_TYPES: dict[str, str] = {
+    "gateway": "Gateway",
+    "invoice": "Invoice",
+    "payment": "Payment",
+    "api_key": "API key",
+    "member": "Member",
+    "invitation": "Invitation",
+    "user": "User",
+    "session": "Session",
+    "company": "Company",
+    "permission": "Permission",
+    "key_rotation": "Key rotation",
+}
+ACTIONS: dict[str, tuple[str, ...]] = {
+    "Gateways": (
+        "gateway.created",
+        "gateway.updated",
+        "gateway.enabled",
+        "gateway.disabled",
+        "gateway.tested",
+        "gateway.deleted",
+        "gateway.archived",
+        "gateway.credentials_rotated",
+        "gateway.previous_credentials_wiped",
+        "gateway.credentials_undecryptable",
+    ),
+    "Invoices and payments": (
+        "invoice.created",
+        "invoice.finalized",
+        "invoice.voided",
+        "payment.created",
+        "payment.reviewed",
+        "refund.created",
+    ),
+    "API keys": (
+        "api_key.created",
+        "api_key.rotated",
+        "api_key.revoked",
+        "api_key.expiry_notice_sent",
+    ),
+    "Members": (
+        "member.invited",
+        "member.joined",
+        "member.role_changed",
+        "member.unlocked",
+        "member.removed",
+        "member.sessions_ended",
+        "member.invitation_revoked",
+    ),
+    "Sign-in and sessions": (
+        "auth.sign_in",
+        "auth.sign_out",
+        "auth.account_locked",
+        "auth.session_ended",
+        "auth.other_sessions_ended",
+        "auth.refresh_token_reused",
+        "auth.password_changed",
+        "auth.password_reset_requested",
+        "auth.password_reset",
+        "authorization.denied",
+    ),
+    "Company and keys": (
+        "account.registered",
+        "company.embed_origins_changed",
+        "keys.rotation_started",
+        "keys.rotation_finished",
+        "keys.rotation_failed",
+    ),
+}
+KNOWN_ACTIONS = frozenset(a for group in ACTIONS.values() for a in group)
 
 
 @dataclass(frozen=True)
@@ -158,6 +184,7 @@ async def audit_page(
             "newest_url": f"/audit?{urlencode(active)}" if cursor else None,
             "object_types": OBJECT_TYPES,
             "actions": ACTIONS,
+            "known_actions": KNOWN_ACTIONS,
         },
         auth=auth,
     )

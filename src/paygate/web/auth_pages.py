@@ -21,6 +21,7 @@ from paygate.kit.errors import Problem
 from paygate.security.rate_limits import rate_limit
 from paygate.security.tokens import token_digest
 from paygate.web.forms import FormErrors, parse, text
+from paygate.web.navigation import HOME
 from paygate.web.render import PageRoute, redirect, render
 from paygate.web.session import MaybeUser, accounts_of, end_session, flash, safe_next, start_session
 
@@ -31,7 +32,7 @@ NextParam = Annotated[str | None, Query(alias="next", max_length=500)]
 
 @router.get("/")
 async def home(auth: MaybeUser) -> Response:
-    return Response(status_code=303, headers={"Location": "/gateways" if auth else "/login"})
+    return Response(status_code=303, headers={"Location": HOME if auth else "/login"})
 
 
 # --- sign in ----------------------------------------------------------------------------
@@ -86,7 +87,7 @@ async def login(
 @router.get("/signup")
 async def signup_page(request: Request, auth: MaybeUser) -> Response:
     if auth is not None:
-        return redirect("/gateways", request)
+        return redirect(HOME, request)
     return render(request, "auth/signup.html", {"values": {}, "errors": FormErrors()})
 
 
@@ -117,6 +118,7 @@ async def signup(
         )
     start_session(request, signed_in.tokens)
     flash(request, "welcome")
+    # A new company's first step: a gateway (the welcome notice says so).
     return redirect("/gateways", request)
 
 
@@ -208,7 +210,7 @@ async def accept_invitation(
         )
     start_session(request, signed_in.tokens)
     flash(request, "joined")
-    return redirect("/gateways", request)
+    return redirect(HOME, request)
 
 
 # --- forgotten password -------------------------------------------------------------------

@@ -116,6 +116,7 @@ def split_list(raw: str) -> list[str]:
 
 GATEWAY_FIELDS = (
     "name",
+    "public_label",
     "environment",
     "supported_currencies",
     "min_amount",
@@ -138,6 +139,7 @@ def gateway_labels(spec: GatewayTypeSpec) -> dict[str, str]:
     labels = {config_name(f.name): f.label for f in spec.fields}
     labels.update(
         name="Name",
+        public_label="Label for customers",
         environment="Environment",
         supported_currencies="Currencies",
         min_amount="Minimum amount",
@@ -158,6 +160,7 @@ class GatewayFormValues:
     """
 
     name: str = ""
+    public_label: str = ""
     environment: str = "test"
     configuration: dict[str, str] = field(default_factory=dict)
     supported_currencies: str = "USD"
@@ -170,6 +173,7 @@ class GatewayFormValues:
     def from_form(cls, form: FormData, spec: GatewayTypeSpec) -> GatewayFormValues:
         return cls(
             name=text(form, "name"),
+            public_label=text(form, "public_label"),
             environment=text(form, "environment") or "test",
             configuration={
                 f.name: text(form, config_name(f.name)) for f in spec.fields if not f.secret
@@ -189,6 +193,7 @@ class GatewayFormValues:
     def from_gateway(cls, gateway: Gateway, spec: GatewayTypeSpec) -> GatewayFormValues:
         return cls(
             name=gateway.name,
+            public_label=gateway.public_label or "",
             environment=gateway.environment,
             configuration={
                 f.name: gateway.public_config.get(f.name, "") for f in spec.fields if not f.secret
@@ -206,6 +211,8 @@ def _gateway_fields(form: FormData, spec: GatewayTypeSpec) -> dict[str, Any]:
     environment = text(form, "environment").strip()
     return {
         "name": name or None,
+        # Always sent: an empty label clears it (customers then see the method and provider).
+        "public_label": text(form, "public_label").strip(),
         "environment": environment or None,
         # Every field of the type is sent: an empty secret keeps the stored one, an empty
         # optional setting is cleared (the service's documented update rules).

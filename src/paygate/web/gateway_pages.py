@@ -31,6 +31,7 @@ from paygate.web.forms import (
     gateway_update,
     text,
 )
+from paygate.web.pay_words import default_public_label
 from paygate.web.render import Notice, PageRoute, is_htmx, redirect, render
 from paygate.web.session import User, flash, need
 from paygate.webhooks.inbound.registration import WebhookRegistration, WebhookSetup
@@ -93,6 +94,7 @@ class GatewayCard:
     settings: list[Setting]
     # False when the master keys cannot open the secrets: the card asks to re-enter them.
     readable: bool
+    default_label: str  # what customers see while the gateway has no public label
     # Its webhook URL and the provider's setup steps; None for types that send none.
     webhook: WebhookSetup | None = None
 
@@ -117,8 +119,10 @@ def card_of(gateway: Gateway, gateways: GatewayService) -> GatewayCard:
         if not f.secret and gateway.public_config.get(f.name)
     ]
     readable = not hints or gateways.credentials_readable(gateway)
+    methods = gateway.payment_method_types or spec.payment_method_types
+    default_label = default_public_label(gateway.gateway_type, methods[0])
     webhook = WebhookRegistration(gateways).setup_of(gateway)
-    return GatewayCard(gateway, spec, credentials, settings, readable, webhook)
+    return GatewayCard(gateway, spec, credentials, settings, readable, default_label, webhook)
 
 
 def _changed_at(value: str) -> datetime | None:
@@ -193,6 +197,7 @@ def _form_context(
         "action": f"/gateways/{gateway.id}/edit" if gateway else "/gateways",
         "grace_choices": GRACE_CHOICES,
         "webhook": webhook,
+        "default_label": default_public_label(spec.type.value, spec.payment_method_types[0]),
     }
 
 

@@ -290,9 +290,10 @@ def invoice_labels(values: InvoiceFormValues) -> dict[str, str]:
     return labels
 
 
-def _form_page(
+async def _form_page(
     request: Request,
     auth: AuthContext,
+    session: AsyncSession,
     values: InvoiceFormValues,
     errors: FormErrors,
     status_code: int = 200,
@@ -303,6 +304,8 @@ def _form_page(
         {
             "values": values,
             "errors": errors,
+            # The number it gets if left empty, never one already used.
+            "next_number": await InvoiceRepository(session, auth.company_id).next_number(),
             "currency_exponent": exponent(values.currency) if is_currency(values.currency) else 2,
         },
         auth=auth,
@@ -369,9 +372,9 @@ async def invoices_page(
 
 
 @router.get("/invoices/new")
-async def new_invoice(request: Request, auth: User) -> Response:
+async def new_invoice(request: Request, auth: User, session: SessionDep) -> Response:
     await need(request, auth, Permission.INVOICES_WRITE)
-    return _form_page(request, auth, InvoiceFormValues(), FormErrors())
+    return await _form_page(request, auth, session, InvoiceFormValues(), FormErrors())
 
 
 @router.post("/invoices")
@@ -384,12 +387,12 @@ async def create_invoice(request: Request, auth: User, session: SessionDep) -> R
     if intent == "add_line":
         if len(values.lines) < MAX_LINES:
             values.lines.append(LineValues())
-        return _form_page(request, auth, values, FormErrors())
+        return await _form_page(request, auth, session, values, FormErrors())
     if intent.startswith("remove_line:"):
         index = intent.removeprefix("remove_line:")
         if index.isdigit() and int(index) < len(values.lines) and len(values.lines) > 1:
             del values.lines[int(index)]
-        return _form_page(request, auth, values, FormErrors())
+        return await _form_page(request, auth, session, values, FormErrors())
     values.lines = [line for line in values.lines if not line.blank] or [LineValues()]
     try:
         body = invoice_request(values)
@@ -403,7 +406,7 @@ async def create_invoice(request: Request, auth: User, session: SessionDep) -> R
         errors = FormErrors.from_problem(
             problem, invoice_known_fields(values), labels=invoice_labels(values)
         )
-        return _form_page(request, auth, values, errors, status_code=422)
+        return await _form_page(request, auth, session, values, errors, status_code=422)
     notice = "draft_saved" if invoice.status == InvoiceStatus.DRAFT else "created"
     return redirect(f"/invoices/{invoice.id}?notice={notice}", request)
 

@@ -18,9 +18,12 @@ from paygate.web import (
     health_pages,
     invoice_pages,
     key_pages,
+    overview_pages,
     pay_pages,
+    payment_pages,
     routing_pages,
     webhook_endpoint_pages,
+    webhook_pages,
 )
 from paygate.web.render import PageRoute
 from paygate.web.session import verify_csrf
@@ -31,7 +34,9 @@ router = APIRouter(
 
 for module in (
     auth_pages,
+    overview_pages,
     invoice_pages,
+    payment_pages,
     gateway_pages,
     audit_pages,
     account_pages,
@@ -41,6 +46,7 @@ for module in (
     failure_pages,
     alert_pages,
     webhook_endpoint_pages,
+    webhook_pages,
     routing_pages,
 ):
     router.include_router(module.router)

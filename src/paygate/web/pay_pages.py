@@ -57,6 +57,7 @@ from paygate.security.crypto import Keyring
 from paygate.security.rate_limits import rate_limit
 from paygate.settings import Settings
 from paygate.web.forms import FormErrors, text
+from paygate.web.pay_words import customer_failure, method_label, public_label
 from paygate.web.render import PageRoute, render
 from paygate.web.session import CSRF_FIELD
 
@@ -76,7 +77,6 @@ STRIPE_JS_URL = "https://js.stripe.com/v3/"
 STRIPE_CONNECT = ("https://api.stripe.com",)
 STRIPE_FRAMES = ("https://js.stripe.com", "https://hooks.stripe.com")
 
-METHOD_LABELS = {"card": "Card", "paypal": "PayPal"}
 PAYABLE = (InvoiceStatus.OPEN.value, InvoiceStatus.PARTIALLY_PAID.value)
 CARD_FIELDS = ("card_number", "card_expiry", "card_cvc", "card_name", "amount")
 CARD_LABELS = {
@@ -96,7 +96,7 @@ class GatewayOption:
     """One gateway the customer may pay with, and how its form works on this page."""
 
     id: str
-    name: str
+    label: str  # what customers see: never the gateway's internal name
     type: str
     type_name: str
     # card_form (the sandbox), stripe_elements (Stripe.js fields) or hosted (a redirect).
@@ -118,7 +118,7 @@ class PaymentView:
     status: str
     amount: str
     gateway_id: str
-    gateway_name: str
+    gateway_label: str
     method_label: str
     last4: str | None
     when: datetime
@@ -139,10 +139,6 @@ class PageState:
 
 def money(amount: int, currency: str) -> str:
     return Money(amount, currency).format()
-
-
-def method_label(method_type: str) -> str:
-    return METHOD_LABELS.get(method_type, method_type.replace("_", " ").title())
 
 
 def stripe_js_url(gateway: Gateway) -> str:
@@ -198,15 +194,16 @@ def pay_page_policy(
 PAGE_TYPES = frozenset(GatewayType) - {GatewayType.CUSTOM}
 
 
-def gateway_option(gateway: Gateway) -> GatewayOption:
+def gateway_option(gateway: Gateway, method_type: str) -> GatewayOption:
     kind = GatewayType(gateway.gateway_type)
     spec = spec_for(kind)
+    label = public_label(gateway, method_type)
     if kind is GatewayType.SANDBOX:
-        return GatewayOption(gateway.id, gateway.name, kind.value, spec.display_name, "card_form")
+        return GatewayOption(gateway.id, label, kind.value, spec.display_name, "card_form")
     if kind is GatewayType.STRIPE and gateway.public_config.get("payment_page_flow") != "checkout":
         return GatewayOption(
             gateway.id,
-            gateway.name,
+            label,
             kind.value,
             spec.display_name,
             "stripe_elements",
@@ -214,7 +211,7 @@ def gateway_option(gateway: Gateway) -> GatewayOption:
             publishable_key=gateway.public_config.get("publishable_key", ""),
             stripe_js_url=stripe_js_url(gateway),
         )
-    return GatewayOption(gateway.id, gateway.name, kind.value, spec.display_name, "hosted")
+    return GatewayOption(gateway.id, label, kind.value, spec.display_name, "hosted")
 
 
 def _method_order() -> list[str]:
@@ -249,7 +246,9 @@ async def ways_to_pay(session: AsyncSession, invoice: Invoice) -> list[MethodGro
         ]
         if eligible:
             groups.append(
-                MethodGroup(method, method_label(method), [gateway_option(g) for g in eligible])
+                MethodGroup(
+                    method, method_label(method), [gateway_option(g, method) for g in eligible]
+                )
             )
     return groups
 
@@ -274,8 +273,8 @@ def _last4(payment: Payment) -> str | None:
 
 async def payment_views(session: AsyncSession, payments: Sequence[Payment]) -> list[PaymentView]:
     ids = {p.gateway_id for p in payments}
-    names = {
-        g.id: g.name
+    gateways = {
+        g.id: g
         for g in (await session.execute(select(Gateway).where(Gateway.id.in_(ids)))).scalars()
     }
     views = []
@@ -287,11 +286,16 @@ async def payment_views(session: AsyncSession, payments: Sequence[Payment]) -> l
                 status=payment.status,
                 amount=money(payment.amount, payment.currency),
                 gateway_id=payment.gateway_id,
-                gateway_name=names.get(payment.gateway_id, ""),
+                gateway_label=public_label(
+                    gateways[payment.gateway_id], payment.payment_method_type
+                )
+                if payment.gateway_id in gateways
+                else "",
                 method_label=method_label(payment.payment_method_type),
                 last4=_last4(payment),
                 when=payment.updated_at,
-                failure_message=payment.failure_message,
+                # Plain words for the customer, never the provider's own message.
+                failure_message=customer_failure(payment.failure_code),
                 redirect_url=action.get("redirect_url")
                 if payment.status == PaymentStatus.REQUIRES_ACTION
                 and action.get("type") == "redirect"
@@ -613,8 +617,9 @@ async def pay_submit(
     await rate_limit(request, "pay_submit", account=token)
     async with database.transaction() as session:
         invoice = await _invoice_or_404(session, token)
+        # Only how each gateway's form works (its ui) is read here, not its label.
         options = {
-            g.id: gateway_option(g)
+            g.id: gateway_option(g, "card")
             for g in await GatewayRepository(session, invoice.company_id).listing()
             if g.gateway_type in PAGE_TYPES
         }

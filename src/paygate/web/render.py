@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
 
 from paygate.accounts.auth import AuthContext
 from paygate.accounts.permissions import Permission
@@ -22,6 +23,7 @@ from paygate.kit.clock import utcnow
 from paygate.kit.errors import Problem
 from paygate.kit.money import Money, is_currency
 from paygate.settings import Settings
+from paygate.web.navigation import HOME, sidebar
 from paygate.web.session import (
     CsrfRefused,
     LoginRequired,
@@ -95,6 +97,17 @@ def _amount(value: int | None, currencies: list[str] | None = None) -> str:
     return f"{value:,} (minor units)"
 
 
+def _wbr(value: str | None) -> Markup:
+    """Text that may wrap only between its parts: after an @, before a dot (emails, domains),
+    never in the middle of a word."""
+    if not value:
+        return Markup("")
+    # Markup.join escapes each part: only the <wbr> tags are markup.
+    return Markup("@<wbr>").join(
+        Markup("<wbr>.").join(part.split(".")) for part in value.split("@")
+    )
+
+
 def _json(value: Any) -> str:
     if isinstance(value, str):
         return value
@@ -109,7 +122,9 @@ def _environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(utc=_utc, utc_plain=_utc_plain, ago=_ago, amount=_amount, tojson_text=_json)
+    env.filters.update(
+        utc=_utc, utc_plain=_utc_plain, ago=_ago, amount=_amount, tojson_text=_json, wbr=_wbr
+    )
     env.globals.update(Permission=Permission, htmx_config=HTMX_CONFIG)
     return env
 
@@ -153,6 +168,8 @@ def render(
         "notices": notices,
         "path": request.url.path,
         "company_name": getattr(request.state, "company_name", None),
+        "home": HOME,
+        "nav": sidebar(auth, request.url.path) if auth is not None and not partial else [],
     }
     values.update(context or {})
     body = templates.get_template(template).render(values)

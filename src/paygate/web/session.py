@@ -28,6 +28,7 @@ from paygate.accounts.service import AccountService
 from paygate.kit.deps import DatabaseDep, Origin, OriginDep, SessionDep, SettingsDep
 from paygate.kit.errors import Problem
 from paygate.settings import Settings
+from paygate.web.navigation import HOME
 
 ACCESS_COOKIE = "pg_access"
 REFRESH_COOKIE = "pg_refresh"
@@ -43,6 +44,8 @@ FLASH_MESSAGES: dict[str, tuple[str, str]] = {
     "signed_in": ("success", "Signed in."),
     "signed_out": ("info", "You are signed out."),
     "joined": ("success", "Invitation accepted: welcome to the team."),
+    "payment_approved": ("success", "Payment approved: it counts as paid."),
+    "payment_refused": ("info", "Payment refused: it is marked failed."),
     "gateway_created": ("success", "Gateway added."),
     "gateway_saved": ("success", "Gateway saved."),
     "gateway_deleted": ("success", "Gateway deleted."),
@@ -285,7 +288,7 @@ async def need(request: Request, auth: AuthContext, permission: Permission) -> N
 MAX_NEXT_LENGTH = 500
 
 
-def safe_next(target: str | None, default: str = "/gateways") -> str:
+def safe_next(target: str | None, default: str = HOME) -> str:
     """Only a same-site path: never another host, scheme, or a protocol-relative URL."""
     if (
         not target
@@ -304,6 +307,6 @@ def login_url_for(request: Request) -> str:
     here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     if request.method not in SAFE_METHODS or request.headers.get("hx-request"):
         # After signing in, go back to the page, not to a fragment or a form post.
-        here = request.headers.get("hx-current-url") or "/gateways"
-        here = urlsplit(here).path or "/gateways"
+        here = request.headers.get("hx-current-url") or HOME
+        here = urlsplit(here).path or HOME
     return f"/login?next={quote(safe_next(here), safe='/')}"

@@ -98,13 +98,50 @@
 
   // --- notices ------------------------------------------------------------------------------
 
+  // Every notice fades: errors after longer, and none while pointed at or focused, so it can
+  // be read and dismissed. The region is announced (aria-live) as notices arrive.
+  const NOTICE_MS = { error: 12000, success: 6000, info: 6000 };
+
+  function dismissNotice(notice) {
+    if (!notice.isConnected || notice.classList.contains("is-leaving")) return;
+    const hadFocus = notice.contains(document.activeElement);
+    notice.classList.add("is-leaving");
+    setTimeout(function () {
+      notice.remove();
+      if (hadFocus) { const main = document.getElementById("main"); if (main) main.focus(); }
+    }, 300);
+  }
+
   function armNotice(notice) {
     if (notice.dataset.armed) return;
     notice.dataset.armed = "1";
-    // Errors stay until dismissed; the rest fade after a while.
-    if (!notice.classList.contains("notice-error")) {
-      setTimeout(function () { notice.remove(); }, 7000);
-    }
+    const kind = ["error", "success", "info"].find(function (k) { return notice.classList.contains("notice-" + k); }) || "info";
+    let left = NOTICE_MS[kind];
+    let started = Date.now();
+    let timer = null;
+    const run = function () { started = Date.now(); timer = setTimeout(function () { dismissNotice(notice); }, left); };
+    const hold = function () { if (timer) { clearTimeout(timer); timer = null; left = Math.max(left - (Date.now() - started), 2000); } };
+    const resume = function () {
+      if (!timer && !notice.matches(":hover") && !notice.contains(document.activeElement)) run();
+    };
+    notice.addEventListener("pointerenter", hold);
+    notice.addEventListener("focusin", hold);
+    notice.addEventListener("pointerleave", resume);
+    notice.addEventListener("focusout", function () { setTimeout(resume, 0); });
+    run();
+  }
+
+  // The room toasts take, so the sidebar (or the page) keeps as much free below its content.
+  function measureNotices() {
+    const region = document.getElementById("notices");
+    const height = region && region.children.length ? region.offsetHeight + 12 : 0;
+    document.documentElement.style.setProperty("--notices-h", height + "px");
+  }
+  if (window.ResizeObserver) {
+    document.addEventListener("DOMContentLoaded", function () {
+      const region = document.getElementById("notices");
+      if (region) new ResizeObserver(measureNotices).observe(region);
+    });
   }
 
   function armNotices(root) {
@@ -139,8 +176,57 @@
 
   document.addEventListener("click", function (event) {
     const dismiss = event.target.closest("[data-dismiss]");
-    if (dismiss) dismiss.closest("[data-notice]").remove();
+    if (dismiss) dismissNotice(dismiss.closest("[data-notice]"));
   });
+
+  // --- the sidebar as a drawer on phones, and the account menu ------------------------------
+
+  function setMenu(open) {
+    const sidebar = document.getElementById("sidebar");
+    const button = document.getElementById("menu-button");
+    const backdrop = document.querySelector(".sidebar-backdrop");
+    if (!sidebar || !button) return;
+    sidebar.classList.toggle("is-open", open);
+    button.setAttribute("aria-expanded", open ? "true" : "false");
+    if (backdrop) backdrop.hidden = !open;
+    if (open) {
+      // Once the drawer is visible (a hidden element cannot take focus).
+      requestAnimationFrame(function () {
+        const first = sidebar.querySelector(".side-nav a[aria-current=page]") || sidebar.querySelector(".side-nav a");
+        if (first) first.focus();
+      });
+    } else if (sidebar.contains(document.activeElement)) {
+      button.focus();
+    }
+  }
+
+  document.addEventListener("click", function (event) {
+    if (event.target.closest("[data-menu-open]")) { setMenu(true); return; }
+    if (event.target.closest("[data-menu-close]")) { setMenu(false); return; }
+    // A click outside the open account menu closes it.
+    document.querySelectorAll("details[data-account-menu][open]").forEach(function (menu) {
+      if (!menu.contains(event.target)) menu.open = false;
+    });
+  });
+
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Escape") return;
+    const menu = document.querySelector("details[data-account-menu][open]");
+    if (menu) {
+      menu.open = false;
+      menu.querySelector("summary").focus();
+      return;
+    }
+    const sidebar = document.getElementById("sidebar");
+    if (sidebar && sidebar.classList.contains("is-open")) setMenu(false);
+  });
+
+  // Growing past the phone width with the drawer open: back to the plain sidebar.
+  if (window.matchMedia) {
+    window.matchMedia("(min-width: 901px)").addEventListener("change", function (event) {
+      if (event.matches) setMenu(false);
+    });
+  }
 
   // --- copy to clipboard --------------------------------------------------------------------
 
