@@ -1,7 +1,7 @@
 """the admin shell: object names in the audit log, gateways' public labels
 
 Revision ID: 0012
-Revises: 0011
+Revises: 0016
 Create Date: 2026-12-06 18:30:00.000000
 
 - `audit_entries.object_name`: the object's name as it was when the entry was written (a
@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0012"
-down_revision: str | None = "0011"
+down_revision: str | None = "0016"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
