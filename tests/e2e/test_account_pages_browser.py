@@ -49,8 +49,8 @@ def test_keys_members_and_audit(browser: Any, live_server: str, artifacts: Path)
 
     # The audit log lists all of it.
     page.get_by_role("link", name="Audit log").click()
-    expect(page.get_by_text("api_key.revoked")).to_be_visible()
-    expect(page.get_by_text("member.invited")).to_be_visible()
+    expect(page.get_by_role("cell", name="api_key.revoked").first).to_be_visible()
+    expect(page.get_by_role("cell", name="member.invited").first).to_be_visible()
     page.locator("details.diff").first.locator("summary").click()
     page.screenshot(path=str(artifacts / "audit.png"), full_page=True)
     width = page.evaluate("() => document.documentElement.scrollWidth")

@@ -33,7 +33,7 @@ async def test_dashboard_detail_and_settings(
     assert "<b>Sandbox</b>" not in page.text
     assert 'hx-get="/health/tiles"' in page.text
     assert len(re.findall(r'class="beat beat-', page.text)) == 90
-    assert 'aria-current="page">Health' in page.text
+    assert re.search(r'href="/health" aria-current="page">.*?<span>Health</span>', page.text)
 
     tiles = await owner.client.get("/health/tiles", headers={"HX-Request": "true"})
     assert tiles.status_code == 200

@@ -30,7 +30,7 @@ def payment_query(
     method: Annotated[
         str | None, Query(max_length=30, description="Payment method type, e.g. card")
     ] = None,
-    currency: Annotated[str | None, Query(pattern="^[A-Z]{3}$")] = None,
+    currency: Annotated[str | None, Query(min_length=3, max_length=3, pattern="^[A-Z]{3}$")] = None,
     since: Annotated[datetime | None, Query(description="Created at or after")] = None,
     until: Annotated[datetime | None, Query(description="Created before")] = None,
     amount_min: MinorUnits = None,

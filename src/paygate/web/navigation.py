@@ -41,7 +41,7 @@ NAV: tuple[NavEntry, ...] = (
     NavEntry(
         "Processing", "/webhook-events", "Gateway events", Permission.GATEWAYS_READ, "webhook"
     ),
-    NavEntry("Processing", "/webhooks", "Webhooks", Permission.WEBHOOKS_READ, "webhook"),
+    NavEntry("Processing", "/webhook-endpoints", "Webhooks", Permission.WEBHOOKS_READ, "webhook"),
     NavEntry("Settings", "/members", "Members", Permission.MEMBERS_READ, "users"),
     NavEntry("Settings", "/api-keys", "API keys", Permission.API_KEYS_READ, "key"),
     NavEntry("Settings", "/security/keys", "Encryption keys", Permission.GATEWAYS_READ, "lock"),

@@ -124,14 +124,14 @@ def _list_response(
     return render(request, template, context, auth=auth, status_code=status_code, notice=notice)
 
 
-@router.get("/webhooks")
+@router.get("/webhook-endpoints")
 async def webhooks_page(request: Request, auth: User, endpoints: Endpoints) -> Response:
     return render(
         request, "webhook_endpoints/index.html", await _list_context(endpoints), auth=auth
     )
 
 
-@router.post("/webhooks")
+@router.post("/webhook-endpoints")
 async def create_endpoint(
     request: Request, auth: User, endpoints: Endpoints, session: SessionDep
 ) -> Response:
@@ -184,11 +184,11 @@ async def _endpoint_context(
         "payloads": await endpoints.payloads_of(deliveries),
         "status": status,
         "next_url": (
-            f"/webhooks/{endpoint.id}?{urlencode({**filters, 'cursor': next_cursor})}"
+            f"/webhook-endpoints/{endpoint.id}?{urlencode({**filters, 'cursor': next_cursor})}"
             if next_cursor
             else None
         ),
-        "first_url": f"/webhooks/{endpoint.id}?{urlencode(filters)}" if cursor else None,
+        "first_url": f"/webhook-endpoints/{endpoint.id}?{urlencode(filters)}" if cursor else None,
         "errors": FormErrors(),
         "values": _form_values(None, endpoint),
         "rotated": None,
@@ -212,7 +212,7 @@ def _endpoint_response(
     return render(request, template, context, auth=auth, status_code=status_code, notice=notice)
 
 
-@router.get("/webhooks/{endpoint_id}")
+@router.get("/webhook-endpoints/{endpoint_id}")
 async def endpoint_page(
     request: Request,
     endpoint_id: ObjectId,
@@ -232,7 +232,7 @@ async def endpoint_page(
     return render(request, template, context, auth=auth)
 
 
-@router.post("/webhooks/{endpoint_id}/edit")
+@router.post("/webhook-endpoints/{endpoint_id}/edit")
 async def update_endpoint(
     request: Request, endpoint_id: ObjectId, auth: User, endpoints: Endpoints, session: SessionDep
 ) -> Response:
@@ -264,7 +264,7 @@ async def update_endpoint(
     return _endpoint_response(request, auth, context, "_endpoint.html", notice=notice)
 
 
-@router.post("/webhooks/{endpoint_id}/rotate")
+@router.post("/webhook-endpoints/{endpoint_id}/rotate")
 async def rotate_secret(
     request: Request, endpoint_id: ObjectId, auth: User, endpoints: Endpoints, session: SessionDep
 ) -> Response:
@@ -290,7 +290,7 @@ async def rotate_secret(
     return _endpoint_response(request, auth, context, "_endpoint.html", notice=notice)
 
 
-@router.post("/webhooks/{endpoint_id}/enable")
+@router.post("/webhook-endpoints/{endpoint_id}/enable")
 async def enable_endpoint(
     request: Request, endpoint_id: ObjectId, auth: User, endpoints: Endpoints
 ) -> Response:
@@ -301,7 +301,7 @@ async def enable_endpoint(
     return _endpoint_response(request, auth, context, "_endpoint.html", notice=notice)
 
 
-@router.post("/webhooks/{endpoint_id}/disable")
+@router.post("/webhook-endpoints/{endpoint_id}/disable")
 async def disable_endpoint(
     request: Request, endpoint_id: ObjectId, auth: User, endpoints: Endpoints
 ) -> Response:
@@ -312,7 +312,7 @@ async def disable_endpoint(
     return _endpoint_response(request, auth, context, "_endpoint.html", notice=notice)
 
 
-@router.post("/webhooks/{endpoint_id}/test")
+@router.post("/webhook-endpoints/{endpoint_id}/test")
 async def send_test_event(
     request: Request, endpoint_id: ObjectId, auth: User, endpoints: Endpoints
 ) -> Response:
@@ -332,7 +332,7 @@ async def send_test_event(
     return _endpoint_response(request, auth, context, "_deliveries.html", notice=notice)
 
 
-@router.post("/webhooks/{endpoint_id}/deliveries/{delivery_id}/redeliver")
+@router.post("/webhook-endpoints/{endpoint_id}/deliveries/{delivery_id}/redeliver")
 async def redeliver(
     request: Request,
     endpoint_id: ObjectId,
@@ -353,10 +353,10 @@ async def redeliver(
     return _endpoint_response(request, auth, context, "_deliveries.html", notice=notice)
 
 
-@router.post("/webhooks/{endpoint_id}/delete")
+@router.post("/webhook-endpoints/{endpoint_id}/delete")
 async def delete_endpoint(
     request: Request, endpoint_id: ObjectId, auth: User, endpoints: Endpoints
 ) -> Response:
     await need(request, auth, Permission.WEBHOOKS_WRITE)
     await endpoints.delete(endpoint_id)
-    return redirect("/webhooks", request)
+    return redirect("/webhook-endpoints", request)

@@ -71,8 +71,8 @@ async def test_the_signing_secret_appears_nowhere(
             await api.get(f"{base}/deliveries/{delivery_id}", headers=headers),
             await api.get(base, headers=headers),
             await api.get("/api/v1/audit-log", params={"limit": 200}, headers=headers),
-            await api.get("/webhooks"),
-            await api.get(f"/webhooks/{endpoint_id}"),
+            await api.get("/webhook-endpoints"),
+            await api.get(f"/webhook-endpoints/{endpoint_id}"),
         ]
         seen += [r.text for r in responses]
 

@@ -13,15 +13,15 @@ from tests.webhooks.outbound.conftest import run_jobs
 from tests.webhooks.outbound.receiver import Receiver
 
 SECRET = re.compile(r'id="new-secret" class="mono" value="(whsec_[^"]+)"')
-ENDPOINT_LINK = re.compile(r'href="/webhooks/(ep_[A-Za-z0-9]+)"')
+ENDPOINT_LINK = re.compile(r'href="/webhook-endpoints/(ep_[A-Za-z0-9]+)"')
 
 
 async def add_endpoint(owner: WebUser, url: str, *events: str) -> tuple[str, str]:
     created = await owner.post(
-        "/webhooks",
+        "/webhook-endpoints",
         {"url": url, "description": "Orders", "event_types": list(events)},
         htmx=True,
-        page="/webhooks",
+        page="/webhook-endpoints",
     )
     assert created.status_code == 200, created.text
     assert created.headers["cache-control"] == "no-store"
@@ -35,7 +35,7 @@ async def add_endpoint(owner: WebUser, url: str, *events: str) -> tuple[str, str
 async def test_an_endpoint_added_on_the_page_shows_its_secret_once(
     owner: WebUser, rival: WebUser, receiver: Receiver
 ) -> None:
-    page = await owner.client.get("/webhooks")
+    page = await owner.client.get("/webhook-endpoints")
     assert page.status_code == 200
     assert "No endpoints yet" in page.text
     assert 'value="payment.succeeded"' in page.text
@@ -43,37 +43,41 @@ async def test_an_endpoint_added_on_the_page_shows_its_secret_once(
     endpoint_id, secret = await add_endpoint(
         owner, receiver.url(), "payment.succeeded", "invoice.paid"
     )
-    listing = (await owner.client.get("/webhooks")).text
+    listing = (await owner.client.get("/webhook-endpoints")).text
     assert secret not in listing
     assert f"whsec_...{secret[-4:]}" in listing
-    detail = await owner.client.get(f"/webhooks/{endpoint_id}")
+    detail = await owner.client.get(f"/webhook-endpoints/{endpoint_id}")
     assert detail.status_code == 200
     assert secret not in detail.text
     assert "No deliveries yet" in detail.text
 
     # Another company's endpoint is not found, page or action.
-    assert (await rival.client.get(f"/webhooks/{endpoint_id}")).status_code == 404
-    refused = await rival.post(f"/webhooks/{endpoint_id}/delete", page="/webhooks")
+    assert (await rival.client.get(f"/webhook-endpoints/{endpoint_id}")).status_code == 404
+    refused = await rival.post(
+        f"/webhook-endpoints/{endpoint_id}/delete", page="/webhook-endpoints"
+    )
     assert refused.status_code == 404
-    assert (await owner.client.get(f"/webhooks/{endpoint_id}")).status_code == 200
+    assert (await owner.client.get(f"/webhook-endpoints/{endpoint_id}")).status_code == 200
 
 
 async def test_a_refused_form_shows_its_errors_and_adds_nothing(
     owner: WebUser, receiver: Receiver
 ) -> None:
     refused = await owner.post(
-        "/webhooks",
+        "/webhook-endpoints",
         {"url": "ftp://example.com/x", "event_types": ["invoice.paid"]},
         htmx=True,
-        page="/webhooks",
+        page="/webhook-endpoints",
     )
     assert refused.status_code == 422
     assert 'aria-invalid="true"' in refused.text
     assert "must be an http(s) URL" in refused.text
     assert "ftp://example.com/x" in refused.text  # what was typed stays
     assert SECRET.search(refused.text) is None
-    assert "No endpoints yet" in (await owner.client.get("/webhooks")).text
-    plain = await owner.post("/webhooks", {"url": receiver.url()}, page="/webhooks")
+    assert "No endpoints yet" in (await owner.client.get("/webhook-endpoints")).text
+    plain = await owner.post(
+        "/webhook-endpoints", {"url": receiver.url()}, page="/webhook-endpoints"
+    )
     assert plain.status_code == 422
     assert "Events" in plain.text
     assert "field-error" in plain.text
@@ -86,7 +90,7 @@ async def test_the_delivery_log_rotation_and_redelivery(
     endpoint_id, secret = await add_endpoint(owner, receiver.url(), "invoice.paid")
     receiver.secrets.append(secret)
     receiver.plan.append(500)
-    page = f"/webhooks/{endpoint_id}"
+    page = f"/webhook-endpoints/{endpoint_id}"
     queued = await owner.post(f"{page}/test", htmx=True, page=page)
     assert queued.status_code == 200, queued.text
     assert "webhook.test" in queued.text
@@ -125,5 +129,5 @@ async def test_the_delivery_log_rotation_and_redelivery(
     assert bad.status_code == 422
 
     gone = await owner.post(f"{page}/delete", htmx=True, page=page)
-    assert gone.headers.get("hx-redirect") == "/webhooks"
+    assert gone.headers.get("hx-redirect") == "/webhook-endpoints"
     assert (await owner.client.get(page)).status_code == 404
