@@ -96,7 +96,12 @@ async def test_a_technical_failure_offers_the_next_gateway(
     assert paid.status_code == 303, paid.text
     result = (await customer.get(paid.headers["location"])).text
     assert "Payment failed" in result
-    assert "Stripe US is not available right now: you can pay with Backup sandbox" in result
+    # Customers read public labels (here the defaults), never the team's internal names.
+    assert (
+        "Card via Stripe is not available right now: you can pay with Test card (sandbox)" in result
+    )
+    assert "Stripe US" not in result
+    assert "Backup sandbox" not in result
     assert f"?gateway={backup}#ways" in result
     # The card form of the next gateway is the one open.
     assert hidden(result, "gateway_id") == backup or re.search(
