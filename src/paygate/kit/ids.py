@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from typing import Annotated
 
@@ -20,10 +21,30 @@ def _encode(number: int, length: int) -> str:
     return "".join(reversed(chars))
 
 
+_RANDOM_MAX = (1 << 80) - 1
+_lock = threading.Lock()
+_last: tuple[int, int] = (0, 0)
+
+
 def new_id(prefix: str) -> str:
-    """A ULID (48-bit millisecond time + 80 random bits) behind `prefix_`."""
-    millis = time.time_ns() // 1_000_000
-    return f"{prefix}_{_encode(millis, 10)}{_encode(secrets.randbits(80), 16)}"
+    """A ULID (48-bit millisecond time + 80 random bits) behind `prefix_`.
+
+    Monotonic within the process (the ULID spec's monotonic mode): an id minted in the same
+    millisecond as the previous one (or while the clock steps back) takes the previous
+    random part plus one, so ids sort in the order they were made and "newest first by id"
+    holds even for rows created in one tight loop."""
+    global _last
+    with _lock:
+        millis = time.time_ns() // 1_000_000
+        last_millis, last_random = _last
+        if millis > last_millis:
+            random = secrets.randbits(80)
+        elif last_random < _RANDOM_MAX:
+            millis, random = last_millis, last_random + 1
+        else:
+            millis, random = last_millis + 1, secrets.randbits(80)
+        _last = (millis, random)
+    return f"{prefix}_{_encode(millis, 10)}{_encode(random, 16)}"
 
 
 def is_id(value: str, prefix: str) -> bool:

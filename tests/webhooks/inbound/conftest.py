@@ -10,9 +10,7 @@ from sqlalchemy import text
 from paygate.db import Database
 
 
-@pytest.fixture(autouse=True)
-async def _no_leftover_webhook_jobs(database: Database) -> AsyncIterator[None]:
-    yield
+async def _discard_pending_webhook_jobs(database: Database) -> None:
     async with database.transaction() as session:
         await session.execute(
             text(
@@ -20,3 +18,12 @@ async def _no_leftover_webhook_jobs(database: Database) -> AsyncIterator[None]:
                 "AND task_name LIKE 'webhooks_inbound:%'"
             )
         )
+
+
+@pytest.fixture(autouse=True)
+async def _no_leftover_webhook_jobs(database: Database) -> AsyncIterator[None]:
+    # Before as well as after: tests outside this directory (the browser tests, for one)
+    # receive webhooks without running the jobs, and the whole suite shares one database.
+    await _discard_pending_webhook_jobs(database)
+    yield
+    await _discard_pending_webhook_jobs(database)
