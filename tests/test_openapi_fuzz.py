@@ -158,6 +158,9 @@ def test_chained_operations_answer_within_their_declared_schema(
             FUZZ_SETTINGS,
             max_examples=EXAMPLES * 3,
             stateful_step_count=6,
+            # The app's state changes between runs (rows other steps made), so a replay
+            # can draw differently: report a failure as found, without shrinking it.
+            phases=[hypothesis.Phase.explicit, hypothesis.Phase.generate],
         )
     )
     assert_owner_still_signed_in(fuzz_app, owner)
