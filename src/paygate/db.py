@@ -179,5 +179,15 @@ class Database:
         async with self.sessions() as session, session.begin():
             yield session
 
+    @asynccontextmanager
+    async def reads(self) -> AsyncIterator[AsyncSession]:
+        """Each statement on its own (autocommit): no BEGIN and COMMIT round trips, for short
+        lookups that need no snapshot across statements (authenticating a request). A write
+        made here (an API key's last use) commits at once."""
+        async with self.engine.connect() as connection:
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
+            async with AsyncSession(bind=connection, expire_on_commit=False) as session:
+                yield session
+
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -11,6 +11,8 @@ from sqlalchemy import update
 
 from paygate.db import Database
 from paygate.kit.clock import utcnow
+from paygate.monitoring.models import GatewayMonitor
+from paygate.monitoring.system_repository import ensure_monitors
 from paygate.routing import breaker
 from paygate.routing.decision import decide
 from paygate.routing.engine import RoutingInput
@@ -165,17 +167,25 @@ async def test_the_breaker_opens_skips_half_opens_and_closes(
 
 
 async def test_the_health_monitor_can_mark_a_gateway_down(
-    client: httpx.AsyncClient, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+    client: httpx.AsyncClient, tenant: Tenant, database: Database
 ) -> None:
     a = await sandbox(client, tenant, "A")
     b = await sandbox(client, tenant, "B")
-
-    async def monitor(_session: Any, company_id: str) -> dict[str, str]:
-        return {a: "the health checks failed twice"} if company_id == tenant.company_id else {}
-
-    monkeypatch.setattr("paygate.routing.decision.monitored_down", monitor)
+    since = datetime(2026, 3, 4, 5, 6, tzinfo=UTC)
+    async with database.transaction() as session:
+        await ensure_monitors(session, since, interval=5, threshold=2)
+        await session.execute(
+            update(GatewayMonitor)
+            .where(GatewayMonitor.gateway_id == a)
+            .values(status="down", status_since=since, check_state="down")
+        )
     routed = await preview(client, tenant)
     assert [g["gateway_id"] for g in routed["gateways"]] == [b]
     assert routed["skipped"] == [
-        {"gateway_id": a, "name": "A", "reason": "down", "detail": "the health checks failed twice"}
+        {
+            "gateway_id": a,
+            "name": "A",
+            "reason": "down",
+            "detail": "down since 2026-03-04 05:06 UTC (health checks)",
+        }
     ]

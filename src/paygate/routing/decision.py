@@ -28,7 +28,6 @@ from paygate.routing.engine import (
     compile_rule,
 )
 from paygate.routing.engine import decide as engine_decide
-from paygate.routing.health import monitored_down
 from paygate.routing.models import RoutingRule
 from paygate.routing.policy import Policy, policy_of
 from paygate.routing.repository import RoutingRepository, RuleRepository
@@ -88,7 +87,7 @@ async def load_inputs(
     head = await RoutingRepository(session, company_id).head()
     policy = policy_of(head.policy)
     view = breaker.view(head.open_breakers, policy, moment)
-    down = {**await monitored_down(session, company_id), **view.down}
+    down = {**head.monitored_down, **view.down}
     return Inputs(
         rule_set=await load_rule_set(session, company_id, head.version, head.default_gateway_ids),
         gateways={g.id: g for g in listed},

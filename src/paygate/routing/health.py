@@ -1,23 +1,23 @@
 """What the health monitor says about a company's gateways, for routing.
 
 Routing skips a gateway the monitor reports down, beside the circuit breaker's own view
-from live payments. This is the one place routing reads the monitor.
+from live payments. The routing head's one statement (`RoutingRepository.head`) reads the
+monitors reported down as its `monitored_down` column, so a decision makes no round trip
+for it; this module says why each is skipped.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
 
-from paygate.monitoring.models import GatewayMonitor
 
-
-async def monitored_down(session: AsyncSession, company_id: str) -> dict[str, str]:
-    """Gateway id -> why, for the company's gateways the health monitor reports down."""
-    statement = select(GatewayMonitor.gateway_id, GatewayMonitor.status_since).where(
-        GatewayMonitor.company_id == company_id, GatewayMonitor.status == "down"
-    )
+def monitored_down(rows: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """Gateway id -> why, from the head's `monitored_down` column ({gateway_id, since})."""
     return {
-        gateway_id: f"down since {since:%Y-%m-%d %H:%M} UTC (health checks)"
-        for gateway_id, since in (await session.execute(statement)).tuples()
+        row["gateway_id"]: (
+            f"down since {datetime.fromisoformat(row['since']):%Y-%m-%d %H:%M} UTC (health checks)"
+        )
+        for row in rows
     }

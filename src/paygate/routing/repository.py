@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from paygate.kit.repository import TenantRepository
 from paygate.routing.engine import SuccessRate
+from paygate.routing.health import monitored_down
 from paygate.routing.models import GatewayBreaker, RetryPolicy, RoutingConfig, RoutingRule
 
 
@@ -21,6 +22,7 @@ class Head:
     default_gateway_ids: tuple[str, ...]
     policy: RetryPolicy | None
     open_breakers: list[GatewayBreaker]  # unsaved copies, for reading
+    monitored_down: dict[str, str]  # gateway id -> why, for those health checks report down
 
 
 _HEAD = text(
@@ -34,7 +36,11 @@ _HEAD = text(
                        'opened_at', b.opened_at, 'probe_started_at', b.probe_started_at)),
                    '[]'::json)
             FROM gateway_breakers b
-            WHERE b.company_id = :company_id AND b.state <> 'closed') AS breakers
+            WHERE b.company_id = :company_id AND b.state <> 'closed') AS breakers,
+           (SELECT coalesce(json_agg(json_build_object(
+                       'gateway_id', m.gateway_id, 'since', m.status_since)), '[]'::json)
+            FROM gateway_monitors m
+            WHERE m.company_id = :company_id AND m.status = 'down') AS monitored_down
     FROM (SELECT 1) AS one
     LEFT JOIN routing_configs c ON c.company_id = :company_id
     LEFT JOIN retry_policies p ON p.company_id = :company_id
@@ -125,6 +131,7 @@ class RoutingRepository:
             tuple(row.default_gateway_ids or ()),
             policy,
             breakers,
+            monitored_down(row.monitored_down),
         )
 
     async def policy(self, *, for_update: bool = False) -> RetryPolicy | None:

@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import delete, func, select
+from sqlalchemy import Exists, delete, exists, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -128,21 +128,29 @@ class RevocationList:
             logger.exception("revocation_redis_write_failed")
             raise RevocationUnavailable from error
 
+    @property
+    def answers_alone(self) -> bool:
+        """True when Redis answers `is_revoked`; False when PostgreSQL does (and a caller
+        may fold `revoked_in_database` into a statement it makes anyway)."""
+        return self.redis is not None
+
     async def is_revoked(self, session: AsyncSession, jti: str, sid: str | None) -> bool:
-        identifiers = [jti] if sid is None else [jti, sid]
         if self.redis is not None:
             try:
+                identifiers = [jti] if sid is None else [jti, sid]
                 found = await self.redis.exists(*(self.key(i) for i in identifiers))
                 return bool(found)
             except RedisError:
                 # PostgreSQL holds every entry too: slower, never wrong.
                 logger.exception("revocation_redis_failed")
-        row = await session.execute(
-            select(RevokedToken.identifier)
-            .where(RevokedToken.identifier.in_(identifiers), RevokedToken.expires_at > utcnow())
-            .limit(1)
+        return bool((await session.execute(select(self.revoked_in_database(jti, sid)))).scalar())
+
+    @staticmethod
+    def revoked_in_database(jti: str, sid: str | None) -> Exists:
+        identifiers = [jti] if sid is None else [jti, sid]
+        return exists().where(
+            RevokedToken.identifier.in_(identifiers), RevokedToken.expires_at > utcnow()
         )
-        return row.first() is not None
 
 
 async def purge_expired(session: AsyncSession) -> int:

@@ -3,6 +3,7 @@ the caller's transaction (so they commit with the change that caused them, or no
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -26,19 +27,23 @@ async def enqueue_event(
     data: dict[str, Any],
     *,
     occurred_at: datetime | None = None,
+    endpoints: Sequence[WebhookEndpoint] | None = None,
 ) -> list[str]:
     """Send `event_type` with `data` to every enabled endpoint of the company that wants it;
     returns the delivery ids (none when no endpoint subscribes: nothing is written).
+    `endpoints`: the company's enabled endpoints when the caller has read them already.
 
     `data` must hold no secret and no card data: it is what the company's servers receive.
     Call it inside the transaction of the change the event is about.
     """
     kind = EventType(event_type)
-    endpoints = await EndpointRepository(session, company_id).subscribed(kind.value)
-    if not endpoints:
+    if endpoints is None:
+        endpoints = await EndpointRepository(session, company_id).enabled()
+    wanted = [endpoint for endpoint in endpoints if kind.value in endpoint.event_types]
+    if not wanted:
         return []
     message = await add_message(session, company_id, kind.value, data, occurred_at or utcnow())
-    return [await add_delivery(session, message, endpoint) for endpoint in endpoints]
+    return [await add_delivery(session, message, endpoint) for endpoint in wanted]
 
 
 async def add_message(

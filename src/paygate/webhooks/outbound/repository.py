@@ -27,15 +27,10 @@ class EndpointRepository(TenantRepository[WebhookEndpoint]):
         statement = self.scoped().order_by(WebhookEndpoint.created_at, WebhookEndpoint.id)
         return (await self.session.execute(statement)).scalars().all()
 
-    async def subscribed(self, event_type: str) -> Sequence[WebhookEndpoint]:
-        """Enabled endpoints that want `event_type`."""
+    async def enabled(self) -> Sequence[WebhookEndpoint]:
+        """The enabled endpoints, whatever events they want (`wants` picks among them)."""
         statement = (
-            self.scoped()
-            .where(
-                WebhookEndpoint.enabled.is_(True),
-                WebhookEndpoint.event_types.contains([event_type]),
-            )
-            .order_by(WebhookEndpoint.id)
+            self.scoped().where(WebhookEndpoint.enabled.is_(True)).order_by(WebhookEndpoint.id)
         )
         return (await self.session.execute(statement)).scalars().all()
 

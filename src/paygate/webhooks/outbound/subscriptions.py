@@ -20,6 +20,7 @@ from paygate.payments.models import Payment
 from paygate.payments.signals import PaymentChange, payment_settled
 from paygate.webhooks.outbound.enqueue import enqueue_event
 from paygate.webhooks.outbound.events import EventType
+from paygate.webhooks.outbound.repository import EndpointRepository
 
 
 def payment_data(change: PaymentChange) -> dict[str, Any]:
@@ -113,9 +114,19 @@ async def events_of_payment_change(
 
 @payment_settled.connect
 async def on_payment_settled(session: AsyncSession, change: PaymentChange) -> None:
+    # One read for the whole change, before any body is built: on the payment path, and
+    # most companies have no endpoint.
+    endpoints = await EndpointRepository(session, change.company_id).enabled()
+    if not endpoints:
+        return
     for event_type, data in await events_of_payment_change(session, change):
         await enqueue_event(
-            session, change.company_id, event_type, data, occurred_at=change.occurred_at
+            session,
+            change.company_id,
+            event_type,
+            data,
+            occurred_at=change.occurred_at,
+            endpoints=endpoints,
         )
 
 
