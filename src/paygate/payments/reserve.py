@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from paygate.gateways.adapters.base import AdapterConfig, GatewayType, PaymentFlow
 from paygate.gateways.adapters.sandbox import SANDBOX_SUCCESS_CARD, sandbox_card
@@ -29,13 +30,17 @@ from paygate.routing.card_brand import card_brand_of
 from paygate.routing.decision import choose
 from paygate.routing.engine import RoutingInput
 
-# Reserving a payment writes four rows in one statement: the payment (processing), its
-# attempt, its first event (from nothing to processing) and the audit entry (what
-# `audit.record` writes). Foreign keys are checked at the end of the statement, so the
-# attempt and the event may reference the payment inserted beside them.
+# Reserving a payment writes five rows in one statement: the invoice's reserved amount
+# (the row the caller locked), the payment (processing), its attempt, its first event (from
+# nothing to processing) and the audit entry (what `audit.record` writes). Foreign keys are
+# checked at the end of the statement, so the attempt and the event may reference the
+# payment inserted beside them.
 _RESERVE_PAYMENT = text(
     """
-    WITH payment AS (
+    WITH reserved AS (
+        UPDATE invoices SET amount_reserved = amount_reserved + :amount
+        WHERE id = :invoice_id AND company_id = :company_id
+    ), payment AS (
         INSERT INTO payments (id, company_id, invoice_id, gateway_id, status, amount, currency,
                               amount_refunded, flow, payment_method_type, payment_method,
                               return_url)
@@ -55,8 +60,6 @@ _RESERVE_PAYMENT = text(
             'payment', :payment_id, 'success', :ip, :user_agent, :request_id, NULL, :detail)
     """
 )
-
-PAYABLE = (InvoiceStatus.OPEN.value, InvoiceStatus.PARTIALLY_PAID.value)
 
 PAYABLE = (InvoiceStatus.OPEN.value, InvoiceStatus.PARTIALLY_PAID.value)
 
@@ -139,8 +142,8 @@ async def reserve_payment(
     )
     origin = context.caller.origin
     actor = context.caller.actor
-    # The payment, its attempt, its first event and its audit entry in one round trip
-    # (plain rows, not ORM objects: nothing else in this transaction reads them back).
+    # The reserve, the payment, its attempt, its first event and its audit entry in one
+    # round trip (plain rows, not ORM objects: nothing else in this transaction reads them).
     await session.execute(
         _RESERVE_PAYMENT,
         {
@@ -168,7 +171,8 @@ async def reserve_payment(
             "detail": f"{Money(amount, invoice.currency)} for {invoice.number} via {gateway.name}",
         },
     )
-    invoice.amount_reserved += amount
+    # Written by the statement above: the loaded row learns it without another UPDATE.
+    set_committed_value(invoice, "amount_reserved", invoice.amount_reserved + amount)
     return Reserved(payment, attempt, gateway, config)
 
 
