@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paygate.db import Database
@@ -216,3 +216,44 @@ async def test_64_clients_at_once_are_all_served_by_one_process(
         timeout=120,
     )
     assert [a["status"] for a in answers] == ["succeeded"] * 64
+
+
+async def test_an_api_payment_takes_few_round_trips_and_settles_in_one_write(
+    client: httpx.AsyncClient, tenant: Tenant, database: Database
+) -> None:
+    """Round trips are the payment path's cost: authentication reads once, reserve and
+    settle each write their rows with one statement. A regression shows up here first."""
+    await sandbox_gateway(client, tenant)
+    warm = await create_invoice(client, tenant)
+    invoice = await create_invoice(client, tenant)
+    await pay(client, tenant, warm["id"])
+    statements: list[str] = []
+
+    def record(*args: Any) -> None:
+        statements.append(" ".join(str(args[2]).split()))
+
+    engine = database.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        paid = await pay(client, tenant, invoice["id"])
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+    assert paid["status"] == "succeeded"
+    settle_writes = [s for s in statements if "INSERT INTO payment_events" in s]
+    assert len(settle_writes) == 2  # reserve's statement and settle's
+    settle = settle_writes[1]
+    for row in ("INSERT INTO gateway_calls", "UPDATE payments", "UPDATE payment_attempts"):
+        assert row in settle
+    assert "UPDATE invoices" in settle
+    assert len(statements) <= 13, "\n".join(statements)
+    status, amount, _, _, invoice_status, amount_paid, amount_reserved, paid_at_set = (
+        await rows_of(database, paid["id"])
+    )["payment"]
+    assert (status, invoice_status, amount_paid, amount_reserved, paid_at_set) == (
+        "succeeded",
+        "paid",
+        amount,
+        0,
+        True,
+    )

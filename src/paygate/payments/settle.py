@@ -30,6 +30,7 @@ from paygate.invoices.rules import follow_totals
 from paygate.invoices.schemas import InvoiceStatus
 from paygate.kit.clock import utcnow
 from paygate.kit.ids import new_id
+from paygate.kit.writes import write_together
 from paygate.payments.decisions import failure_kind, status_after_answer, status_after_error
 from paygate.payments.models import GatewayCall, Payment, PaymentAttempt, Refund
 from paygate.payments.repository import PaymentRepository
@@ -108,7 +109,10 @@ async def decide(
         attempt.status = payment.status
         if target not in OPEN_STATUSES:
             attempt.finished_at = utcnow()
-    invoice_paid = await _move_invoice(session, payment, PaymentStatus(before), target)
+    with session.no_autoflush:
+        invoice_paid = await _move_invoice(session, payment, PaymentStatus(before), target)
+    # The calls, the event, the payment, its attempt and the invoice in one round trip.
+    await write_together(session)
     if payment_settled.has_listeners:
         await payment_settled.send(
             session,
