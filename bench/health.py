@@ -8,9 +8,12 @@ Self-contained and bounded. It:
      their secrets sealed as paygate seals them, and makes every one of them due now;
   4. runs `monitoring.checks.run_round` in this process (as a worker would) with
      --concurrency checks at once, and reports the round's wall time, this process's CPU
-     time (as a share of one core), the PostgreSQL backends' CPU, and checks per second.
+     time (per check, and as a share of one core), the PostgreSQL backends' CPU (read by
+     a watcher process), how busy the whole machine was, and checks per second.
 
-Targets (issue 12): the round within 60 s, using at most a third of one core.
+Targets (issue 12): the round within 60 s, using at most a third of one core: for 10,000
+gateways, at most 20 s of CPU (2 ms per check). On a shared machine others stretch the
+wall time, and with it the share of a core: the CPU per check is the figure to compare.
 
 Run: .venv/bin/python bench/health.py [--gateways 10000] [--concurrency 100]
 """
@@ -54,6 +57,8 @@ HOST = "127.0.0.1"
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 API_KEY = "cgw_bench_key_5f1c0e9a7b3d4c2e8a6f"
 HARD_DEADLINE_SECONDS = 600
+# A third of one core over a 60 s round of 10,000 checks: 20 s, 2 ms per check.
+TARGET_CPU_PER_CHECK_S = 60 / 3 / 10_000
 
 # The emulator: /health answers {"status": "ok"} after a fixed delay (a plain ASGI app).
 _EMULATOR = """
@@ -154,6 +159,13 @@ class PostgresWatch:
         return found
 
 
+def machine_busy() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine, every CPU."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)
+
+
 async def seed(database: Database, keyring: Keyring, base_url: str, count: int) -> list[str]:
     company_id = new_id("cmp")
     ids: list[str] = []
@@ -207,10 +219,12 @@ async def run(args: argparse.Namespace, url: str, base_url: str, name: str) -> d
             )
             await session.execute(text("ANALYZE"))
         watch = PostgresWatch(args.admin_url, name, args.pg_poll)
+        busy0 = machine_busy()
         cpu0, wall0 = time.process_time(), time.perf_counter()
         report = await checks.run_round(database, keyring, settings)
         wall = time.perf_counter() - wall0
         cpu = time.process_time() - cpu0
+        busy1 = machine_busy()
         pg = watch.stop()
         async with database.transaction() as session:
             recorded = (
@@ -230,6 +244,7 @@ async def run(args: argparse.Namespace, url: str, base_url: str, name: str) -> d
         "up": up,
         "wall_s": wall,
         "cpu_s": cpu,
+        "machine_busy": (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]),
         "pg_s": pg["cpu_s"],
         "pg_ceiling_s": pg["ceiling_s"],
         "pg_backends": pg["backends"],
@@ -283,18 +298,31 @@ def main() -> None:
         emulator.wait(timeout=10)
         with psycopg.connect(args.admin_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    wall, pg = result["wall_s"], result["pg_s"]
+    wall, pg, cpu = result["wall_s"], result["pg_s"], result["cpu_s"]
+    recorded = result["recorded"]
+    budget = result["gateways"] * TARGET_CPU_PER_CHECK_S
     print(f"gateways             {result['gateways']:>10,.0f}")
-    print(f"checks recorded      {result['recorded']:>10,.0f}  (up: {result['up']:,.0f})")
+    print(f"checks recorded      {recorded:>10,.0f}  (up: {result['up']:,.0f})")
     print(f"round wall time      {wall:>10.1f} s   (target <= 60 s)")
-    print(f"checks per second    {result['recorded'] / wall:>10.0f}")
-    cpu = result["cpu_s"]
-    print(f"worker CPU           {cpu:>10.1f} s = {cpu / wall:.2f} core (target <= 0.33)")
-    print(f"PostgreSQL CPU       {pg:>10.1f} s = {pg / wall:.2f} core (backends of this database)")
+    print(f"checks per second    {recorded / wall:>10.0f}")
+    print(
+        f"worker CPU           {cpu:>10.1f} s = {cpu / max(1, recorded) * 1000:.2f} ms per check"
+        f" (target <= {budget:.0f} s: a third of one core over 60 s)"
+    )
+    print(f"  share of one core  {cpu / wall:>10.2f}   over the measured wall time")
+    print(
+        f"PostgreSQL CPU       {pg:>10.1f} s = {pg / max(1, recorded) * 1000:.2f} ms per check"
+        f" = {pg / wall:.2f} core (backends of this database)"
+    )
     ceiling = result["pg_ceiling_s"]
     print(
         f"PostgreSQL backends  {result['pg_backends']:>10,.0f}  ({result['pg_ended']:,.0f} ended"
         f" mid-round; with every PostgreSQL process that ended meanwhile: {ceiling:.1f} s)"
+    )
+    cpus = os.cpu_count() or 1
+    print(
+        f"machine busy         {result['machine_busy'] * 100:>9.0f}%  of {cpus} CPUs"
+        " (near 100%: others shared the machine, the wall time suffered)"
     )
 
 
