@@ -166,11 +166,12 @@ async def record_batch(
     """Record a batch's results; how many were recorded (the rest lost their claim or
     could not be written, and stay due).
 
-    Routine results (the monitor moves on, no incident opens, grows or ends) are written
-    together: one lock query, one INSERT of every result, the monitors' UPDATEs in one
-    round trip, one commit. A per-check transaction cost about as much CPU as the check
-    itself. A result that changes an incident, or carries a TLS reading, gets its own
-    transaction as before, so a failing alert or signal listener rolls back that one only.
+    Routine results (the monitor moves on, no outage opens, grows or ends) are written
+    together: one lock query, one INSERT of every result, the monitors' UPDATEs sent as
+    an executemany, one commit. A transaction per check cost about as much CPU as the
+    check's HTTP request. A result that changes an outage, or carries a TLS reading, then
+    gets a transaction of its own, so a failing alert or signal listener rolls back that
+    one only.
     """
     eventful: list[Finding] = []
     rows: list[dict[str, Any]] = []
