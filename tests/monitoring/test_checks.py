@@ -5,11 +5,9 @@ signal for outbound webhooks sent inside the transaction."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import timedelta
 
 import httpx
-import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paygate.db import Database
@@ -32,19 +30,6 @@ from tests.monitoring.helpers import (
 )
 
 MINUTE = timedelta(minutes=1)
-
-
-@pytest.fixture
-def announced() -> Iterator[list[tuple[GatewayStatusChange, bool]]]:
-    """What gateway_status_changed sent, and whether a transaction was open at the time."""
-    seen: list[tuple[GatewayStatusChange, bool]] = []
-
-    async def listener(session: AsyncSession, change: GatewayStatusChange) -> None:
-        seen.append((change, session.in_transaction()))
-
-    gateway_status_changed.connect(listener)
-    yield seen
-    gateway_status_changed.disconnect(listener)
 
 
 async def two_workers_send(database: Database, settings: Settings) -> None:

@@ -101,31 +101,31 @@ async def _announce(
     )
 
 
-async def record_check(
-    session: AsyncSession,
-    monitor: GatewayMonitor,
-    gateway: Gateway,
-    result: ConnectionResult,
-    now: datetime,
-    settings: Settings,
-) -> HealthStatus:
-    """Store one check's result and apply it: down at the threshold, up after one success."""
+def changes_incident(monitor: GatewayMonitor, ok: bool) -> bool:
+    """Whether a check with this outcome opens, extends or closes an outage (queries, an
+    alert, the signal) rather than only moving the monitor on: what `record_check` does
+    beyond `apply_check`."""
+    if ok:
+        return (
+            monitor.check_state == CheckState.DOWN.value
+            or monitor.status == HealthStatus.DOWN.value
+        )
+    outcome = after_check(False, monitor.consecutive_failures, monitor.failure_threshold)
+    return outcome.state is CheckState.DOWN
+
+
+def apply_check(
+    monitor: GatewayMonitor, gateway: Gateway, result: ConnectionResult, now: datetime
+) -> dict[str, Any]:
+    """Move the monitor on by one check's result (its check state, last result, next slot,
+    the claim released, the status derived) and return the result's `health_checks` row.
+    No query: a round applies a whole batch of routine results this way, and inserts their
+    rows in one statement."""
     outcome = after_check(result.ok, monitor.consecutive_failures, monitor.failure_threshold)
-    check = HealthCheck(
-        gateway_id=gateway.id,
-        company_id=gateway.company_id,
-        checked_at=now,
-        ok=result.ok,
-        latency_ms=result.latency_ms,
-        state=outcome.state.value,
-        error_code=result.error_code,
-        message=None if result.ok else result.message,
-    )
-    session.add(check)
-    before = monitor.status
-    was_down = monitor.check_state == CheckState.DOWN.value
     if not result.ok and monitor.failing_since is None:
         monitor.failing_since = now
+    elif result.ok:
+        monitor.failing_since = None
     monitor.check_state = outcome.state.value
     monitor.consecutive_failures = outcome.consecutive_failures
     monitor.last_check_at = now
@@ -138,10 +138,36 @@ async def record_check(
     )
     monitor.claimed_until = None
     monitor.claim_token = None
-    status = _set_status(monitor, gateway, now)
+    _set_status(monitor, gateway, now)
+    return {
+        "gateway_id": gateway.id,
+        "company_id": gateway.company_id,
+        "checked_at": now,
+        "ok": result.ok,
+        "latency_ms": result.latency_ms,
+        "state": outcome.state.value,
+        "error_code": result.error_code,
+        "message": None if result.ok else result.message,
+    }
+
+
+async def record_check(
+    session: AsyncSession,
+    monitor: GatewayMonitor,
+    gateway: Gateway,
+    result: ConnectionResult,
+    now: datetime,
+    settings: Settings,
+) -> HealthStatus:
+    """Store one check's result and apply it: down at the threshold, up after one success."""
+    before = monitor.status
+    was_down = monitor.check_state == CheckState.DOWN.value
+    check = HealthCheck(**apply_check(monitor, gateway, result, now))
+    session.add(check)
+    status = HealthStatus(monitor.status)
     await session.flush()
 
-    if outcome.state is CheckState.DOWN:
+    if monitor.check_state == CheckState.DOWN.value:
         incident = await open_incident(session, gateway.id, IncidentKind.OUTAGE.value)
         if incident is None:
             await _open_outage(session, monitor, gateway, result, before, status, now, settings)
@@ -149,10 +175,8 @@ async def record_check(
             incident.failed_checks += 1
             incident.last_message = result.message
             _evidence(incident, _check_evidence(check))
-    elif result.ok:
-        monitor.failing_since = None
-        if was_down or before == HealthStatus.DOWN.value:
-            await _close_outage(session, gateway, before, status, now, settings)
+    elif result.ok and (was_down or before == HealthStatus.DOWN.value):
+        await _close_outage(session, gateway, before, status, now, settings)
     return status
 
 

@@ -141,6 +141,24 @@ async def lock_monitor(
     return (await session.execute(statement)).scalar_one_or_none()
 
 
+async def lock_claimed(
+    session: AsyncSession, gateway_ids: Sequence[str], claim_token: str
+) -> dict[str, GatewayMonitor]:
+    """The monitors of a batch that this claim still holds, locked, in one query (in id
+    order, as any other multi-row lock should take them)."""
+    if not gateway_ids:
+        return {}
+    statement = (
+        select(GatewayMonitor)
+        .where(GatewayMonitor.gateway_id.in_(gateway_ids))
+        .where(GatewayMonitor.claim_token == claim_token)
+        .order_by(GatewayMonitor.gateway_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return {m.gateway_id: m for m in (await session.execute(statement)).scalars()}
+
+
 async def gateway_by_id(session: AsyncSession, gateway_id: str) -> Gateway | None:
     statement = select(Gateway).where(Gateway.id == gateway_id)
     # Fresh from the database: a round's session may hold an older copy.
