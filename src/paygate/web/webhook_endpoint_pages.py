@@ -4,6 +4,7 @@ the JSON API (webhooks/outbound/service.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -290,46 +291,68 @@ async def rotate_secret(
     return _endpoint_response(request, auth, context, "_endpoint.html", notice=notice)
 
 
+async def _switch(
+    request: Request, endpoint_id: str, auth: AuthContext, endpoints: EndpointService, on: bool
+) -> Response:
+    await need(request, auth, Permission.WEBHOOKS_WRITE)
+    endpoint = await endpoints.set_enabled(endpoint_id, on)
+    context = await _endpoint_context(endpoints, endpoint)
+    if on:
+        notice = Notice("success", "Endpoint enabled: new events are sent to it again.")
+    else:
+        notice = Notice("info", "Endpoint disabled: no events are sent to it.")
+    return _endpoint_response(request, auth, context, "_endpoint.html", notice=notice)
+
+
 @router.post("/webhook-endpoints/{endpoint_id}/enable")
 async def enable_endpoint(
     request: Request, endpoint_id: ObjectId, auth: User, endpoints: Endpoints
 ) -> Response:
-    await need(request, auth, Permission.WEBHOOKS_WRITE)
-    endpoint = await endpoints.set_enabled(endpoint_id, True)
-    context = await _endpoint_context(endpoints, endpoint)
-    notice = Notice("success", "Endpoint enabled: new events are sent to it again.")
-    return _endpoint_response(request, auth, context, "_endpoint.html", notice=notice)
+    return await _switch(request, endpoint_id, auth, endpoints, True)
 
 
 @router.post("/webhook-endpoints/{endpoint_id}/disable")
 async def disable_endpoint(
     request: Request, endpoint_id: ObjectId, auth: User, endpoints: Endpoints
 ) -> Response:
+    return await _switch(request, endpoint_id, auth, endpoints, False)
+
+
+async def _queue_delivery(
+    request: Request,
+    endpoint_id: str,
+    auth: AuthContext,
+    endpoints: EndpointService,
+    queue: Callable[[], Awaitable[object]],
+    done: str,
+) -> Response:
+    """Queue a delivery (a test event, a redelivery) and show the log; a refusal (409, say
+    the endpoint is disabled) is the notice instead."""
     await need(request, auth, Permission.WEBHOOKS_WRITE)
-    endpoint = await endpoints.set_enabled(endpoint_id, False)
+    try:
+        await queue()
+        notice = Notice("success", done)
+    except Problem as problem:
+        if problem.status != 409:
+            raise
+        notice = Notice("error", problem.detail or problem.title)
+    endpoint = await endpoints.get(endpoint_id)
     context = await _endpoint_context(endpoints, endpoint)
-    notice = Notice("info", "Endpoint disabled: no events are sent to it.")
-    return _endpoint_response(request, auth, context, "_endpoint.html", notice=notice)
+    return _endpoint_response(request, auth, context, "_deliveries.html", notice=notice)
 
 
 @router.post("/webhook-endpoints/{endpoint_id}/test")
 async def send_test_event(
     request: Request, endpoint_id: ObjectId, auth: User, endpoints: Endpoints
 ) -> Response:
-    await need(request, auth, Permission.WEBHOOKS_WRITE)
-    try:
-        await endpoints.send_test(endpoint_id)
-    except Problem as problem:
-        if problem.status != 409:
-            raise
-        endpoint = await endpoints.get(endpoint_id)
-        context = await _endpoint_context(endpoints, endpoint)
-        notice = Notice("error", problem.detail or problem.title)
-        return _endpoint_response(request, auth, context, "_deliveries.html", notice=notice)
-    endpoint = await endpoints.get(endpoint_id)
-    context = await _endpoint_context(endpoints, endpoint)
-    notice = Notice("success", "Test event queued: it appears in the log below.")
-    return _endpoint_response(request, auth, context, "_deliveries.html", notice=notice)
+    return await _queue_delivery(
+        request,
+        endpoint_id,
+        auth,
+        endpoints,
+        lambda: endpoints.send_test(endpoint_id),
+        "Test event queued: it appears in the log below.",
+    )
 
 
 @router.post("/webhook-endpoints/{endpoint_id}/deliveries/{delivery_id}/redeliver")
@@ -340,17 +363,14 @@ async def redeliver(
     auth: User,
     endpoints: Endpoints,
 ) -> Response:
-    await need(request, auth, Permission.WEBHOOKS_WRITE)
-    try:
-        await endpoints.redeliver(endpoint_id, delivery_id)
-        notice = Notice("success", "Redelivery queued.")
-    except Problem as problem:
-        if problem.status != 409:
-            raise
-        notice = Notice("error", problem.detail or problem.title)
-    endpoint = await endpoints.get(endpoint_id)
-    context = await _endpoint_context(endpoints, endpoint)
-    return _endpoint_response(request, auth, context, "_deliveries.html", notice=notice)
+    return await _queue_delivery(
+        request,
+        endpoint_id,
+        auth,
+        endpoints,
+        lambda: endpoints.redeliver(endpoint_id, delivery_id),
+        "Redelivery queued.",
+    )
 
 
 @router.post("/webhook-endpoints/{endpoint_id}/delete")

@@ -131,3 +131,22 @@ async def test_the_delivery_log_rotation_and_redelivery(
     gone = await owner.post(f"{page}/delete", htmx=True, page=page)
     assert gone.headers.get("hx-redirect") == "/webhook-endpoints"
     assert (await owner.client.get(page)).status_code == 404
+
+
+async def test_disable_refuses_test_events_and_enable_sends_them_again(
+    owner: WebUser, receiver: Receiver
+) -> None:
+    endpoint_id, _ = await add_endpoint(owner, receiver.url(), "invoice.paid")
+    page = f"/webhook-endpoints/{endpoint_id}"
+    disabled = await owner.post(f"{page}/disable", htmx=True, page=page)
+    assert disabled.status_code == 200
+    assert "no events are sent to it" in disabled.text
+    refused = await owner.post(f"{page}/test", htmx=True, page=page)
+    assert refused.status_code == 200
+    assert 'class="notice notice-error" role="alert"' in refused.text
+    assert "webhook.test" not in refused.text
+    enabled = await owner.post(f"{page}/enable", htmx=True, page=page)
+    assert "sent to it again" in enabled.text
+    queued = await owner.post(f"{page}/test", htmx=True, page=page)
+    assert "Test event queued" in queued.text
+    assert "webhook.test" in queued.text
