@@ -23,6 +23,8 @@ from paygate.security.crypto import Keyring, KeyringError, generate_master_key
 from paygate.settings import Settings, get_settings
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
     from paygate.demo import DemoLogin
 
 app = typer.Typer(
@@ -255,32 +257,44 @@ def _keyring(settings: Settings) -> Keyring:
         raise typer.Exit(2) from None
 
 
+async def _sealed_by_key(session: AsyncSession) -> dict[str, tuple[int, int]]:
+    """Key id -> (gateway configurations, webhook endpoint secrets) it wraps."""
+    from paygate.gateways.repository import count_by_key_id
+    from paygate.webhooks.outbound.repository import endpoint_count_by_key_id
+
+    gateways = await count_by_key_id(session)
+    endpoints = await endpoint_count_by_key_id(session)
+    return {
+        key_id: (gateways.get(key_id, 0), endpoints.get(key_id, 0))
+        for key_id in set(gateways) | set(endpoints)
+    }
+
+
 @keys_app.command("status")
 def keys_status() -> None:
-    """How many gateway configurations each master key wraps."""
-    from paygate.gateways.repository import count_by_key_id
-
+    """How many gateway configurations and webhook endpoint secrets each master key wraps."""
     settings = _settings()
     keyring = _keyring(settings)
     database = Database(_database_url(settings))
 
-    async def main() -> dict[str, int]:
+    async def main() -> dict[str, tuple[int, int]]:
         try:
             async with database.transaction() as session:
-                return await count_by_key_id(session)
+                return await _sealed_by_key(session)
         finally:
             await database.dispose()
 
     counts = asyncio.run(main())
-    table = Table("key id", "configurations", "status")
+    table = Table("key id", "configurations", "webhook endpoints", "status")
     for key_id in sorted(set(counts) | set(keyring.key_ids)):
+        gateways, endpoints = counts.get(key_id, (0, 0))
         if key_id == keyring.primary_key_id:
             state = "primary"
         elif key_id in keyring.key_ids:
-            state = "configured" if counts.get(key_id) else "configured, unused: can be retired"
+            state = "configured" if gateways + endpoints else "configured, unused: can be retired"
         else:
-            state = "MISSING: configurations under it cannot be read"
-        table.add_row(key_id, str(counts.get(key_id, 0)), state)
+            state = "MISSING: secrets under it cannot be read"
+        table.add_row(key_id, str(gateways), str(endpoints), state)
     console.print(table)
 
 
@@ -298,6 +312,8 @@ def keys_rotate(
     """
     from paygate.gateways.repository import count_by_key_id
     from paygate.gateways.service import rewrap_all
+    from paygate.webhooks.outbound.repository import endpoint_count_by_key_id
+    from paygate.webhooks.outbound.tasks import rewrap_endpoint_secrets
 
     settings = _settings()
     keyring = _keyring(settings)
@@ -326,6 +342,20 @@ def keys_rotate(
                         total=step.rewrapped + len(step.failed_ids) + step.remaining,
                     )
                     remaining, failed = step.remaining, step.failed_ids
+            if company is None:
+                # Webhook endpoint secrets follow within ten minutes by themselves; the
+                # operator's rotation does not wait for that before saying a key can go.
+                await rewrap_endpoint_secrets(database, keyring)
+                async with database.transaction() as session:
+                    left = await endpoint_count_by_key_id(session)
+                stuck = sum(n for key_id, n in left.items() if key_id != keyring.primary_key_id)
+                if stuck:
+                    console.print(
+                        f"[red]{stuck} webhook endpoint secrets could not be re-wrapped[/red]"
+                        " (the log names them): restore the master key they name, or have each"
+                        " company rotate those endpoints' secrets."
+                    )
+                    raise typer.Exit(1)
             return remaining, failed
         finally:
             await database.dispose()

@@ -72,12 +72,22 @@ async def test_rotate_to_a_new_key_then_retire_the_old_one(
     key_b = generate_master_key("test-b")
     mine = await create_gateway(client, tenant, stripe_payload(localstripe_url))
     theirs = await create_gateway(client, other_tenant, stripe_payload(localstripe_url))
+    # A webhook endpoint's signing secret is sealed under the master key too.
+    endpoint = await client.post(
+        "/api/v1/webhook-endpoints",
+        json={"url": "http://127.0.0.1:9/hooks", "event_types": ["invoice.paid"]},
+        headers=tenant.headers,
+    )
+    assert endpoint.status_code == 201, endpoint.text
 
     status = paygate_cli(
         "keys", "status", database_url=database_url, master_keys=f"{key_b},{key_a}"
     )
     assert status.returncode == 0, status.stderr
-    assert "test-a" in status.stdout
+    assert "webhook endpoints" in status.stdout
+    row_a = next(line for line in status.stdout.splitlines() if "test-a" in line)
+    assert "configured" in row_a
+    assert "can be retired" not in row_a
     assert "primary" in status.stdout
 
     rotated = paygate_cli(
@@ -87,7 +97,7 @@ async def test_rotate_to_a_new_key_then_retire_the_old_one(
     assert "Every configuration is wrapped by test-b" in rotated.stdout
 
     status = paygate_cli("keys", "status", database_url=database_url, master_keys=key_b)
-    assert "test-a" not in status.stdout
+    assert "test-a" not in status.stdout  # neither a gateway nor an endpoint needs it
 
     # A process that knows only key B reads, tests and updates both companies' gateways.
     only_b = client_with_keys(key_b)

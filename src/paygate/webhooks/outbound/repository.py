@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paygate.kit.pagination import PageParams
@@ -207,6 +207,14 @@ async def bodies_of(
         WebhookMessage.company_id == company_id, WebhookMessage.id.in_(list(message_ids))
     )
     return {row[0]: row[1] for row in (await session.execute(statement)).tuples()}
+
+
+async def endpoint_count_by_key_id(session: AsyncSession) -> dict[str, int]:
+    """How many endpoint secrets each master key wraps (the operator's view)."""
+    rows = await session.execute(
+        select(WebhookEndpoint.key_id, func.count()).group_by(WebhookEndpoint.key_id)
+    )
+    return {key_id: int(count) for key_id, count in rows.tuples()}
 
 
 async def endpoints_not_under(
