@@ -877,6 +877,9 @@ def profiler(args: argparse.Namespace, workers: int, pid: int) -> subprocess.Pop
         args.py_spy, "record", "--pid", str(pid), "--duration", f"{args.duration:g}",
         "--rate", "250", "--format", args.profile_format, "--nonblocking",
         "--output", f"{args.profile}.{workers}w.{pid}",
+        # Only samples holding the GIL: Python's own CPU, not a thread waiting in a syscall
+        # (on a busy machine those waits would look like work).
+        *(["--gil"] if args.profile_gil else []),
     ]  # fmt: skip
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -1072,6 +1075,9 @@ def main() -> None:
         "--profile", help="py-spy the server workers during the measured run into PATH.*"
     )
     parser.add_argument("--profile-format", default="raw", help="py-spy format: raw, flamegraph")
+    parser.add_argument(
+        "--profile-gil", action="store_true", help="py-spy: only samples holding the GIL"
+    )
     parser.add_argument("--py-spy", default=str(Path(sys.executable).parent / "py-spy"))
     parser.add_argument(
         "--admin-url",

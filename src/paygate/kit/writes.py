@@ -4,84 +4,159 @@ The ORM's flush writes each new or changed row with a statement of its own, and 
 bookkeeping costs more than the statements. On a hot path (settling a payment writes a
 gateway call, an event, the payment, its attempt and the invoice) `write_together` sends
 them as the data-modifying parts of one statement and tells the session they are stored,
-so the next flush has nothing left to do. Rows whose key the database makes (an identity
-column) need its answer: then the ORM's own flush does the work.
+so the next flush has nothing left to do. The statement's text is built once per shape
+(which tables, which columns) and kept; only the values change from call to call.
+
+Rows the ORM must write itself fall back to its flush: a deletion, a key the database makes
+(an identity column), a default computed from the statement's context.
 """
 
 from __future__ import annotations
 
-from typing import Any, cast
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Delete, Insert, Table, Update, insert, inspect, update
+from sqlalchemy import Column, TextClause, bindparam, inspect, text
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import InstanceState, make_transient_to_detached
+from sqlalchemy.orm import InstanceState, Mapper, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
+# (attribute, column) of each mapped class's own columns, read once.
+_COLUMNS: dict[Mapper[Any], tuple[tuple[str, Column[Any]], ...]] = {}
+# Statements by shape: ("insert" | "update", table, columns written, key columns) per row.
+_STATEMENTS: dict[tuple[Any, ...], TextClause] = {}
 
-def _table(state: InstanceState[Any]) -> Table:
-    return cast(Table, state.mapper.local_table)
+
+class _NotHere(Exception):
+    """This row needs the ORM's own flush."""
 
 
-def _insert(state: InstanceState[Any]) -> Insert | None:
-    mapper = state.mapper
+@dataclass(frozen=True)
+class _Row:
+    kind: str  # insert | update
+    state: InstanceState[Any]
+    values: dict[str, Any]  # attribute -> value written
+    defaults: dict[str, Any]  # attribute -> default the object does not hold yet
+    key: dict[str, Any]  # update: attribute -> primary key value
+
+
+def _columns(mapper: Mapper[Any]) -> tuple[tuple[str, Column[Any]], ...]:
+    found = _COLUMNS.get(mapper)
+    if found is None:
+        found = tuple(
+            (prop.key, prop.columns[0])
+            for prop in mapper.column_attrs
+            if isinstance(prop.columns[0], Column)
+        )
+        _COLUMNS[mapper] = found
+    return found
+
+
+def _new_row(state: InstanceState[Any]) -> _Row:
+    values: dict[str, Any] = {}
+    defaults: dict[str, Any] = {}
+    for attribute, column in _columns(state.mapper):
+        if attribute in state.dict:
+            values[attribute] = state.dict[attribute]
+        elif column.default is not None:
+            default = column.default
+            if getattr(default, "is_scalar", False):
+                defaults[attribute] = values[attribute] = getattr(default, "arg", None)
+            elif getattr(default, "is_callable", False):
+                # SQLAlchemy wraps a plain callable to take the statement's context.
+                defaults[attribute] = values[attribute] = getattr(default, "arg")(None)  # noqa: B009
+            else:
+                raise _NotHere
+        if column.primary_key and values.get(attribute) is None:
+            raise _NotHere  # the database makes the key: only the ORM reads it back
+    return _Row("insert", state, values, defaults, {})
+
+
+def _changed_row(state: InstanceState[Any]) -> _Row | None:
+    unmodified = state.unmodified
     values = {
-        prop.columns[0].key: state.dict[prop.key]
-        for prop in mapper.column_attrs
-        if prop.key in state.dict
+        attribute: state.dict[attribute]
+        for attribute, _ in _columns(state.mapper)
+        if attribute not in unmodified and attribute in state.dict
     }
-    if any(values.get(column.key or "") is None for column in mapper.primary_key):
+    if not values:
         return None
-    return insert(_table(state)).values(values)
-
-
-def _changes(state: InstanceState[Any]) -> dict[str, Any]:
-    return {
-        prop.key: state.dict[prop.key]
-        for prop in state.mapper.column_attrs
-        if state.attrs[prop.key].history.has_changes()
+    identity = state.mapper.primary_key_from_instance(state.obj())
+    key = {
+        state.mapper.get_property_by_column(column).key: value
+        for column, value in zip(state.mapper.primary_key, identity, strict=True)
     }
+    return _Row("update", state, values, {}, key)
+
+
+def _statement(rows: Sequence[_Row], dialect: Dialect) -> tuple[TextClause, dict[str, Any]]:
+    shape = tuple((row.kind, row.state.mapper, tuple(row.values), tuple(row.key)) for row in rows)
+    params: dict[str, Any] = {}
+    for index, row in enumerate(rows):
+        params.update({f"w{index}_{name}": value for name, value in row.values.items()})
+        params.update({f"w{index}_key_{name}": value for name, value in row.key.items()})
+    statement = _STATEMENTS.get(shape)
+    if statement is None:
+        statement = _build(rows, dialect)
+        _STATEMENTS[shape] = statement
+    return statement, params
+
+
+def _build(rows: Sequence[_Row], dialect: Dialect) -> TextClause:
+    quote = dialect.identifier_preparer.quote
+    parts: list[str] = []
+    binds = []
+    for index, row in enumerate(rows):
+        mapper = row.state.mapper
+        table = quote(mapper.local_table.name)  # type: ignore[attr-defined]
+        column = {attribute: col for attribute, col in _columns(mapper)}
+        names = {attribute: f"w{index}_{attribute}" for attribute in row.values}
+        binds += [bindparam(names[a], type_=column[a].type) for a in row.values]
+        if row.kind == "insert":
+            written = ", ".join(quote(column[a].name) for a in row.values)
+            placeholders = ", ".join(f":{names[a]}" for a in row.values)
+            parts.append(f"INSERT INTO {table} ({written}) VALUES ({placeholders})")  # noqa: S608
+        else:
+            keys = {attribute: f"w{index}_key_{attribute}" for attribute in row.key}
+            binds += [bindparam(keys[a], type_=column[a].type) for a in row.key]
+            assignments = ", ".join(f"{quote(column[a].name)} = :{names[a]}" for a in row.values)
+            match = " AND ".join(f"{quote(column[a].name)} = :{keys[a]}" for a in row.key)
+            parts.append(f"UPDATE {table} SET {assignments} WHERE {match}")  # noqa: S608
+    *ctes, main = parts
+    prefix = "WITH " + ", ".join(f"w{i} AS ({p})" for i, p in enumerate(ctes)) + " " if ctes else ""
+    # Names and columns come from paygate's own tables, values only through bound parameters.
+    return text(prefix + main).bindparams(*binds)
 
 
 async def write_together(session: AsyncSession) -> None:
     """Write the session's new and changed rows with one statement (or none when nothing
     changed); falls back to the ORM's flush when a row cannot be written this way."""
-    new = [inspect(obj) for obj in session.new]
-    changed = [(inspect(obj), _changes(inspect(obj))) for obj in session.dirty]
-    changed = [(state, changes) for state, changes in changed if changes]
-    if session.deleted or not (new or changed):
+    if session.deleted:
         await session.flush()
         return
-    statements: list[Insert | Update | Delete] = []
-    for state in new:
-        statement = _insert(state)
-        if statement is None:
-            await session.flush()
-            return
-        statements.append(statement)
-    for state, changes in changed:
-        mapper = state.mapper
-        key = mapper.primary_key_from_instance(state.obj())
-        statements.append(
-            update(_table(state))
-            .where(
-                *(column == value for column, value in zip(mapper.primary_key, key, strict=True))
-            )
-            .values(
-                {mapper.get_property(name).columns[0]: value for name, value in changes.items()}
-            )
-        )
-    main, *others = statements
-    for index, other in enumerate(others):
-        main = main.add_cte(other.cte(f"write_{index}"))
+    try:
+        rows = [_new_row(inspect(obj)) for obj in session.new]
+    except _NotHere:
+        await session.flush()
+        return
+    rows += [row for obj in session.dirty if (row := _changed_row(inspect(obj))) is not None]
+    if not rows:
+        return
+    statement, params = _statement(rows, session.get_bind().dialect)
     with session.no_autoflush:  # the rows are written here, not flushed first
-        await session.execute(main)
+        await session.execute(statement, params)
     # Stored: the new rows become persistent (what the database filled in, such as
     # created_at, loads when read), and the changed ones clean.
-    for state in new:
-        obj = state.obj()
-        session.expunge(obj)
-        make_transient_to_detached(obj)
-        session.add(obj)
-    for state, changes in changed:
-        for name, value in changes.items():
-            set_committed_value(state.obj(), name, value)
+    for row in rows:
+        obj = row.state.obj()
+        if row.kind == "insert":
+            session.expunge(obj)
+            make_transient_to_detached(obj)
+            session.add(obj)
+            for attribute, value in row.defaults.items():
+                set_committed_value(obj, attribute, value)
+        else:
+            for attribute, value in row.values.items():
+                set_committed_value(obj, attribute, value)
