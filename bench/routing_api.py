@@ -403,7 +403,7 @@ def report(result: ApiResult) -> None:
     plain, routed, failover = (result.loads[k].rate for k in ("plain", "routed", "failover"))
     if plain and routed:
         print(
-            f"payments/s, failover / plain: {failover / plain:.2f}, / routed: {failover / routed:.2f}"
+            f"payments/s, failover / plain {failover / plain:.2f}, / routed {failover / routed:.2f}"
         )
 
 
