@@ -234,13 +234,16 @@ def floor_server(database_url: str, workers: int, log: Path) -> Iterator[tuple[s
             stop_process_group(process)
 
 
-def wait_until_ready(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
+def wait_until_ready(
+    process: subprocess.Popen[bytes], url: str, log: Path, *, any_status: bool = False
+) -> None:
+    """Until `url` answers 200 (`any_status`: answers at all, e.g. an emulator set to fail)."""
     deadline = time.monotonic() + 60
     while True:
         if process.poll() is not None:
             raise RuntimeError(f"server exited: {log.read_text()[-3000:]}")
         try:
-            if httpx.get(url, timeout=2).status_code == 200:
+            if httpx.get(url, timeout=2).status_code == 200 or any_status:
                 return
         except httpx.TransportError:
             pass
@@ -298,6 +301,7 @@ class Setup:
     stripe_gateway: str
     template_invoice: str
     invoices: list[str] = field(default_factory=list)
+    owner_headers: dict[str, str] = field(default_factory=dict)  # the owner's session
 
     @property
     def headers(self) -> dict[str, str]:
@@ -356,6 +360,7 @@ def set_up(base: str, localstripe: str | None) -> Setup:
             stripe_gw.raise_for_status()
             stripe_id = stripe_gw.json()["id"]
         setup = Setup(base, key.json()["key"], sandbox.json()["id"], stripe_id, "")
+        setup.owner_headers = owner
         invoice = client.post(
             "/api/v1/invoices",
             headers=setup.headers,
@@ -370,10 +375,11 @@ def set_up(base: str, localstripe: str | None) -> Setup:
     return setup
 
 
-def seed_invoices(database_url: str, template: str, count: int) -> list[str]:
-    """`count` open invoices copied from one the API made (ids made the way paygate does)."""
+def seed_invoices(database_url: str, template: str, count: int, prefix: str = "BENCH") -> list[str]:
+    """`count` open invoices copied from one the API made (ids made the way paygate does),
+    numbered `prefix`-0000000 on."""
     ids = [new_id("inv") for _ in range(count)]
-    numbers = [f"BENCH-{i:07d}" for i in range(count)]
+    numbers = [f"{prefix}-{i:07d}" for i in range(count)]
     tokens = [secrets.token_urlsafe(32) for _ in range(count)]
     line_ids = [new_id("li") for _ in range(count)]
     with psycopg.connect(database_url) as conn:
@@ -497,10 +503,15 @@ FLOOR_PATH = "/floor/invoices/"
 
 @dataclass(frozen=True)
 class Target:
-    """Where the load goes: paygate's payments endpoint, or the floor app's."""
+    """Where the load goes: paygate's payments endpoint, or the floor app's; `body`: the
+    payment's JSON (None: the sandbox gateway named, with the success card)."""
 
     base: str
     path_prefix: str
+    body: str | None = None
+
+    def body_for(self, setup: Setup) -> str:
+        return self.body or payment_body(setup.sandbox_gateway)
 
 
 @dataclass
@@ -540,7 +551,7 @@ def run_wrk(
             **os.environ,
             "BENCH_IDS": str(id_file),
             "BENCH_AUTH": setup.headers["Authorization"],
-            "BENCH_BODY": payment_body(setup.sandbox_gateway),
+            "BENCH_BODY": target.body_for(setup),
             "BENCH_THREADS": "1",
             "BENCH_PATH_PREFIX": target.path_prefix,
         }
@@ -583,7 +594,7 @@ async def _httpx_load(
     queue = list(reversed(ids))
     latencies: list[float] = []
     statuses: dict[str, int] = {}
-    body = payment_body(setup.sandbox_gateway)
+    body = target.body_for(setup)
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=target.base, limits=limits, timeout=10) as client:
         started = time.perf_counter()
@@ -592,17 +603,10 @@ async def _httpx_load(
         async def one_client() -> None:
             while queue and time.perf_counter() < stop_at:
                 invoice = queue.pop()
-                t0 = time.perf_counter()
-                answer = await client.post(
-                    f"{target.path_prefix}{invoice}/payments",
-                    content=body,
-                    headers={
-                        **setup.headers,
-                        "Content-Type": "application/json",
-                        "Idempotency-Key": secrets.token_hex(12),
-                    },
+                elapsed, answer = await post_payment(
+                    client, setup, invoice, body, target.path_prefix
                 )
-                latencies.append(time.perf_counter() - t0)
+                latencies.append(elapsed)
                 statuses[str(answer.status_code)] = statuses.get(str(answer.status_code), 0) + 1
 
         await asyncio.gather(*(one_client() for _ in range(clients)))
@@ -635,22 +639,34 @@ def run_httpx(
 # --- latency at concurrency 1 ------------------------------------------------------------
 
 
+async def post_payment(
+    client: httpx.AsyncClient,
+    setup: Setup,
+    invoice: str,
+    body: str,
+    path_prefix: str = PAYGATE_PATH,
+) -> tuple[float, httpx.Response]:
+    """One payment of `invoice` with a fresh Idempotency-Key: (seconds, the answer)."""
+    t0 = time.perf_counter()
+    answer = await client.post(
+        f"{path_prefix}{invoice}/payments",
+        content=body,
+        headers={
+            **setup.headers,
+            "Content-Type": "application/json",
+            "Idempotency-Key": secrets.token_hex(12),
+        },
+    )
+    return time.perf_counter() - t0, answer
+
+
 async def sequential_sandbox(setup: Setup, ids: list[str]) -> list[float]:
     body = payment_body(setup.sandbox_gateway)
     latencies = []
     async with httpx.AsyncClient(base_url=setup.base, timeout=10) as client:
         for invoice in ids:
-            t0 = time.perf_counter()
-            answer = await client.post(
-                f"/api/v1/invoices/{invoice}/payments",
-                content=body,
-                headers={
-                    **setup.headers,
-                    "Content-Type": "application/json",
-                    "Idempotency-Key": secrets.token_hex(12),
-                },
-            )
-            latencies.append(time.perf_counter() - t0)
+            elapsed, answer = await post_payment(client, setup, invoice, body)
+            latencies.append(elapsed)
             if answer.status_code != 201:
                 raise RuntimeError(f"sandbox payment answered {answer.status_code}: {answer.text}")
     return latencies
@@ -684,17 +700,7 @@ async def stripe_added_latency(
     async with httpx.AsyncClient(base_url=setup.base, timeout=30) as client:
 
         async def a(invoice: str) -> tuple[float, httpx.Response]:
-            t0 = time.perf_counter()
-            answer = await client.post(
-                f"/api/v1/invoices/{invoice}/payments",
-                content=body,
-                headers={
-                    **setup.headers,
-                    "Content-Type": "application/json",
-                    "Idempotency-Key": secrets.token_hex(12),
-                },
-            )
-            return time.perf_counter() - t0, answer
+            return await post_payment(client, setup, invoice, body)
 
         async def b(n: int) -> float:
             # What the Stripe adapter sends for a card payment, made directly.

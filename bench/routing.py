@@ -1,19 +1,23 @@
-"""Routing benchmark: decisions per second with 50 rules, in-process.
+"""Routing benchmark: decisions per second with 50 rules, and payments through the API with
+one failover per payment.
 
-Two figures, measured in the same run:
+Measured in the same run:
   1. the engine alone (`routing.engine.decide`): what a decision costs once its inputs are
      loaded, with 50 rules of which the last one matches (the worst case: every condition
      of every rule is evaluated), 8 gateways, a split and a success-rate rule among them;
   2. the function the payment path calls (`routing.decision.choose`) on PostgreSQL, in one
      transaction per decision: the engine plus its reads (gateways, routing head, policy,
-     breakers), as reserve pays for it.
-Target (issue 13): at least 20,000 decisions/s for (1).
+     breakers), as reserve pays for it;
+  3. payments/s through a running paygate (bench/routing_api.py, on bench/payments.py's
+     helpers): payments.py's plain path (the sandbox gateway named), a routed path (no
+     failover) and a failover path (custom gateway A answers 503, B pays: one failover per
+     payment), with CPU per payment; then, at concurrency 1 and paired, the latency failover
+     adds beside the cost of the second gateway call alone.
+Targets (issue 13): at least 20,000 decisions/s for (1); in (3), failover's own work (the
+latency it adds beyond the failed call itself) no more than the second gateway call.
 
-Not measured here: payments/s through the API with one failover per payment beside
-bench/payments.py's plain rate. Failover adds one transaction (close the attempt, open the
-next) and the second gateway's call; see docs/technical-guide.md section 12.
-
-Run: .venv/bin/python bench/routing.py [--decisions N] [--database-url URL]
+Run: .venv/bin/python bench/routing.py [--decisions N] [--duration S] [--skip-api]
+(see bench/README.md)
 """
 
 from __future__ import annotations
@@ -21,10 +25,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import secrets
+import signal
 import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -39,6 +45,7 @@ from paygate.routing.engine import (  # noqa: E402
 )
 
 GATEWAYS = 8
+HARD_DEADLINE_SECONDS = 600  # the whole run, whatever the options
 RULES = 50
 
 
@@ -167,15 +174,40 @@ async def choose_rate(database_url: str, count: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--decisions", type=int, default=50_000)
-    parser.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
-    parser.add_argument("--skip-database", action="store_true")
+    parser.add_argument(
+        "--database-url",
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        help="PostgreSQL URL to connect to for CREATE/DROP DATABASE",
+    )
+    parser.add_argument("--skip-database", action="store_true", help="the engine only")
+    parser.add_argument("--skip-api", action="store_true", help="no payments through the API")
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn workers (API part)")
+    parser.add_argument("--clients", type=int, default=16, help="concurrent connections")
+    parser.add_argument("--duration", type=float, default=5, help="seconds of each load run")
+    parser.add_argument("--warmup", type=float, default=2, help="warm-up seconds per path")
+    parser.add_argument("--rounds", type=int, default=200, help="paired rounds at c=1")
+    parser.add_argument("--loadgen", choices=["auto", "wrk", "httpx"], default="auto")
+    parser.add_argument("--profile", help="py-spy the server during each load run into PATH.*")
+    parser.add_argument("--profile-format", default="raw", help="py-spy format: raw, flamegraph")
+    parser.add_argument("--py-spy", default=str(Path(sys.executable).parent / "py-spy"))
     args = parser.parse_args()
+    if urlsplit(args.database_url).hostname not in ("127.0.0.1", "localhost", None):
+        parser.error("the benchmark only talks to 127.0.0.1")
+    args.duration, args.warmup = min(args.duration, 60), min(args.warmup, 30)
+    args.rounds = min(args.rounds, 2000)
+    signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(TimeoutError("bench")))
+    signal.alarm(HARD_DEADLINE_SECONDS)
     engine = engine_rate(args.decisions)
     print(f"engine, {RULES} rules: {engine:,.0f} decisions/s (target 20,000)")
-    if not args.skip_database:
-        count = max(200, args.decisions // 50)
-        rate = asyncio.run(choose_rate(args.database_url, count))
-        print(f"choose() with its reads, one transaction each: {rate:,.0f} decisions/s")
+    if args.skip_database:
+        return
+    count = max(200, args.decisions // 50)
+    rate = asyncio.run(choose_rate(args.database_url, count))
+    print(f"choose() with its reads, one transaction each: {rate:,.0f} decisions/s")
+    if not args.skip_api:
+        from bench import routing_api
+
+        routing_api.report(routing_api.run(args))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,20 @@ async def sandbox_gateway(
     return await create_gateway(client, tenant, payload)
 
 
+async def custom(
+    client: httpx.AsyncClient, tenant: Tenant, name: str, base_url: str, api_key: str
+) -> dict[str, Any]:
+    """A custom gateway (test environment) at `base_url`, taking USD."""
+    payload = {
+        "name": name,
+        "gateway_type": "custom",
+        "environment": "test",
+        "configuration": {"base_url": base_url, "api_key": api_key},
+        "supported_currencies": ["USD"],
+    }
+    return await create_gateway(client, tenant, payload)
+
+
 async def create_invoice(
     client: httpx.AsyncClient,
     tenant: Tenant,

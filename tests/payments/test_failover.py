@@ -24,8 +24,7 @@ from paygate.routing.models import GatewayBreaker
 from tests.conftest import Tenant
 from tests.fakes.custom_gateway import CustomGatewayEmulator
 from tests.fakes.servers import closed_port_url, serve_asgi
-from tests.gateways.helpers import create_gateway
-from tests.payments.helpers import create_invoice, get_invoice
+from tests.payments.helpers import create_invoice, custom, get_invoice
 from tests.routing.helpers import add_rule, priority
 
 HARD_DECLINE = "tok_4000000000000002"  # card_declined, hard
@@ -45,19 +44,6 @@ def emulator_b(_second_server: CustomGatewayEmulator) -> Iterator[CustomGatewayE
     _second_server.reset()
     yield _second_server
     _second_server.reset()
-
-
-async def custom(
-    client: httpx.AsyncClient, tenant: Tenant, name: str, base_url: str, api_key: str
-) -> dict[str, Any]:
-    payload = {
-        "name": name,
-        "gateway_type": "custom",
-        "environment": "test",
-        "configuration": {"base_url": base_url, "api_key": api_key},
-        "supported_currencies": ["USD"],
-    }
-    return await create_gateway(client, tenant, payload)
 
 
 async def a_then_b(

@@ -102,16 +102,19 @@ async def payment_views(
 async def settled_view(settled: Settled) -> PaymentOut:
     """The view of a payment `pay` just settled, from the rows its transaction holds.
 
-    Settled by this request, the payment has the one attempt it locked and no refund (a
-    refund needs the succeeded payment's row lock, which this transaction holds); only its
-    history is read. Settled meanwhile by sync or the sweeper: read like any payment.
+    Settled by this request, the payment has no refund (a refund needs the succeeded
+    payment's row lock, which this transaction holds) and the one attempt it locked, unless
+    it failed over; only its history (and then its attempts) is read. Settled meanwhile by
+    sync or the sweeper: read like any payment.
     """
     payment = settled.payment
     if not settled.first:
         return (await payment_views(settled.session, payment.company_id, [payment]))[0]
-    events = await PaymentRepository(settled.session, payment.company_id).events([payment.id])
+    repository = PaymentRepository(settled.session, payment.company_id)
+    attempts = await repository.attempts([payment.id]) if settled.failed_over else [settled.attempt]
+    events = await repository.events([payment.id])
     key = settled.public_config.get("publishable_key")
-    return _view(payment, [settled.attempt], events, [], key if isinstance(key, str) else None)
+    return _view(payment, attempts, events, [], key if isinstance(key, str) else None)
 
 
 def _view(

@@ -13,10 +13,13 @@ After each attempt the gateway status map (routing/status_map.py) decides:
   instead of any other gateway;
 - a soft decline goes on only when the policy lists its code.
 
-Each failover closes the failed attempt and opens the next in one transaction (the payment
-row locked), then calls the next gateway with the new attempt's id as idempotency key. A
-process that dies in between leaves the payment `processing` with its newest attempt,
-which the sweeper resolves by asking that attempt's gateway: at most one charge.
+The next gateway is the next one down the list routing decided when the payment was
+reserved (not decided again; that gateway's row is read again, so one disabled meanwhile
+is passed over). Each failover closes the failed attempt and opens the next in one
+transaction (the payment row locked; its writes in one statement, the breaker's count
+last), then calls the next gateway with the new attempt's id as idempotency key. A process
+that dies in between leaves the payment `processing` with its newest attempt, which the
+sweeper resolves by asking that attempt's gateway: at most one charge.
 
 A server-to-server payment whose network failed where no failover is possible is queued
 (payments/retry_queue.py) and answers `processing`, with when it is tried again.
@@ -24,9 +27,11 @@ A server-to-server payment whose network failed where no failover is possible is
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import json
+from dataclasses import asdict, dataclass, replace
 
 import structlog
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paygate.gateways.adapters.base import (
@@ -43,23 +48,25 @@ from paygate.gateways.adapters.base import (
     recording_gateway_calls,
 )
 from paygate.gateways.adapters.registry import build_adapter
+from paygate.gateways.eligibility import unfit
 from paygate.gateways.models import Gateway
+from paygate.gateways.repository import GatewayRepository
 from paygate.gateways.service import CREDENTIALS_UNREADABLE, payable_config
 from paygate.invoices.models import Invoice
 from paygate.kit.clock import utcnow
 from paygate.kit.errors import Problem
 from paygate.kit.ids import new_id
 from paygate.payments.context import PaymentContext
-from paygate.payments.models import Payment, PaymentAttempt, PaymentEvent
+from paygate.payments.models import Payment, PaymentAttempt
 from paygate.payments.repository import PaymentRepository
 from paygate.payments.reserve import Reserved, storable_method
 from paygate.payments.retry_queue import can_queue, enqueue
 from paygate.payments.schemas import PaymentCreate
-from paygate.payments.settle import Outcome, store_calls
+from paygate.payments.settle import Outcome
 from paygate.payments.state import OPEN_STATUSES, FailureKind, PaymentStatus
 from paygate.routing import breaker
 from paygate.routing.card_brand import card_brand_of
-from paygate.routing.decision import decide_with, load_inputs
+from paygate.routing.decision import Route, route_for
 from paygate.routing.engine import RoutingInput
 from paygate.routing.policy import Policy, load_policy
 from paygate.routing.status_map import Next, after_decline
@@ -146,106 +153,160 @@ async def call_with_failover(
     if pinned is None:
         pinned = bool(request and request.gateway_id) and not customer_present(context)
     gateway, config, attempt_id = reserved.gateway, reserved.config, reserved.attempt.id
+    # Routing's decision when it chose the first gateway; else made at the first failover.
+    route = reserved.route
     tried: list[str] = [gateway.id]
+    attempts = reserved.attempts  # the payment's attempts (None: counted when needed)
     failed_over = False
     while True:
         outcome, calls = await attempt_once(config, payment_request)
         decline = decline_of(outcome)
-        if not is_technical(outcome) and decline is None:
+        technical = is_technical(outcome)
+        if not technical and decline is None:
             return Tried(outcome, calls, attempt_id, gateway, failed_over)
         company_id = context.caller.company_id
         async with context.database.transaction() as session:
-            policy = await load_policy(session, company_id)
-            if is_technical(outcome):
-                assert isinstance(outcome, GatewayError)
-                await breaker.record_outcome(
-                    session,
-                    company_id,
-                    gateway.id,
-                    technical_failure=True,
-                    detail=outcome.message,
-                    policy=policy,
-                )
+            payments = PaymentRepository(session, company_id)
+            payment, attempt = await payments.lock_with_attempt(reserved.payment.id, attempt_id)
+            policy = route.policy if route is not None else await load_policy(session, company_id)
             step = (
                 after_decline(decline[0], hard=decline[1], retry_codes=policy.retry_decline_codes)
                 if decline is not None
                 else (Next.FAIL_OVER if nothing_done(outcome) else Next.ASK_FIRST)
             )
-            payments = PaymentRepository(session, company_id)
-            payment, attempt = await payments.lock_with_attempt(reserved.payment.id, attempt_id)
             found = None
             if (
                 step is Next.FAIL_OVER
                 and not pinned
                 and policy.fails_over(customer_present=customer_present(context))
-                and await _attempt_count(session, payment) < policy.max_attempts
                 and PaymentStatus(payment.status) in OPEN_STATUSES
             ):
-                found = await _next_gateway(
-                    session, context, payment, gateway, tried, payment_request
-                )
-            if found is None:
-                if can_queue(
+                if attempts is None:
+                    attempts = len(await payments.attempts([payment.id]))
+                if attempts < policy.max_attempts:
+                    if route is None:
+                        route = await route_for(
+                            session,
+                            company_id,
+                            await routing_input_of(session, payment, payment_request),
+                        )
+                    found = await _next_gateway(session, context, payment, route, gateway, tried)
+            detail = outcome.message if isinstance(outcome, GatewayError) else ""
+            if found is not None:
+                assert attempts is not None
+                attempts += 1
+                next_attempt_id = await _fail_over(
+                    session, payment, attempt, outcome, calls, found[0], payment_request,
+                    policy, attempts,
+                )  # fmt: skip
+            elif can_queue(
+                outcome, customer_present=customer_present(context), retries_done=retries_done
+            ):
+                assert isinstance(outcome, GatewayError)
+                outcome = await enqueue(
+                    session,
+                    payment,
                     outcome,
-                    customer_present=customer_present(context),
                     retries_done=retries_done,
-                ):
-                    assert isinstance(outcome, GatewayError)
-                    outcome = await enqueue(
-                        session,
-                        payment,
-                        outcome,
-                        retries_done=retries_done,
-                        pinned_gateway_id=gateway.id if pinned else None,
-                    )
-                return Tried(outcome, calls, attempt_id, gateway, failed_over)
-            next_gateway, next_config = found
-            next_attempt = await _fail_over(
-                session, payment, attempt, outcome, calls, next_gateway, payment_request, policy
-            )
-        tried.append(next_gateway.id)
-        gateway, config, attempt_id = next_gateway, next_config, next_attempt.id
-        payment_request = replace(payment_request, idempotency_key=next_attempt.id)
+                    pinned_gateway_id=gateway.id if pinned else None,
+                )
+            if technical:
+                # Last before the commit: every failing payment of this gateway writes this
+                # one row, so its lock is held as briefly as can be.
+                await breaker.record_outcome(
+                    session, company_id, gateway.id, technical_failure=True, detail=detail,
+                    policy=policy,
+                )  # fmt: skip
+        if found is None:
+            return Tried(outcome, calls, attempt_id, gateway, failed_over)
+        gateway, config = found
+        tried.append(gateway.id)
+        attempt_id = next_attempt_id
+        payment_request = replace(payment_request, idempotency_key=next_attempt_id)
         failed_over = True
 
 
-async def _attempt_count(session: AsyncSession, payment: Payment) -> int:
-    attempts = await PaymentRepository(session, payment.company_id).attempts([payment.id])
-    return len(attempts)
+async def routing_input_of(
+    session: AsyncSession, payment: Payment, payment_request: PaymentRequest | None = None
+) -> RoutingInput:
+    """What routing decides by for a payment already made (its invoice read again); the
+    card brand from the method as typed when there is one, else as stored."""
+    invoice = await session.get(Invoice, payment.invoice_id)
+    method = payment_request.payment_method if payment_request else payment.payment_method
+    return RoutingInput(
+        amount=payment.amount,
+        currency=payment.currency,
+        payment_method_type=payment.payment_method_type,
+        card_brand=card_brand_of(method),
+        customer_country=invoice.customer_country if invoice else None,
+        metadata=(invoice.meta or {}) if invoice else {},
+        payment_id=payment.id,
+    )
 
 
 async def _next_gateway(
     session: AsyncSession,
     context: PaymentContext,
     payment: Payment,
+    route: Route,
     current: Gateway,
     tried: list[str],
-    payment_request: PaymentRequest,
 ) -> tuple[Gateway, AdapterConfig] | None:
-    """The next gateway in routing order that was not tried and can take this payment."""
-    invoice = await session.get(Invoice, payment.invoice_id)
-    routing_input = RoutingInput(
-        amount=payment.amount,
-        currency=payment.currency,
-        payment_method_type=payment.payment_method_type,
-        card_brand=card_brand_of(payment_request.payment_method),
-        customer_country=invoice.customer_country if invoice else None,
-        metadata=(invoice.meta or {}) if invoice else {},
-        payment_id=payment.id,
-    )
-    inputs = await load_inputs(session, payment.company_id)
-    decision = await decide_with(session, payment.company_id, routing_input, inputs)
-    for gateway_id in decision.gateway_ids:
-        candidate = inputs.gateways[gateway_id]
-        if gateway_id in tried or not can_reuse(payment.flow, current, candidate):
+    """The next gateway in the payment's routing order that was not tried, can take what
+    the customer gave the last one, still takes this payment and whose secrets open.
+
+    The order is not decided again (it was made moments ago, for this payment); the
+    candidate's row is read again, so a gateway disabled or edited since counts as it is."""
+    gateways = GatewayRepository(session, payment.company_id)
+    for planned in route.gateways:
+        if planned.id in tried or not can_reuse(payment.flow, current, planned):
+            continue
+        candidate = await gateways.find(planned.id)
+        if candidate is None or unfit(
+            candidate, payment.currency, payment.amount, payment.payment_method_type
+        ):
             continue
         try:
             return candidate, payable_config(candidate, context.keyring, context.settings)
         except Problem as problem:
             if problem.slug != CREDENTIALS_UNREADABLE:
                 raise
-            logger.warning("failover_skipped_unreadable", gateway_id=gateway_id)
+            logger.warning("failover_skipped_unreadable", gateway_id=planned.id)
     return None
+
+
+# A failover's writes in one round trip, under the payment's row lock (the caller's): the
+# failed attempt closed, its gateway calls kept (the rows `settle.store_calls` writes), the
+# next attempt opened, the payment moved to the next gateway, and the step as an event.
+_FAIL_OVER = text(
+    """
+    WITH closed AS (
+        UPDATE payment_attempts
+        SET status = 'failed', error_code = :error_code, failure_kind = :failure_kind,
+            error_message = :error_message, gateway_code = :gateway_code,
+            gateway_reference = coalesce(:gateway_reference, gateway_reference),
+            latency_ms = :latency_ms, finished_at = :now
+        WHERE id = :attempt_id
+    ), opened AS (
+        INSERT INTO payment_attempts (id, company_id, payment_id, gateway_id, status)
+        VALUES (:next_attempt_id, :company_id, :payment_id, :next_gateway_id, :status)
+    ), moved AS (
+        UPDATE payments
+        SET gateway_id = :next_gateway_id, payment_method = :payment_method, updated_at = :now
+        WHERE id = :payment_id
+    ), event AS (
+        INSERT INTO payment_events (id, company_id, payment_id, from_status, to_status, cause)
+        VALUES (:event_id, :company_id, :payment_id, :status, :status, :cause)
+    )
+    INSERT INTO gateway_calls (id, company_id, gateway_id, payment_id, operation, outcome,
+                               http_status, latency_ms, request, response, error)
+    SELECT c.id, :company_id, :gateway_id, :payment_id, c.operation, c.outcome, c.http_status,
+           c.latency_ms, c.request, c.response, c.error
+    FROM jsonb_to_recordset(CAST(:calls AS jsonb)) AS c(
+        id text, operation text, outcome text, http_status integer, latency_ms float8,
+        request jsonb, response jsonb, error text)
+    """
+)
 
 
 async def _fail_over(
@@ -257,84 +318,78 @@ async def _fail_over(
     next_gateway: Gateway,
     payment_request: PaymentRequest,
     policy: Policy,
-) -> PaymentAttempt:
-    """Close the failed attempt and open the next one on the next gateway (the payment row
-    is locked by the caller); the payment stays `processing`, its path recorded."""
-    close_attempt(session, payment, attempt, outcome, calls)
-    number = await _attempt_count(session, payment) + 1
-    next_attempt = PaymentAttempt(
-        id=new_id("att"),
-        company_id=payment.company_id,
-        payment_id=payment.id,
-        gateway_id=next_gateway.id,
-        status=PaymentStatus.PROCESSING.value,
-    )
-    session.add(next_attempt)
-    previous_gateway = attempt.gateway_id
-    payment.gateway_id = next_gateway.id
-    payment.payment_method = storable_method(next_gateway, payment_request.payment_method)
-    payment.updated_at = utcnow()
-    session.add(
-        PaymentEvent(
-            id=new_id("pev"),
-            company_id=payment.company_id,
-            payment_id=payment.id,
-            from_status=payment.status,
-            to_status=payment.status,
-            cause=(
-                f"attempt {number - 1} at {previous_gateway} failed ({attempt.error_code}): "
-                f"failing over to {next_gateway.name} ({next_gateway.id}), attempt {number} "
-                f"of at most {policy.max_attempts}"
+    number: int,
+) -> str:
+    """Close the failed attempt and open the next one, the payment's attempt `number`, on
+    the next gateway (the payment row is locked by the caller); the payment stays
+    `processing`, its path recorded. Returns the new attempt's id."""
+    failure = failure_of(outcome)
+    next_attempt_id = new_id("att")
+    latency = attempt.latency_ms
+    if calls:
+        latency = round((latency or 0) + sum(c.latency_ms for c in calls), 1)
+    await session.execute(
+        _FAIL_OVER,
+        {
+            **failure,
+            "attempt_id": attempt.id,
+            "latency_ms": latency,
+            "now": utcnow(),
+            "next_attempt_id": next_attempt_id,
+            "company_id": payment.company_id,
+            "payment_id": payment.id,
+            "gateway_id": attempt.gateway_id,
+            "next_gateway_id": next_gateway.id,
+            "status": payment.status,
+            "payment_method": storable_method(next_gateway, payment_request.payment_method),
+            "event_id": new_id("pev"),
+            "cause": (
+                f"attempt {number - 1} at {attempt.gateway_id} failed ({failure['error_code']}):"
+                f" failing over to {next_gateway.name} ({next_gateway.id}), attempt {number}"
+                f" of at most {policy.max_attempts}"
             ),
-        )
+            "calls": json.dumps([{"id": new_id("gcl"), **asdict(call)} for call in calls]),
+        },
     )
-    await session.flush()
     logger.info(
         "payment_failed_over",
         payment_id=payment.id,
-        from_gateway=previous_gateway,
+        from_gateway=attempt.gateway_id,
         to_gateway=next_gateway.id,
-        reason=attempt.error_code,
+        reason=failure["error_code"],
         attempt=number,
     )
-    return next_attempt
+    return next_attempt_id
 
 
-def close_attempt(
-    session: AsyncSession,
-    payment: Payment,
-    attempt: PaymentAttempt,
-    outcome: Outcome,
-    calls: list[GatewayCallRecord],
-) -> None:
-    """Record a superseded attempt's failure (its calls, code, kind, latency) as finished."""
-    store_calls(session, payment.company_id, attempt.gateway_id, calls, payment_id=payment.id)
+def failure_of(outcome: Outcome) -> dict[str, str | None]:
+    """How a failed attempt records its outcome: code, kind, message, gateway's code and,
+    for a decline, the gateway's reference."""
     decline = decline_of(outcome)
+    code: str | None
     if decline is not None:
-        attempt.error_code = decline[0]
-        attempt.failure_kind = FailureKind.DECLINE.value
+        code, kind = decline[0], FailureKind.DECLINE.value
     else:
-        attempt.error_code = (
-            f"gateway_{outcome.code}" if isinstance(outcome, GatewayError) else None
-        )
-        attempt.failure_kind = FailureKind.TECHNICAL.value
+        code = f"gateway_{outcome.code}" if isinstance(outcome, GatewayError) else None
+        kind = FailureKind.TECHNICAL.value
+    failure = {"error_code": code, "failure_kind": kind, "error_message": None,
+               "gateway_code": None, "gateway_reference": None}  # fmt: skip
     if isinstance(outcome, GatewayError):
-        attempt.error_message = outcome.message
-        attempt.gateway_code = outcome.gateway_code
+        failure.update(error_message=outcome.message, gateway_code=outcome.gateway_code)
     elif outcome.decline is not None:
-        attempt.error_message = outcome.decline.message
-        attempt.gateway_code = outcome.decline.gateway_code
-        attempt.gateway_reference = outcome.gateway_reference
-    attempt.status = PaymentStatus.FAILED.value
-    attempt.finished_at = utcnow()
-    if calls:
-        attempt.latency_ms = round((attempt.latency_ms or 0) + sum(c.latency_ms for c in calls), 1)
+        failure.update(
+            error_message=outcome.decline.message,
+            gateway_code=outcome.decline.gateway_code,
+            gateway_reference=outcome.gateway_reference,
+        )
+    return failure
 
 
 __all__ = [
     "Tried",
     "call_with_failover",
     "can_reuse",
-    "close_attempt",
     "customer_present",
+    "failure_of",
+    "routing_input_of",
 ]

@@ -27,7 +27,7 @@ from paygate.payments.models import Payment, PaymentAttempt
 from paygate.payments.schemas import PaymentCreate
 from paygate.payments.state import PaymentStatus
 from paygate.routing.card_brand import card_brand_of
-from paygate.routing.decision import choose
+from paygate.routing.decision import Route, choose
 from paygate.routing.engine import RoutingInput
 
 # Reserving a payment writes five rows in one statement: the invoice's reserved amount
@@ -80,6 +80,10 @@ class Reserved:
     attempt: PaymentAttempt
     gateway: Gateway
     config: AdapterConfig
+    # Routing's decision, when it chose the gateway: where a failover goes next.
+    route: Route | None = None
+    # The payment's attempts when known (a reserved payment has its first one), else None.
+    attempts: int | None = None
 
 
 async def reserve_payment(
@@ -117,7 +121,9 @@ async def reserve_payment(
             ]
         )
     payment_id = new_id("pay")  # before routing: a split draws by the payment's id
-    gateway = await route(session, context.caller.company_id, invoice, amount, request, payment_id)
+    gateway, routed = await route(
+        session, context.caller.company_id, invoice, amount, request, payment_id
+    )
     config = payable_config(gateway, context.keyring, context.settings)
     payment = Payment(
         id=payment_id,
@@ -173,7 +179,7 @@ async def reserve_payment(
     )
     # Written by the statement above: the loaded row learns it without another UPDATE.
     set_committed_value(invoice, "amount_reserved", invoice.amount_reserved + amount)
-    return Reserved(payment, attempt, gateway, config)
+    return Reserved(payment, attempt, gateway, config, routed, attempts=1)
 
 
 async def route(
@@ -183,8 +189,9 @@ async def route(
     amount: int,
     request: PaymentCreate,
     payment_id: str,
-) -> Gateway:
-    """The gateway the payment goes to: the one asked for, or routing's first choice."""
+) -> tuple[Gateway, Route | None]:
+    """The gateway the payment goes to: the one asked for, or routing's first choice (with
+    routing's whole decision)."""
     if request.gateway_id is None:
         return await routed_gateway(session, company_id, invoice, amount, request, payment_id)
     gateways = GatewayRepository(session, company_id)
@@ -202,7 +209,7 @@ async def route(
                 )
             ]
         )
-    return chosen
+    return chosen, None
 
 
 async def routed_gateway(
@@ -212,8 +219,9 @@ async def routed_gateway(
     amount: int,
     request: PaymentCreate,
     payment_id: str,
-) -> Gateway:
-    """Routing's first choice (routing/): rules, default list, breakers, health."""
+) -> tuple[Gateway, Route]:
+    """Routing's first choice and whole decision (routing/): rules, default list, breakers,
+    health."""
     payment = RoutingInput(
         amount=amount,
         currency=invoice.currency,
@@ -223,16 +231,17 @@ async def routed_gateway(
         metadata=invoice.meta or {},
         payment_id=payment_id,
     )
-    decision, first = await choose(session, company_id, payment)
+    routed = await choose(session, company_id, payment)
+    first = routed.first
     if first is None:
         raise Problem(
             422,
             "no-eligible-gateway",
             "No gateway can take this payment",
             f"No enabled gateway takes {Money(amount, invoice.currency)}"
-            f" by {request.payment_method_type}. {decision.explain()}",
+            f" by {request.payment_method_type}. {routed.decision.explain()}",
         )
-    return first
+    return first, routed
 
 
 def storable_method(gateway: Gateway, method: str | None) -> str | None:

@@ -12,23 +12,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from paygate.gateways.adapters.base import AdapterConfig, GatewayUnavailable
 from paygate.gateways.models import Gateway
 from paygate.gateways.service import payable_config
-from paygate.invoices.models import Invoice
 from paygate.kit.clock import utcnow
 from paygate.kit.deferral import defer_in_transaction
 from paygate.kit.errors import Problem
 from paygate.kit.ids import new_id
 from paygate.kit.jobs_context import job_context
 from paygate.payments.context import Caller, PaymentContext
-from paygate.payments.failover import call_with_failover, can_reuse
+from paygate.payments.failover import call_with_failover, can_reuse, routing_input_of
 from paygate.payments.models import Payment, PaymentAttempt, PaymentEvent
 from paygate.payments.repository import PaymentRepository
 from paygate.payments.reserve import Reserved
 from paygate.payments.retry_queue import DELAYS, QUEUE, TASK, PaymentRetry, due_retries
 from paygate.payments.settle import settle_payment
 from paygate.payments.state import PaymentStatus
-from paygate.routing.card_brand import card_brand_of
-from paygate.routing.decision import decide_with, load_inputs
-from paygate.routing.engine import RoutingInput
+from paygate.routing.decision import Route, route_for
 from paygate.security.audit import SYSTEM
 
 logger = structlog.get_logger(__name__)
@@ -42,36 +39,26 @@ BATCH = 50
 
 async def _gateway_for(
     session: AsyncSession, context: PaymentContext, payment: Payment, row: PaymentRetry
-) -> tuple[Gateway, AdapterConfig] | None:
+) -> tuple[Gateway, AdapterConfig, Route] | None:
     """Where the retry goes: the named gateway, or the first in routing order now that can
-    reuse the payment's method (a recovered gateway may be back first)."""
+    reuse the payment's method (a recovered gateway may be back first); with the decision,
+    where a failover of this retry goes next."""
     current = await session.get(Gateway, payment.gateway_id)
     if current is None:
         return None
-    invoice = await session.get(Invoice, payment.invoice_id)
-    routing_input = RoutingInput(
-        amount=payment.amount,
-        currency=payment.currency,
-        payment_method_type=payment.payment_method_type,
-        card_brand=card_brand_of(payment.payment_method),
-        customer_country=invoice.customer_country if invoice else None,
-        metadata=(invoice.meta or {}) if invoice else {},
-        payment_id=payment.id,
+    route = await route_for(
+        session, payment.company_id, await routing_input_of(session, payment), claim_probes=True
     )
-    inputs = await load_inputs(session, payment.company_id)
-    decision = await decide_with(
-        session, payment.company_id, routing_input, inputs, claim_probes=True
-    )
-    for gateway_id in decision.gateway_ids:
-        candidate = inputs.gateways[gateway_id]
-        if row.pinned_gateway_id not in (None, gateway_id):
+    for candidate in route.gateways:
+        if row.pinned_gateway_id not in (None, candidate.id):
             continue
         if not can_reuse(payment.flow, current, candidate):
             continue
         try:
-            return candidate, payable_config(candidate, context.keyring, context.settings)
+            config = payable_config(candidate, context.keyring, context.settings)
         except Problem:
             continue
+        return candidate, config, route
     return None
 
 
@@ -125,7 +112,7 @@ async def retry_queued(payment_id: str) -> str:
             )
             await settle_payment(session, payment, previous, ran_out, [], "queued retries ran out")
             return "failed"
-        gateway, config = found
+        gateway, config, route = found
         # The queued attempt never reached its gateway: it is closed, and a new one sent.
         previous.status = PaymentStatus.FAILED.value
         previous.finished_at = utcnow()
@@ -158,7 +145,7 @@ async def retry_queued(payment_id: str) -> str:
         request = context.request_of(payment, attempt)
     tried = await call_with_failover(
         context,
-        Reserved(payment, attempt, gateway, config),
+        Reserved(payment, attempt, gateway, config, route),
         None,
         request,
         pinned=pinned,

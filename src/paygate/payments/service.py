@@ -104,13 +104,15 @@ class PaymentService:
             payment, attempt = await PaymentRepository(
                 session, self.caller.company_id
             ).lock_with_attempt(payment.id, tried.attempt_id)
-            first = PaymentStatus(payment.status) in OPEN_STATUSES and not tried.failed_over
+            first = PaymentStatus(payment.status) in OPEN_STATUSES
             await settle_payment(
                 session, payment, attempt, tried.outcome, tried.calls, "the gateway answered"
             )
             if after is not None:
                 public_config = dict(tried.gateway.public_config or {})
-                await after(Settled(session, payment, attempt, first, public_config))
+                await after(
+                    Settled(session, payment, attempt, first, public_config, tried.failed_over)
+                )
         return payment.id
 
     # --- finishing ---------------------------------------------------------------------

@@ -50,10 +50,12 @@ class Settled:
     session: AsyncSession
     payment: Payment  # row-locked, settled
     attempt: PaymentAttempt  # row-locked, settled
-    # The payment was open when settling began: this request settled it, so it has this one
-    # attempt and no refunds yet. False: sync or the sweeper settled it meanwhile.
+    # The payment was open when settling began: this request settled it, so it has no
+    # refunds yet. False: sync or the sweeper settled it meanwhile.
     first: bool
     public_config: Mapping[str, object]  # the gateway's non-secret configuration
+    # This request failed over: the payment has earlier attempts besides `attempt`.
+    failed_over: bool = False
 
 
 async def settle_payment(

@@ -82,26 +82,17 @@ async def record_outcome(
             await _transition(session, company_id, gateway_id, before, CLOSED, "it answered again")
         return CLOSED
     policy = policy or await load_policy(session, company_id)
-    breaker = await routing.lock_breaker(gateway_id)
-    before = breaker.state
-    breaker.consecutive_failures += 1
-    breaker.last_failure = (detail or "technical failure")[:500]
-    breaker.updated_at = moment
-    if before == HALF_OPEN or (
-        before == CLOSED and breaker.consecutive_failures >= policy.breaker_failures
-    ):
-        breaker.state = OPEN
-        breaker.opened_at = moment
-        breaker.probe_started_at = None
-    await session.flush()
-    if breaker.state != before:
+    counted = await routing.count_failure(
+        gateway_id, policy.breaker_failures, (detail or "technical failure")[:500], moment
+    )
+    if counted.opened:
         reason = (
             "the trial payment failed"
-            if before == HALF_OPEN
-            else f"{breaker.consecutive_failures} technical failures in a row"
+            if counted.before == HALF_OPEN
+            else f"{counted.consecutive_failures} technical failures in a row"
         )
-        await _transition(session, company_id, gateway_id, before, breaker.state, reason)
-    return breaker.state
+        await _transition(session, company_id, gateway_id, counted.before, OPEN, reason)
+    return counted.state
 
 
 async def _transition(

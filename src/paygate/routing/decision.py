@@ -1,9 +1,11 @@
 """Loading what a routing decision needs and making it: the function the payment path calls.
 
-`decide(session, company_id, payment)` reads the company's rule set (parsed once per version
-and kept in this process), its gateways, its circuit breakers and the health monitor's view,
-and lets the pure engine (`routing/engine.py`) decide. Preview and simulation go through
-the same engine, so what the page shows is what payments do.
+`route_for(session, company_id, payment)` reads the company's rule set (parsed once per
+version and kept in this process), its gateways, its circuit breakers and the health
+monitor's view, and lets the pure engine (`routing/engine.py`) decide; its `Route` keeps the
+ordered gateways and the policy, so the payment path's failover walks the same list without
+reading routing again. Preview and simulation go through the same engine, so what the page
+shows is what payments do.
 """
 
 from __future__ import annotations
@@ -158,23 +160,40 @@ async def decide(
     claim_probes: bool = False,
 ) -> RouteDecision:
     """Which of the company's gateways take this payment, in what order, and why."""
+    return (await route_for(session, company_id, payment, claim_probes=claim_probes)).decision
+
+
+@dataclass(frozen=True)
+class Route:
+    """A decision with the gateways and policy it was made from. The payment path keeps it:
+    the first gateway takes the payment, and a failover goes on down the same list without
+    deciding again (as Hyperswitch walks the connector list it routed)."""
+
+    decision: RouteDecision
+    gateways: tuple[Gateway, ...]  # the decision's order
+    policy: Policy
+
+    @property
+    def first(self) -> Gateway | None:
+        return self.gateways[0] if self.gateways else None
+
+
+async def route_for(
+    session: AsyncSession, company_id: str, payment: RoutingInput, *, claim_probes: bool = False
+) -> Route:
+    """Decide for `payment` with freshly read inputs (`claim_probes`: see `decide_with`)."""
     now = utcnow()
     inputs = await load_inputs(session, company_id, now=now)
-    return await decide_with(
+    decision = await decide_with(
         session, company_id, payment, inputs, claim_probes=claim_probes, now=now
     )
+    gateways = tuple(inputs.gateways[gateway_id] for gateway_id in decision.gateway_ids)
+    return Route(decision, gateways, inputs.policy)
 
 
-async def choose(
-    session: AsyncSession, company_id: str, payment: RoutingInput
-) -> tuple[RouteDecision, Gateway | None]:
-    """The payment path's call: the decision (a half-open breaker's one trial claimed) and
-    the gateway to send the payment to first, if any."""
-    now = utcnow()
-    inputs = await load_inputs(session, company_id, now=now)
-    decision = await decide_with(session, company_id, payment, inputs, claim_probes=True, now=now)
-    first = inputs.gateways[decision.gateway_ids[0]] if decision.gateways else None
-    return decision, first
+async def choose(session: AsyncSession, company_id: str, payment: RoutingInput) -> Route:
+    """The payment path's call: the decision, a half-open breaker's one trial claimed."""
+    return await route_for(session, company_id, payment, claim_probes=True)
 
 
 async def routed_gateways(
@@ -182,6 +201,4 @@ async def routed_gateways(
 ) -> list[Gateway]:
     """The gateways routing would try for this payment, in order (the payment page offers
     these, first choice first)."""
-    inputs = await load_inputs(session, company_id)
-    decision = await decide_with(session, company_id, payment, inputs)
-    return [inputs.gateways[gateway_id] for gateway_id in decision.gateway_ids]
+    return list((await route_for(session, company_id, payment)).gateways)

@@ -17,6 +17,16 @@ from paygate.routing.models import GatewayBreaker, RetryPolicy, RoutingConfig, R
 
 
 @dataclass(frozen=True)
+class Counted:
+    """A breaker after one more technical failure."""
+
+    before: str
+    state: str
+    consecutive_failures: int
+    opened: bool  # this failure opened it
+
+
+@dataclass(frozen=True)
 class Head:
     version: int | None  # None: the company never configured routing
     default_gateway_ids: tuple[str, ...]
@@ -144,28 +154,56 @@ class RoutingRepository:
         statement = select(GatewayBreaker).where(GatewayBreaker.company_id == self.company_id)
         return (await self.session.execute(statement)).scalars().all()
 
-    async def lock_breaker(self, gateway_id: str) -> GatewayBreaker:
-        """The gateway's breaker row (created closed on first use), row-locked."""
-        await self.session.execute(
-            insert(GatewayBreaker)
-            .values(
-                gateway_id=gateway_id,
-                company_id=self.company_id,
-                state="closed",
-                consecutive_failures=0,
+    async def count_failure(
+        self, gateway_id: str, threshold: int, detail: str, now: datetime
+    ) -> Counted:
+        """Count one technical failure on the gateway's breaker (the row made on first use),
+        opening it at `threshold` in a row or when a half-open trial failed: one statement,
+        whose row lock the caller's transaction holds until it commits."""
+        statement = text(
+            """
+            WITH before AS MATERIALIZED (
+                SELECT state FROM gateway_breakers
+                WHERE gateway_id = :gateway_id AND company_id = :company_id
+                FOR UPDATE
             )
-            .on_conflict_do_nothing(index_elements=["gateway_id"])
+            INSERT INTO gateway_breakers AS b (gateway_id, company_id, state,
+                                               consecutive_failures, opened_at, last_failure,
+                                               updated_at)
+            -- Joined so that `before` is read (and its row locked) before the upsert.
+            SELECT :gateway_id, :company_id,
+                   CASE WHEN :threshold <= 1 THEN 'open' ELSE 'closed' END, 1,
+                   CASE WHEN :threshold <= 1 THEN CAST(:now AS timestamptz) END, :detail,
+                   :now
+            FROM (SELECT 1) AS one LEFT JOIN before ON true
+            ON CONFLICT (gateway_id) DO UPDATE
+            SET consecutive_failures = b.consecutive_failures + 1,
+                last_failure = excluded.last_failure,
+                updated_at = excluded.updated_at,
+                state = CASE WHEN b.state = 'half_open' OR (b.state = 'closed'
+                                  AND b.consecutive_failures + 1 >= :threshold)
+                             THEN 'open' ELSE b.state END,
+                opened_at = CASE WHEN b.state = 'half_open' OR (b.state = 'closed'
+                                      AND b.consecutive_failures + 1 >= :threshold)
+                                 THEN excluded.updated_at ELSE b.opened_at END,
+                probe_started_at = CASE WHEN b.state = 'half_open' OR (b.state = 'closed'
+                                             AND b.consecutive_failures + 1 >= :threshold)
+                                        THEN NULL ELSE b.probe_started_at END
+            WHERE b.company_id = :company_id
+            RETURNING (SELECT state FROM before) AS before, b.state, b.consecutive_failures,
+                      b.state = 'open' AND b.opened_at = :now AS opened
+            """
         )
-        statement = (
-            select(GatewayBreaker)
-            .where(
-                GatewayBreaker.gateway_id == gateway_id,
-                GatewayBreaker.company_id == self.company_id,
-            )
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-        return (await self.session.execute(statement)).scalar_one()
+        params = {
+            "gateway_id": gateway_id,
+            "company_id": self.company_id,
+            "threshold": threshold,
+            "detail": detail,
+            "now": now,
+        }
+        row = (await self.session.execute(statement, params)).one()
+        # A row another transaction made meanwhile is not seen by `before`: it was closed.
+        return Counted(row.before or "closed", row.state, row.consecutive_failures, row.opened)
 
     async def close_breaker(self, gateway_id: str, now: datetime) -> str | None:
         """Close the breaker after the gateway answered; the state it was in, or None when
