@@ -1,11 +1,11 @@
 """Every signed-in page and the pay page in headless chromium, at 1280, 1024, 768 and
 390 px, for an owner of a company with something on every page (tests/e2e/seed.py).
 
-Each page, at each width: no sideways scroll (`scrollWidth <= innerWidth`), no console
-error, no CSP violation, no serious or critical axe-core finding. Every sidebar entry is
-reached by clicking it (on a phone, through the menu button's drawer), the account pages
-through the account menu. A full-page screenshot of each page and width lands in
-test-artifacts/every-page/, whose path the test prints.
+Each page, at each width: no sideways scroll (`scrollWidth <= innerWidth`), no table
+wider than its box, no console error, no CSP violation, no serious or critical axe-core
+finding. Every sidebar entry is reached by clicking it (on a phone, through the menu
+button's drawer), the account pages through the account menu. A full-page screenshot of
+each page and width lands in test-artifacts/every-page/, whose path the test prints.
 """
 
 from __future__ import annotations
