@@ -7,10 +7,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
 AXE_SCRIPT = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
+
+WCAG_A_AA = ("wcag2a", "wcag2aa", "wcag21a", "wcag21aa")
+# The impacts that fail a page in the tests that tolerate minor and moderate findings.
+SERIOUS = ("serious", "critical")
 
 
 def with_axe(context: Any) -> Any:
@@ -19,16 +24,34 @@ def with_axe(context: Any) -> Any:
     return context
 
 
-def axe_violations(page: Any) -> list[str]:
-    """Each WCAG A/AA violation as "rule: target, target" (empty when none)."""
+def axe_violations(
+    page: Any,
+    impacts: Collection[str] | None = None,
+    tags: Sequence[str] | None = WCAG_A_AA,
+) -> list[str]:
+    """Each violation as "rule (impact): targets; first: why" (empty when none).
+
+    `tags` selects the rules (None: every rule axe runs by default); `impacts`, when
+    given, keeps only violations of those impacts ("minor" ... "critical").
+    """
     found: list[dict[str, Any]] = page.evaluate(
-        """async () => {
-            const result = await axe.run(document, {
-                runOnly: {type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]},
-            });
+        """async (tags) => {
+            const options = tags ? {runOnly: {type: "tag", values: tags}} : {};
+            const result = await axe.run(document, {...options, resultTypes: ["violations"]});
             return result.violations.map(v => ({
-                id: v.id, targets: v.nodes.map(n => n.target.join(" ")),
+                id: v.id, impact: v.impact, targets: v.nodes.map(n => n.target.join(" ")),
+                why: (v.nodes[0].failureSummary || "").split("\\n").slice(1).join(" ").trim(),
             }));
-        }"""
+        }""",
+        list(tags) if tags else None,
     )
-    return [f"{v['id']}: {', '.join(v['targets'])}" for v in found]
+    return [
+        f"{v['id']} ({v['impact']}): {_targets(v['targets'])}; first: {v['why']}"
+        for v in found
+        if impacts is None or v["impact"] in impacts
+    ]
+
+
+def _targets(targets: list[str], shown: int = 3) -> str:
+    more = f" and {len(targets) - shown} more" if len(targets) > shown else ""
+    return ", ".join(targets[:shown]) + more

@@ -4,12 +4,8 @@ findings; the gateway page draws its charts; a poll brings a recovery onto the p
 
 from __future__ import annotations
 
-import asyncio
 import re
 import secrets
-import threading
-from collections.abc import Callable, Coroutine
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,53 +13,15 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from paygate.db import Database
-from paygate.kit.clock import utcnow
-from paygate.monitoring import checks
-from paygate.security.crypto import Keyring
 from paygate.settings import Settings
 from tests.conftest import STRONG_PASSWORD
+from tests.e2e.axe import SERIOUS, axe_violations, with_axe
+from tests.e2e.workers import check_rounds
 from tests.fakes.custom_gateway import CustomGatewayEmulator
-from tests.monitoring.helpers import schedule_only
 
 pytestmark = pytest.mark.browser
 
-AXE = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
 WIDTHS = (1280, 390)
-
-
-def in_thread(make: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    """Run a coroutine on a loop of its own (sync Playwright holds this thread's loop)."""
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            asyncio.run(make())
-        except BaseException as exc:
-            failure.append(exc)
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join(timeout=60)
-    if failure:
-        raise failure[0]
-
-
-def check_rounds(settings: Settings, ids: list[str], rounds: int) -> None:
-    async def run() -> None:
-        assert settings.database_url is not None
-        database = Database(settings.database_url)
-        keyring = Keyring.parse(settings.master_keys_text())
-        try:
-            start = utcnow()
-            await schedule_only(database, settings, ids, start)
-            for minute in range(rounds):
-                moment = start + minute * timedelta(minutes=1)
-                await checks.run_round(database, keyring, settings, now=moment)
-        finally:
-            await database.dispose()
-
-    in_thread(run)
 
 
 def audit_page(page: Page, width: int, name: str, artifacts: Path) -> None:
@@ -80,14 +38,7 @@ def audit_page(page: Page, width: int, name: str, artifacts: Path) -> None:
             width,
         )
         raise AssertionError(f"{name} scrolls sideways at {width}px ({scroll}): {wide}")
-    found = page.evaluate(
-        """async () => {
-            const result = await axe.run(document, {resultTypes: ["violations"]});
-            return result.violations
-                .filter(v => v.impact === "serious" || v.impact === "critical")
-                .map(v => v.id + ": " + v.nodes.map(n => n.target.join(" ")).join(", "));
-        }"""
-    )
+    found = axe_violations(page, impacts=SERIOUS, tags=None)
     assert found == [], f"{name} at {width}px: {found}"
     page.screenshot(path=str(artifacts / f"health-{name}-{width}.png"), full_page=True)
 
@@ -100,8 +51,7 @@ def test_health_dashboard(
     custom_gateway_emulator: CustomGatewayEmulator,
 ) -> None:
     emulator = custom_gateway_emulator
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.add_init_script(path=str(AXE))  # like an extension: not subject to the page's CSP
+    context = with_axe(browser.new_context(viewport={"width": 1280, "height": 900}))
     page = context.new_page()
     problems: list[str] = []
     page.on("pageerror", lambda error: problems.append(f"page error: {error}"))

@@ -104,7 +104,7 @@ async def test_an_owner_ends_a_members_sessions_from_the_members_page(
     members_page = await owner.client.get("/members")
     membership = membership_of(members_page.text, email)
     assert f"/members/{membership}/end-sessions" in members_page.text
-    assert f'aria-label="End the sessions of {email}"' in members_page.text
+    assert f'aria-label="End sessions of {email}"' in members_page.text
 
     # Another company's owner: as if the member did not exist.
     foreign = await rival.post(f"/members/{membership}/end-sessions", page="/members")
