@@ -102,9 +102,21 @@ async def _authenticate_api_key(
     session: AsyncSession, token: str, origin: Origin
 ) -> AuthContext | None:
     now = utcnow()
+    # The columns, not the entity: every API request reads this row, and nothing changes it.
     key = (
-        await session.execute(select(ApiKey).where(ApiKey.key_hash == token_digest(token)))
-    ).scalar_one_or_none()
+        await session.execute(
+            select(
+                ApiKey.id,
+                ApiKey.company_id,
+                ApiKey.name,
+                ApiKey.prefix,
+                ApiKey.scopes,
+                ApiKey.revoked_at,
+                ApiKey.expires_at,
+                ApiKey.last_used_at,
+            ).where(ApiKey.key_hash == token_digest(token))
+        )
+    ).one_or_none()
     if key is None or key.revoked_at is not None or (key.expires_at and key.expires_at <= now):
         return None
     if key.last_used_at is None or now - key.last_used_at > timedelta(minutes=1):
