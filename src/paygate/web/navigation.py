@@ -36,7 +36,9 @@ NAV: tuple[NavEntry, ...] = (
     NavEntry("Billing", "/payments", "Payments", Permission.PAYMENTS_READ, "card"),
     NavEntry("Processing", "/gateways", "Gateways", Permission.GATEWAYS_READ, "plug"),
     NavEntry("Processing", "/health", "Health", Permission.GATEWAYS_READ, "pulse"),
-    NavEntry("Processing", "/health/failures", "Failed payments", Permission.PAYMENTS_READ, "list"),
+    NavEntry(
+        "Processing", "/health/failures", "Failed transactions", Permission.PAYMENTS_READ, "list"
+    ),
     NavEntry("Processing", "/routing", "Routing", Permission.GATEWAYS_READ, "route"),
     NavEntry(
         "Processing", "/webhook-events", "Gateway events", Permission.GATEWAYS_READ, "webhook"
