@@ -172,11 +172,22 @@ class Database:
         self.url = sqlalchemy_url(url)
         self.engine = create_engine(self.url)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._autocommit_sessions = async_sessionmaker(
+            self.engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
+        )
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """One unit of work: committed when the block ends normally, rolled back otherwise."""
         async with self.sessions() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[AsyncSession]:
+        """A session whose statements each commit on their own, with no BEGIN or COMMIT
+        round trip: for work whose writes are each one atomic statement (the webhook
+        receiver's hot path). Open `transaction()` for anything that must commit together."""
+        async with self._autocommit_sessions() as session:
             yield session
 
     async def dispose(self) -> None:
