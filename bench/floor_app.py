@@ -1,10 +1,16 @@
-"""The floor: a payment's unavoidable writes behind FastAPI, nothing else.
+"""The floors: the unavoidable writes of a payment, and of a received webhook, behind
+FastAPI, nothing else.
 
-`bench/payments.py` serves this beside paygate, on the same PostgreSQL database, pool size
-and worker count, behind the same load generator, and prints paygate's figures as a ratio to
-this one's. One request: lock the invoice, insert the payment, its attempt and its event,
-update the invoice, commit (SQLAlchemy Core on psycopg, as paygate). No authentication, no
-idempotency key, no gateway, no audit entry, no gateway-call log.
+`bench/payments.py` and `bench/webhooks.py` serve this beside paygate, on the same
+PostgreSQL database, pool size and worker count, behind the same load generator, and print
+paygate's figures as a ratio to this one's (SQLAlchemy Core on psycopg, as paygate).
+
+- POST /floor/invoices/{id}/payments: lock the invoice, insert the payment, its attempt and
+  its event, update the invoice, commit. No authentication, no idempotency key, no gateway,
+  no audit entry, no gateway-call log.
+- POST /floor/webhooks/{gateway_id}: insert the raw body into `bench_webhook_bodies` (made
+  by bench/webhooks.py before it starts this app), commit, answer 200. No signature, no
+  duplicate check, no headers kept, no job.
 
     python bench/floor_app.py --port 8100 --workers 2   (FLOOR_DATABASE_URL=postgresql://...)
 """
@@ -17,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Request
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -47,6 +53,10 @@ EVENT = text(
 PAID = text(
     "UPDATE invoices SET amount_paid = amount_paid + :amount, status = 'paid', paid_at = now(),"
     " updated_at = now() WHERE id = :id"
+)
+
+WEBHOOK = text(
+    "INSERT INTO bench_webhook_bodies (id, gateway_id, body) VALUES (:id, :gateway_id, :body)"
 )
 
 
@@ -87,6 +97,15 @@ def create_app() -> FastAPI:
             await conn.execute(EVENT, {"id": new_id("pev"), **common})
             await conn.execute(PAID, {"id": invoice_id, "amount": invoice.due})
         return {"id": payment_id, "status": "succeeded", "amount": invoice.due}
+
+    @app.post("/floor/webhooks/{gateway_id}")
+    async def receive(gateway_id: str, request: Request) -> dict[str, Any]:
+        body = await request.body()
+        event_id = new_id("evt")
+        async with engine.begin() as conn:
+            await conn.execute(WEBHOOK, {"id": event_id, "gateway_id": gateway_id, "body": body})
+        # paygate's answer, so one load script reads both.
+        return {"received": True, "id": event_id, "duplicate": False}
 
     return app
 

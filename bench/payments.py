@@ -35,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +46,8 @@ import httpx
 import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # tests.fakes.servers (localstripe) and src/ via the venv
+sys.path.insert(0, str(ROOT))  # tests.fakes.servers (localstripe)
+sys.path.insert(0, str(ROOT / "src"))  # this checkout's paygate, as its servers run
 
 from paygate.kit.ids import new_id  # noqa: E402
 
@@ -176,12 +177,15 @@ def bench_database(admin_url: str) -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@contextmanager
-def paygate_server(database_url: str, workers: int, log: Path) -> Iterator[tuple[str, int]]:
-    port = free_port()
+def paygate_env(database_url: str, port: int) -> dict[str, str]:
+    """The environment of a bench's paygate processes (server and job worker alike: they
+    share the master key that seals the gateways' secrets)."""
     master = base64.b64encode(secrets.token_bytes(32)).decode()
-    env = {
+    inherited = os.environ.get("PYTHONPATH")
+    return {
         **os.environ,
+        # This checkout's code, whichever paygate the venv was installed from.
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), inherited])),
         "PAYGATE_MODE": "production",
         "PAYGATE_DATABASE_URL": database_url,
         "PAYGATE_JWT_SECRET": secrets.token_urlsafe(48),
@@ -194,6 +198,15 @@ def paygate_server(database_url: str, workers: int, log: Path) -> Iterator[tuple
         # Production mode, but its Stripe test gateway is aimed at localstripe on 127.0.0.1.
         "PAYGATE_TEST_GATEWAYS_REACH_PRIVATE_ADDRESSES": "true",
     }
+
+
+@contextmanager
+def paygate_server(
+    database_url: str, workers: int, log: Path, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, int]]:
+    """`paygate serve --workers N` (no job worker) on `env`'s port; (base URL, pid)."""
+    env = env or paygate_env(database_url, free_port())
+    port = int(env["PAYGATE_PORT"])
     with log.open("wb") as out:
         process = subprocess.Popen(
             [PAYGATE, "serve", "--workers", str(workers)],
@@ -209,6 +222,25 @@ def paygate_server(database_url: str, workers: int, log: Path) -> Iterator[tuple
             if workers > 1:  # every worker answers before we measure
                 time.sleep(1.0)
             yield base, process.pid
+        finally:
+            stop_process_group(process)
+
+
+@contextmanager
+def paygate_worker(env: dict[str, str], concurrency: int, log: Path) -> Iterator[int]:
+    """`paygate worker` on the server's environment (start it once the server has
+    migrated the database); yields its pid."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [PAYGATE, "worker", "--concurrency", str(concurrency)],
+            env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        try:
+            time.sleep(1.0)
+            if process.poll() is not None:
+                raise RuntimeError(f"worker exited: {log.read_text()[-3000:]}")
+            yield process.pid
         finally:
             stop_process_group(process)
 
@@ -319,6 +351,36 @@ def register(client: httpx.Client, company: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {answer.json()['access_token']}"}
 
 
+def stripe_gateway(
+    client: httpx.Client,
+    owner: dict[str, str],
+    api_base_url: str,
+    webhook_secret: str,
+    *,
+    name: str,
+) -> str:
+    """A Stripe test gateway made through the API (its secrets sealed by paygate); its id."""
+    gateway = client.post(
+        "/api/v1/gateways",
+        headers=owner,
+        json={
+            "name": name,
+            "gateway_type": "stripe",
+            "environment": "test",
+            "configuration": {
+                "secret_key": "sk_test_" + secrets.token_hex(12),
+                "publishable_key": "pk_test_" + secrets.token_hex(12),
+                "webhook_secret": webhook_secret,
+                "api_base_url": api_base_url,
+            },
+            "supported_currencies": ["USD"],
+            "priority": 200,
+        },
+    )
+    gateway.raise_for_status()
+    return str(gateway.json()["id"])
+
+
 def set_up(base: str, localstripe: str | None) -> Setup:
     with httpx.Client(base_url=base, timeout=30) as client:
         owner = register(client, "Bench Invoicing")
@@ -340,25 +402,9 @@ def set_up(base: str, localstripe: str | None) -> Setup:
         sandbox.raise_for_status()
         stripe_id = ""
         if localstripe:
-            stripe_gw = client.post(
-                "/api/v1/gateways",
-                headers=owner,
-                json={
-                    "name": "Stripe (localstripe)",
-                    "gateway_type": "stripe",
-                    "environment": "test",
-                    "configuration": {
-                        "secret_key": "sk_test_" + secrets.token_hex(12),
-                        "publishable_key": "pk_test_" + secrets.token_hex(12),
-                        "webhook_secret": "whsec_" + "a" * 32,
-                        "api_base_url": localstripe,
-                    },
-                    "supported_currencies": ["USD"],
-                    "priority": 200,
-                },
+            stripe_id = stripe_gateway(
+                client, owner, localstripe, "whsec_" + "a" * 32, name="Stripe (localstripe)"
             )
-            stripe_gw.raise_for_status()
-            stripe_id = stripe_gw.json()["id"]
         setup = Setup(base, key.json()["key"], sandbox.json()["id"], stripe_id, "")
         setup.owner_headers = owner
         invoice = client.post(
@@ -424,12 +470,14 @@ def analyze(database_url: str) -> None:
 
 # --- load: wrk + Lua, or httpx -------------------------------------------------------------
 
+# The part of the wrk script every workload shares: each wrk thread takes its share of the
+# items (one a line of BENCH_ITEMS), and `make_request(item)` / `classify(status, body)`,
+# given by the workload, build a request and name its answer. Out of items, a thread asks
+# for /healthz (counted as exhausted) or, with BENCH_WRAP=1, starts its items again.
 WRK_LUA = r"""
-local ids_file = os.getenv("BENCH_IDS")
-local headers_auth = os.getenv("BENCH_AUTH")
-local body = os.getenv("BENCH_BODY")
+local items_file = os.getenv("BENCH_ITEMS")
 local nthreads = tonumber(os.getenv("BENCH_THREADS"))
-local path_prefix = os.getenv("BENCH_PATH_PREFIX")
+local wrap = os.getenv("BENCH_WRAP") == "1"
 local threads = {}
 local counter = 0
 
@@ -440,34 +488,34 @@ function setup(thread)
 end
 
 function init(args)
-  ids = {}
+  items = {}
   local n = 0
-  for line in io.lines(ids_file) do
+  for line in io.lines(items_file) do
     n = n + 1
-    -- Each wrk thread takes its own share of the invoices.
-    if (n % nthreads) == (index - 1) then table.insert(ids, line) end
+    if (n % nthreads) == (index - 1) then table.insert(items, line) end
   end
-  next_id = 1
+  next_item = 1
   statuses = {}
   exhausted = 0
 end
 
 function request()
-  local id = ids[next_id]
-  if id == nil then
+  local item = items[next_item]
+  if item == nil and wrap and #items > 0 then
+    next_item = 1
+    item = items[1]
+  end
+  if item == nil then
     exhausted = exhausted + 1
     return wrk.format("GET", "/healthz")
   end
-  next_id = next_id + 1
-  return wrk.format("POST", path_prefix .. id .. "/payments", {
-    ["Authorization"] = headers_auth,
-    ["Content-Type"] = "application/json",
-    ["Idempotency-Key"] = "bench-" .. index .. "-" .. next_id .. "-" .. id,
-  }, body)
+  next_item = next_item + 1
+  return make_request(item)
 end
 
 function response(status, headers, body)
-  statuses[status] = (statuses[status] or 0) + 1
+  local key = classify(status, body)
+  statuses[key] = (statuses[key] or 0) + 1
 end
 
 function done(summary, latency, requests)
@@ -496,6 +544,25 @@ function done(summary, latency, requests)
 end
 """
 
+# A payment per item (an invoice id): POST {prefix}{id}/payments with a fresh key.
+PAYMENT_LUA = r"""
+local headers_auth = os.getenv("BENCH_AUTH")
+local body = os.getenv("BENCH_BODY")
+local path_prefix = os.getenv("BENCH_PATH_PREFIX")
+
+function make_request(id)
+  return wrk.format("POST", path_prefix .. id .. "/payments", {
+    ["Authorization"] = headers_auth,
+    ["Content-Type"] = "application/json",
+    ["Idempotency-Key"] = "bench-" .. index .. "-" .. next_item .. "-" .. id,
+  }, body)
+end
+
+function classify(status, body)
+  return tostring(status)
+end
+"""
+
 
 PAYGATE_PATH = "/api/v1/invoices/"
 FLOOR_PATH = "/floor/invoices/"
@@ -514,9 +581,26 @@ class Target:
         return self.body or payment_body(setup.sandbox_gateway)
 
 
+@dataclass(frozen=True)
+class Workload:
+    """One request per item, the same for wrk (Lua) and httpx (Python).
+
+    `lua` defines `make_request(item)` and `classify(status, body)`, reading `env`;
+    `build(item)` and `classify(status, body)` are the same in Python. `ok` is the class of
+    a successful answer. `wrap`: start the items again when they run out."""
+
+    base: str
+    lua: str
+    env: dict[str, str]
+    build: Callable[[str], tuple[str, dict[str, str], bytes]]
+    classify: Callable[[int, bytes], str]
+    ok: str
+    wrap: bool = False
+
+
 @dataclass
 class LoadResult:
-    payments: int  # 201 answers
+    ok: int  # answers of the workload's `ok` class (201 for payments)
     seconds: float
     p50_ms: float
     p99_ms: float
@@ -526,38 +610,63 @@ class LoadResult:
 
     @property
     def rate(self) -> float:
-        return self.payments / self.seconds if self.seconds else 0.0
+        return self.ok / self.seconds if self.seconds else 0.0
 
 
 def payment_body(gateway_id: str, method: str = SUCCESS_CARD) -> str:
     return json.dumps({"gateway_id": gateway_id, "payment_method": method})
 
 
-def run_wrk(
-    setup: Setup,
-    ids: list[str],
+def payment_workload(setup: Setup, target: Target | None = None) -> Workload:
+    target = target or Target(setup.base, PAYGATE_PATH)
+    body = target.body_for(setup)
+
+    def build(invoice: str) -> tuple[str, dict[str, str], bytes]:
+        headers = {
+            **setup.headers,
+            "Content-Type": "application/json",
+            "Idempotency-Key": secrets.token_hex(12),
+        }
+        return f"{target.path_prefix}{invoice}/payments", headers, body.encode()
+
+    return Workload(
+        base=target.base,
+        lua=PAYMENT_LUA,
+        env={
+            "BENCH_AUTH": setup.headers["Authorization"],
+            "BENCH_BODY": body,
+            "BENCH_PATH_PREFIX": target.path_prefix,
+        },
+        build=build,
+        classify=lambda status, _: str(status),
+        ok="201",
+    )
+
+
+def wrk_load(
+    workload: Workload,
+    items: list[str],
     clients: int,
     seconds: float,
     groups: dict[str, list[int]],
-    target: Target | None = None,
 ) -> LoadResult:
-    target = target or Target(setup.base, PAYGATE_PATH)
+    """wrk (one thread) for `seconds` with `clients` keep-alive connections, one request
+    per item; the CPU each group of processes used meanwhile."""
     with tempfile.TemporaryDirectory() as tmp:
-        script = Path(tmp) / "pay.lua"
-        script.write_text(WRK_LUA)
-        id_file = Path(tmp) / "ids.txt"
-        id_file.write_text("\n".join(ids) + "\n")
+        script = Path(tmp) / "load.lua"
+        script.write_text(WRK_LUA + workload.lua)
+        item_file = Path(tmp) / "items.txt"
+        item_file.write_text("\n".join(items) + "\n")
         env = {
             **os.environ,
-            "BENCH_IDS": str(id_file),
-            "BENCH_AUTH": setup.headers["Authorization"],
-            "BENCH_BODY": target.body_for(setup),
+            **workload.env,
+            "BENCH_ITEMS": str(item_file),
             "BENCH_THREADS": "1",
-            "BENCH_PATH_PREFIX": target.path_prefix,
+            "BENCH_WRAP": "1" if workload.wrap else "0",
         }
         command = [
             "wrk", "-t1", f"-c{clients}", f"-d{seconds:g}s", "--timeout", "10s",
-            "-s", str(script), target.base,
+            "-s", str(script), workload.base,
         ]  # fmt: skip
         process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
         meter = CpuMeter({**groups, "loadgen": [process.pid]})
@@ -576,9 +685,9 @@ def run_wrk(
     statuses = {str(k): int(v) for k, v in data["statuses"].items()}
     used["loadgen"]["cpu_s"] = loadgen_cpu
     if data["exhausted"]:
-        statuses["(ran out of invoices)"] = data["exhausted"]
+        statuses["(ran out of items)"] = data["exhausted"]
     return LoadResult(
-        payments=statuses.get("201", 0),
+        ok=statuses.get(workload.ok, 0),
         seconds=data["duration_us"] / 1e6,
         p50_ms=data["p50_us"] / 1000,
         p99_ms=data["p99_us"] / 1000,
@@ -589,44 +698,52 @@ def run_wrk(
 
 
 async def _httpx_load(
-    setup: Setup, ids: list[str], clients: int, seconds: float, target: Target
+    workload: Workload, items: list[str], clients: int, seconds: float
 ) -> tuple[list[float], dict[str, int], float]:
-    queue = list(reversed(ids))
+    queue = list(reversed(items))
     latencies: list[float] = []
     statuses: dict[str, int] = {}
-    body = target.body_for(setup)
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=target.base, limits=limits, timeout=10) as client:
+    async with httpx.AsyncClient(base_url=workload.base, limits=limits, timeout=10) as client:
         started = time.perf_counter()
         stop_at = started + seconds
+        position = 0
+
+        def next_item() -> str | None:
+            nonlocal position
+            if queue:
+                return queue.pop()
+            if workload.wrap and items:
+                position += 1
+                return items[position % len(items)]
+            return None
 
         async def one_client() -> None:
-            while queue and time.perf_counter() < stop_at:
-                invoice = queue.pop()
-                elapsed, answer = await post_payment(
-                    client, setup, invoice, body, target.path_prefix
-                )
-                latencies.append(elapsed)
-                statuses[str(answer.status_code)] = statuses.get(str(answer.status_code), 0) + 1
+            while time.perf_counter() < stop_at and (item := next_item()) is not None:
+                path, headers, body = workload.build(item)
+                t0 = time.perf_counter()
+                answer = await client.post(path, content=body, headers=headers)
+                latencies.append(time.perf_counter() - t0)
+                key = workload.classify(answer.status_code, answer.content)
+                statuses[key] = statuses.get(key, 0) + 1
 
         await asyncio.gather(*(one_client() for _ in range(clients)))
         return latencies, statuses, time.perf_counter() - started
 
 
-def run_httpx(
-    setup: Setup,
-    ids: list[str],
+def httpx_load(
+    workload: Workload,
+    items: list[str],
     clients: int,
     seconds: float,
     groups: dict[str, list[int]],
-    target: Target | None = None,
 ) -> LoadResult:
-    target = target or Target(setup.base, PAYGATE_PATH)
+    """The same as wrk_load with asyncio httpx clients in this process (no wrk installed)."""
     meter = CpuMeter({**groups, "loadgen": [os.getpid()]})
-    latencies, statuses, elapsed = asyncio.run(_httpx_load(setup, ids, clients, seconds, target))
+    latencies, statuses, elapsed = asyncio.run(_httpx_load(workload, items, clients, seconds))
     used = meter.stop()
     return LoadResult(
-        payments=statuses.get("201", 0),
+        ok=statuses.get(workload.ok, 0),
         seconds=elapsed,
         p50_ms=pct(latencies, 50) * 1000,
         p99_ms=pct(latencies, 99) * 1000,
@@ -634,6 +751,32 @@ def run_httpx(
         loadgen_cpu_s=used["loadgen"]["cpu_s"],
         cpu=used,
     )
+
+
+def use_wrk(choice: str) -> bool:
+    """--loadgen: wrk when asked, or (auto) when installed; else httpx."""
+    return choice == "wrk" or (choice == "auto" and shutil.which("wrk") is not None)
+
+
+PaymentRun = Callable[..., LoadResult]
+
+
+def payment_runner(wrk: bool) -> PaymentRun:
+    """run(setup, invoice ids, clients, seconds, groups, target=None): payments, one per
+    invoice, through wrk or httpx."""
+    load = wrk_load if wrk else httpx_load
+
+    def run(
+        setup: Setup,
+        ids: list[str],
+        clients: int,
+        seconds: float,
+        groups: dict[str, list[int]],
+        target: Target | None = None,
+    ) -> LoadResult:
+        return load(payment_workload(setup, target), ids, clients, seconds, groups)
+
+    return run
 
 
 # --- latency at concurrency 1 ------------------------------------------------------------
@@ -796,8 +939,8 @@ def run_config(args: argparse.Namespace, workers: int, tmp: Path) -> ConfigResul
     from tests.fakes.servers import serve_localstripe
 
     result = ConfigResult(workers)
-    use_wrk = args.loadgen == "wrk" or (args.loadgen == "auto" and shutil.which("wrk"))
-    result.loadgen = "wrk" if use_wrk else "httpx"
+    wrk = use_wrk(args.loadgen)
+    result.loadgen = "wrk" if wrk else "httpx"
     with (
         bench_database(args.admin_url) as database_url,
         serve_localstripe() as localstripe,
@@ -812,7 +955,7 @@ def run_config(args: argparse.Namespace, workers: int, tmp: Path) -> ConfigResul
             workers_now = worker_pids(pid) if workers > 1 else [pid]
             database_name = urlsplit(database_url).path.lstrip("/")
             groups = {"server": workers_now, "postgres": postgres_pids(database_name)}
-            run = run_wrk if use_wrk else run_httpx
+            run = payment_runner(wrk)
             log(f"[{workers} worker(s)] warm-up: {args.warmup:g} s")
             run(setup, warm, args.clients, args.warmup, groups)
             analyze(database_url)  # plans made with payments in the tables
@@ -926,19 +1069,19 @@ def report(results: list[ConfigResult], args: argparse.Namespace) -> None:
         return f"{r.load.cpu[name]['cpu_s'] / r.load.cpu['elapsed_s']:.2f}"
 
     def per_payment(r: ConfigResult, name: str) -> str:
-        if not r.load or not r.load.payments:
+        if not r.load or not r.load.ok:
             return "-"
-        return f"{r.load.cpu[name]['cpu_s'] / r.load.payments * 1000:.1f}"
+        return f"{r.load.cpu[name]['cpu_s'] / r.load.ok * 1000:.1f}"
 
     def cpu_per(load: LoadResult | None) -> float:
-        if not load or not load.payments:
+        if not load or not load.ok:
             return 0.0
-        return float(load.cpu["server"]["cpu_s"]) / load.payments * 1000
+        return float(load.cpu["server"]["cpu_s"]) / load.ok * 1000
 
     def per_payment_of(load: LoadResult | None, name: str) -> str:
-        if not load or not load.payments:
+        if not load or not load.ok:
             return "-"
-        return f"{load.cpu[name]['cpu_s'] / load.payments * 1000:.1f}"
+        return f"{load.cpu[name]['cpu_s'] / load.ok * 1000:.1f}"
 
     row("  server CPU ms / payment", [per_payment(r, "server") for r in results])
     row("  postgres CPU ms / payment", [per_payment(r, "postgres") for r in results])
@@ -1056,6 +1199,30 @@ def report(results: list[ConfigResult], args: argparse.Namespace) -> None:
         )
 
 
+def add_common_arguments(parser: argparse.ArgumentParser, profile_help: str) -> None:
+    """The options every bench has: load generator, profiling, the PostgreSQL to use."""
+    parser.add_argument("--loadgen", choices=["auto", "wrk", "httpx"], default="auto")
+    parser.add_argument("--profile", help=profile_help)
+    parser.add_argument("--profile-format", default="raw", help="py-spy format: raw, flamegraph")
+    parser.add_argument(
+        "--profile-gil", action="store_true", help="py-spy: only samples holding the GIL"
+    )
+    parser.add_argument("--py-spy", default=str(Path(sys.executable).parent / "py-spy"))
+    parser.add_argument(
+        "--admin-url",
+        default=os.environ.get("PAYGATE_BENCH_DATABASE_URL", DEFAULT_ADMIN_URL),
+        help="PostgreSQL URL of a database to connect to for CREATE/DROP DATABASE",
+    )
+
+
+def check_common_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """127.0.0.1 only; runs bounded (--duration at most 120 s, --warmup 30 s)."""
+    if urlsplit(args.admin_url).hostname not in (HOST, "localhost", None):
+        parser.error("the benchmark only talks to 127.0.0.1")
+    args.duration = min(args.duration, 120)
+    args.warmup = min(args.warmup, 30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", default="1,2", help="uvicorn worker counts to measure")
@@ -1075,26 +1242,10 @@ def main() -> None:
     parser.add_argument(
         "--soak", type=float, default=0, help="seconds of soak at the largest worker count"
     )
-    parser.add_argument("--loadgen", choices=["auto", "wrk", "httpx"], default="auto")
     parser.add_argument("--json", help="also write the raw figures to this file")
-    parser.add_argument(
-        "--profile", help="py-spy the server workers during the measured run into PATH.*"
-    )
-    parser.add_argument("--profile-format", default="raw", help="py-spy format: raw, flamegraph")
-    parser.add_argument(
-        "--profile-gil", action="store_true", help="py-spy: only samples holding the GIL"
-    )
-    parser.add_argument("--py-spy", default=str(Path(sys.executable).parent / "py-spy"))
-    parser.add_argument(
-        "--admin-url",
-        default=os.environ.get("PAYGATE_BENCH_DATABASE_URL", DEFAULT_ADMIN_URL),
-        help="PostgreSQL URL of a database to connect to for CREATE/DROP DATABASE",
-    )
+    add_common_arguments(parser, "py-spy the server workers during the measured run into PATH.*")
     args = parser.parse_args()
-    if urlsplit(args.admin_url).hostname not in (HOST, "localhost", None):
-        parser.error("the benchmark only talks to 127.0.0.1")
-    args.duration = min(args.duration, 120)
-    args.warmup = min(args.warmup, 30)
+    check_common_arguments(parser, args)
     signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(TimeoutError("bench")))
     args.soak = min(args.soak, 900)
     signal.alarm(HARD_DEADLINE_SECONDS + int(args.soak) * 2)

@@ -172,6 +172,9 @@ class Database:
         self.url = sqlalchemy_url(url)
         self.engine = create_engine(self.url)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._autocommit_sessions = async_sessionmaker(
+            self.engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
+        )
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -180,14 +183,14 @@ class Database:
             yield session
 
     @asynccontextmanager
-    async def reads(self) -> AsyncIterator[AsyncSession]:
-        """Each statement on its own (autocommit): no BEGIN and COMMIT round trips, for short
-        lookups that need no snapshot across statements (authenticating a request). A write
-        made here (an API key's last use) commits at once."""
-        async with self.engine.connect() as connection:
-            await connection.execution_options(isolation_level="AUTOCOMMIT")
-            async with AsyncSession(bind=connection, expire_on_commit=False) as session:
-                yield session
+    async def autocommit(self) -> AsyncIterator[AsyncSession]:
+        """A session whose statements each commit on their own, with no BEGIN or COMMIT
+        round trip: for reads that need no snapshot across statements (authenticating a
+        request) and writes that are each one atomic statement (the webhook receiver's hot
+        path, an API key's last use). Open `transaction()` for anything that must commit
+        together."""
+        async with self._autocommit_sessions() as session:
+            yield session
 
     async def dispose(self) -> None:
         await self.engine.dispose()

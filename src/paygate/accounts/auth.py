@@ -164,7 +164,7 @@ async def authenticate(
         raise unauthorized()
     # A connection of its own, given back before the endpoint takes one: an endpoint that
     # calls a gateway must not hold two, nor keep one idle in a transaction for the call.
-    async with database.reads() as session:
+    async with database.autocommit() as session:
         context = await authenticate_token(
             session, settings.jwt_secret.get_secret_value(), token, origin, revocations
         )

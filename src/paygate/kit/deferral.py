@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -46,3 +47,22 @@ async def defer_in_transaction(
         .defer_async(**task_kwargs)
     )
     return job_id
+
+
+# The SQL function procrastinate's own `defer_async` calls (its query "defer_jobs"), with
+# one job of default priority, no lock, due at once. A test in
+# tests/webhooks/inbound/test_receive.py checks that the installed procrastinate still
+# defers through it, and writes the same job.
+DEFER_FUNCTION = "procrastinate_defer_jobs_v1"
+_DEFER_ONE = (
+    f"{DEFER_FUNCTION}(ARRAY[ROW(:job_queue, :job_task, 0, NULL, NULL,"
+    " CAST(:job_args AS jsonb), NULL)::procrastinate_job_to_defer_v1])"
+)
+
+
+def deferral_sql(task_name: str, *, queue: str, **task_kwargs: Any) -> tuple[str, dict[str, Any]]:
+    """An SQL expression that defers `task_name` when it is evaluated (its value: the job
+    ids), and its parameters: a statement that writes a row can defer the row's job too,
+    atomically and in the same round trip."""
+    params = {"job_queue": queue, "job_task": task_name, "job_args": json.dumps(task_kwargs)}
+    return _DEFER_ONE, params

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -14,7 +23,15 @@ from paygate.kit.columns import CompanyRef, CreatedAt, PublicId, Timestamp
 
 class Payment(Base):
     __tablename__ = "payments"
-    __table_args__ = (Index("ix_payments_status_updated", "status", "updated_at"),)
+    __table_args__ = (
+        Index("ix_payments_status_updated", "status", "updated_at"),
+        # A gateway's webhook names the payment by the gateway's id (find_payment).
+        Index(
+            "ix_payments_gateway_reference",
+            "gateway_reference",
+            postgresql_where=text("gateway_reference IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[PublicId]
     company_id: Mapped[CompanyRef] = mapped_column(ForeignKey("companies.id"))

@@ -6,6 +6,7 @@ import base64
 import json
 import secrets
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -160,3 +161,58 @@ async def payment_of(client: httpx.AsyncClient, tenant: Tenant, payment_id: str)
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
+
+
+@dataclass
+class Scene:
+    """A custom gateway whose emulator signs its webhooks, a payment it left `processing`,
+    and what a test does with them: deliver an event, run the jobs, read the results."""
+
+    client: httpx.AsyncClient
+    tenant: Tenant
+    database: Database
+    jobs: JobContext
+    emulator: CustomGatewayEmulator
+    gateway: dict[str, Any]
+    payment: dict[str, Any]
+
+    @property
+    def reference(self) -> str:
+        """The emulator's id of the payment (what its events name)."""
+        payments = self.emulator.state.payments.values()
+        found: str = next(p["id"] for p in payments if p["reference"] == self.payment["id"])
+        return found
+
+    async def deliver(
+        self, delivery: bytes | WebhookDelivery, headers: dict[str, str] | None = None
+    ) -> httpx.Response:
+        return await deliver(self.client, self.gateway["id"], delivery, headers)
+
+    async def process(self) -> list[str | None]:
+        """Run the processing jobs deferred so far; the events' statuses after them."""
+        return await run_webhook_jobs(self.database, self.jobs)
+
+    async def payment_now(self) -> dict[str, Any]:
+        return await payment_of(self.client, self.tenant, self.payment["id"])
+
+    async def event(self, event_id: str) -> dict[str, Any]:
+        return await event(self.client, self.tenant, event_id)
+
+    async def succeed(self) -> None:
+        """The gateway settles the payment and says so: delivered and processed."""
+        self.emulator.settle(self.reference, "succeeded")
+        await self.deliver(self.emulator.outbox[-1])
+        await self.process()
+
+
+async def new_scene(
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    database: Database,
+    jobs: JobContext,
+    emulator: CustomGatewayEmulator,
+) -> Scene:
+    emulator.webhook_secret = new_secret()
+    gateway = await custom_gateway(client, tenant, emulator, webhook_secret=emulator.webhook_secret)
+    payment = await processing_payment(client, tenant, gateway["id"])
+    return Scene(client, tenant, database, jobs, emulator, gateway, payment)

@@ -8,65 +8,28 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy import text
 from standardwebhooks import Webhook
 
-from paygate.db import Database
-from paygate.kit.jobs_context import JobContext
 from tests.conftest import Tenant
-from tests.fakes.custom_gateway import CustomGatewayEmulator
-from tests.webhooks.inbound.helpers import (
-    custom_gateway,
-    deliver,
-    event,
-    new_secret,
-    payment_of,
-    processing_payment,
-    run_webhook_jobs,
-)
+from tests.webhooks.inbound.helpers import Scene, deliver, event, new_secret
 
 
-@pytest.fixture
-async def setup(
-    client: httpx.AsyncClient,
-    tenant: Tenant,
-    other_tenant: Tenant,
-    custom_gateway_emulator: CustomGatewayEmulator,
-) -> tuple[CustomGatewayEmulator, dict[str, Any], dict[str, Any]]:
-    emulator = custom_gateway_emulator
-    emulator.webhook_secret = new_secret()
-    gateway = await custom_gateway(client, tenant, emulator, webhook_secret=emulator.webhook_secret)
-    payment = await processing_payment(client, tenant, gateway["id"])
-    return emulator, gateway, payment
-
-
-def _gateway_payment(emulator: CustomGatewayEmulator, payment_id: str) -> str:
-    return next(p["id"] for p in emulator.state.payments.values() if p["reference"] == payment_id)
-
-
-async def test_a_signed_event_settles_the_payment_through_a_job(
-    client: httpx.AsyncClient,
-    tenant: Tenant,
-    setup: Any,
-    database: Database,
-    jobs: JobContext,
-) -> None:
-    emulator, gateway, payment = setup
-    emulator.settle(_gateway_payment(emulator, payment["id"]), "succeeded")
-    response = await deliver(client, gateway["id"], emulator.outbox[-1])
+async def test_a_signed_event_settles_the_payment_through_a_job(scene: Scene) -> None:
+    scene.emulator.settle(scene.reference, "succeeded")
+    response = await scene.deliver(scene.emulator.outbox[-1])
     assert response.status_code == 200, response.text
     stored = response.json()
     assert stored["received"] is True
     assert stored["duplicate"] is False
     # Stored first: the payment moves only when the job runs.
-    assert (await payment_of(client, tenant, payment["id"]))["status"] == "processing"
-    assert await run_webhook_jobs(database, jobs) == ["processed"]
-    assert (await payment_of(client, tenant, payment["id"]))["status"] == "succeeded"
-    seen = await event(client, tenant, stored["id"])
+    assert (await scene.payment_now())["status"] == "processing"
+    assert await scene.process() == ["processed"]
+    assert (await scene.payment_now())["status"] == "succeeded"
+    seen = await scene.event(stored["id"])
     assert seen["status"] == "processed"
     assert seen["verified"] is True
-    assert seen["payment_id"] == payment["id"]
+    assert seen["payment_id"] == scene.payment["id"]
     assert [a["result"] for a in seen["history"]] == ["processed"]
     assert "current secret" in seen["verification"]
 
@@ -107,19 +70,12 @@ def _signed(secret: str, event: dict[str, Any], at: datetime) -> tuple[bytes, di
     }
 
 
-async def test_every_wrong_delivery_is_refused_stored_and_changes_nothing(
-    client: httpx.AsyncClient,
-    tenant: Tenant,
-    setup: Any,
-    database: Database,
-    jobs: JobContext,
-) -> None:
-    emulator, gateway, payment = setup
-    gateway_payment = _gateway_payment(emulator, payment["id"])
-    emulator.settle(gateway_payment, "succeeded")
+async def test_every_wrong_delivery_is_refused_stored_and_changes_nothing(scene: Scene) -> None:
+    client, tenant, emulator = scene.client, scene.tenant, scene.emulator
+    emulator.settle(scene.reference, "succeeded")
     good = emulator.outbox[-1]
     now = datetime.now(UTC)
-    gid = gateway["id"]
+    gid = scene.gateway["id"]
 
     wrong = _signed(new_secret(), good.event, now)
     await _refused(client, tenant, gid, *wrong, "no v1 signature matches")
@@ -133,20 +89,17 @@ async def test_every_wrong_delivery_is_refused_stored_and_changes_nothing(
         headers = {k: v for k, v in good.headers.items() if k != missing}
         await _refused(client, tenant, gid, good.body, headers, "header is missing")
 
-    assert await run_webhook_jobs(database, jobs) == []
-    assert (await payment_of(client, tenant, payment["id"]))["status"] == "processing"
+    assert await scene.process() == []
+    assert (await scene.payment_now())["status"] == "processing"
     # Just inside the tolerance, both ways, is fine.
     inside = _signed(emulator.webhook_secret, good.event, now - timedelta(minutes=4))
-    assert (await deliver(client, gid, *inside)).status_code == 200
+    assert (await scene.deliver(*inside)).status_code == 200
 
 
 async def test_both_secrets_verify_during_the_rotation_grace_and_only_the_new_after(
-    client: httpx.AsyncClient,
-    tenant: Tenant,
-    setup: Any,
-    database: Database,
+    scene: Scene,
 ) -> None:
-    emulator, gateway, _ = setup
+    client, tenant, emulator, gateway = scene.client, scene.tenant, scene.emulator, scene.gateway
     old, new = emulator.webhook_secret, new_secret()
     replaced = await client.patch(
         f"/api/v1/gateways/{gateway['id']}",
@@ -167,7 +120,7 @@ async def test_both_secrets_verify_during_the_rotation_grace_and_only_the_new_af
     assert (await deliver(client, gateway["id"], both[0], headers)).status_code == 200
 
     # The grace ends: the old secret is refused (even before the sweeper wipes it).
-    async with database.transaction() as session:
+    async with scene.database.transaction() as session:
         await session.execute(
             text(
                 "UPDATE gateways SET secret_hints = jsonb_set(secret_hints, "

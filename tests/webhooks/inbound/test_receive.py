@@ -3,16 +3,23 @@ company's gateway id, and a canary secret that shows up nowhere."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
 import httpx
 import pytest
 import structlog
+from procrastinate import sql as procrastinate_sql
+from sqlalchemy import text
 
 from paygate.app import create_app
 from paygate.db import Database
+from paygate.kit.clock import utcnow
+from paygate.kit.deferral import DEFER_FUNCTION, defer_in_transaction, deferral_sql
 from paygate.settings import Settings
+from paygate.webhooks.inbound.receive import QUEUE, TASK_NAME
+from paygate.webhooks.inbound.repository import Stored, store_verified
 from tests.conftest import Tenant
 from tests.fakes.custom_gateway import CustomGatewayEmulator
 from tests.gateways.helpers import create_gateway, sandbox_payload
@@ -160,6 +167,93 @@ async def test_headers_are_stored_with_credentials_redacted_and_the_canary_nowhe
         "stdout/stderr": out + err,
         "database dump": pg_dump(database_url),
     }
-    for where, text in haystacks.items():
-        assert CANARY not in text, f"the canary leaked into {where}"
-        assert CANARY.encode().hex() not in text, f"the canary leaked (hex) into {where}"
+    for where, haystack in haystacks.items():
+        assert CANARY not in haystack, f"the canary leaked into {where}"
+        assert CANARY.encode().hex() not in haystack, f"the canary leaked (hex) into {where}"
+
+
+async def test_the_job_stored_with_an_event_is_the_one_procrastinate_defers(
+    database: Database,
+) -> None:
+    # The receiver defers in its insert statement through procrastinate's own function.
+    assert DEFER_FUNCTION in procrastinate_sql.queries["defer_jobs"]
+    expression, params = deferral_sql(TASK_NAME, queue=QUEUE, event_id="evt_same_job")
+    async with database.sessions() as session:
+        ours = (await session.execute(text(f"SELECT ({expression})[1]"), params)).scalar_one()
+        theirs = await defer_in_transaction(
+            session, TASK_NAME, queue=QUEUE, event_id="evt_same_job"
+        )
+        rows = (
+            await session.execute(
+                text(
+                    "SELECT queue_name, task_name, priority, lock, queueing_lock, args,"
+                    " scheduled_at, status, attempts FROM procrastinate_jobs"
+                    " WHERE id IN (:ours, :theirs) ORDER BY id"
+                ),
+                {"ours": ours, "theirs": theirs},
+            )
+        ).all()
+        await session.rollback()
+    assert len(rows) == 2
+    assert rows[0] == rows[1]
+    assert rows[0].args == {"event_id": "evt_same_job"}
+
+
+async def test_a_duplicate_racing_the_first_copy_answers_with_its_id(
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    database: Database,
+    custom_gateway_emulator: CustomGatewayEmulator,
+) -> None:
+    gateway = await custom_gateway(client, tenant, custom_gateway_emulator, webhook_secret=None)
+
+    def row(event_id: str) -> dict[str, object]:
+        return {
+            "id": event_id,
+            "company_id": tenant.company_id,
+            "gateway_id": gateway["id"],
+            "provider": "custom",
+            "provider_event_id": "evt_raced",
+            "event_type": "ping",
+            "occurred_at": None,
+            "received_at": utcnow(),
+            "body": b"{}",
+            "headers": {},
+            "verified": True,
+            "verification": "test",
+            "status": "pending",
+            "attempts": 0,
+            "next_attempt_at": None,
+        }
+
+    async with database.transaction() as first:
+        assert await store_verified(first, row("evt_first"), TASK_NAME, QUEUE) == Stored(
+            "evt_first", duplicate=False
+        )
+
+        async def second() -> Stored:
+            async with database.autocommit() as session:
+                return await store_verified(session, row("evt_second"), TASK_NAME, QUEUE)
+
+        racing = asyncio.create_task(second())
+        # The second copy waits on the unique index until the first commits; its statement's
+        # snapshot then predates the first copy, which is read again after it.
+        async with database.autocommit() as watcher:
+            for _ in range(500):
+                waiting = await watcher.execute(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                        " AND query LIKE 'WITH stored AS%'"
+                    )
+                )
+                if waiting.scalar_one():
+                    break
+                await asyncio.sleep(0.02)
+            else:
+                pytest.fail("the second copy never waited for the first")
+    assert await racing == Stored("evt_first", duplicate=True)
+    async with database.transaction() as session:
+        stored = await session.execute(
+            text("SELECT id FROM webhook_events WHERE provider_event_id = 'evt_raced'")
+        )
+        assert stored.scalars().all() == ["evt_first"]

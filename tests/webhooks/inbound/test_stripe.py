@@ -72,8 +72,9 @@ async def test_the_stripe_signature_is_checked_as_stripe_documents_it(
     tampered_body, tampered_headers = signed([STRIPE_SECRET])
     tampered = tampered_body.replace(b"1000", b"9000")
     assert "no v1 signature matches" in await _refused(client, gid, tampered, tampered_headers)
-    assert "5 minutes old" in await _refused(client, gid, *signed([STRIPE_SECRET], now - 301))
-    assert "in the future" in await _refused(client, gid, *signed([STRIPE_SECRET], now + 301))
+    # 30 s past the tolerance: `now` is truncated and the requests take time on a busy machine.
+    assert "5 minutes old" in await _refused(client, gid, *signed([STRIPE_SECRET], now - 330))
+    assert "in the future" in await _refused(client, gid, *signed([STRIPE_SECRET], now + 330))
     missing_body, _ = signed([STRIPE_SECRET])
     assert "header is missing" in await _refused(client, gid, missing_body, {})
     no_t_body, no_t = signed([STRIPE_SECRET])

@@ -49,18 +49,19 @@ router = APIRouter(prefix="/api/v1", tags=["webhook events"], responses=PROBLEM_
 async def receive_webhook(
     gateway_id: ObjectId,
     request: Request,
-    session: SessionDep,
+    database: DatabaseDep,
     keyring: KeyringDep,
     settings: SettingsDep,
     origin: OriginDep,
 ) -> Response:
-    """Verify, store, defer processing; 200 once committed, 400 (stored) when refused."""
-    receiver = WebhookReceiver(session, keyring, settings, request.app.state.rate_limits)
+    """Verify, store, defer processing; 200 once committed, 400 (stored) when refused.
+
+    No request transaction: the receiver commits what it writes before it answers."""
+    receiver = WebhookReceiver(database, keyring, settings, request.app.state.rate_limits)
     receipt = await receiver.receive(
         gateway_id, await request.body(), request.headers.items(), origin
     )
     if receipt.problem is not None:
-        # Returned, not raised: the rejected row commits with the answer.
         return problem_response(receipt.problem, request)
     return JSONResponse({"received": True, "id": receipt.event_id, "duplicate": receipt.duplicate})
 

@@ -7,6 +7,11 @@ gateway (INSERT ... ON CONFLICT DO NOTHING on a unique index), so a retry or a c
 duplicate is answered 200 and never processed twice. A request that fails verification
 is stored as rejected with the reason and answered 400; rejections are rate limited per
 gateway (and per IP), and past the limit nothing more is stored.
+
+The verified path is two round trips: the gateway's row, then one statement that stores
+the event, defers its job only if it was stored, and otherwise finds the stored copy
+(`repository.store_verified`), so it runs on an autocommit session: that statement is
+its own transaction. A refusal writes its row and audit entry in one transaction.
 """
 
 from __future__ import annotations
@@ -17,12 +22,10 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from paygate.db import Database
 from paygate.gateways.models import Gateway
 from paygate.kit.clock import utcnow
-from paygate.kit.deferral import defer_in_transaction
 from paygate.kit.deps import Origin
 from paygate.kit.errors import Problem, not_found
 from paygate.kit.ids import new_id
@@ -30,7 +33,6 @@ from paygate.security import audit
 from paygate.security.crypto import Keyring
 from paygate.security.rate_limits import RateLimits
 from paygate.settings import Settings
-from paygate.webhooks.inbound.models import WebhookEvent
 from paygate.webhooks.inbound.providers import provider_for
 from paygate.webhooks.inbound.providers.base import (
     EventIdentity,
@@ -38,7 +40,11 @@ from paygate.webhooks.inbound.providers.base import (
     VerificationUnavailable,
     parse_json_object,
 )
-from paygate.webhooks.inbound.repository import gateway_for_webhook, insert_event
+from paygate.webhooks.inbound.repository import (
+    gateway_for_webhook,
+    insert_event,
+    store_verified,
+)
 from paygate.webhooks.inbound.verification import (
     redact_headers,
     request_of,
@@ -83,9 +89,9 @@ def verification_unavailable(reason: str) -> Problem:
 
 class WebhookReceiver:
     def __init__(
-        self, session: AsyncSession, keyring: Keyring, settings: Settings, limits: RateLimits
+        self, database: Database, keyring: Keyring, settings: Settings, limits: RateLimits
     ) -> None:
-        self.session = session
+        self.database = database
         self.keyring = keyring
         self.settings = settings
         self.limits = limits
@@ -97,65 +103,66 @@ class WebhookReceiver:
         headers: Iterable[tuple[str, str]],
         origin: Origin,
     ) -> Receipt:
-        gateway = await gateway_for_webhook(self.session, gateway_id)
-        provider = provider_for(gateway.gateway_type) if gateway is not None else None
-        if gateway is None or provider is None:
-            # Guessing gateway ids costs the guesser its IP's budget.
-            await self.limits.hit(RATE_LIMIT_BUCKET, ip=origin.ip)
-            raise not_found("gateway that receives webhooks")
-        stored_headers = redact_headers(headers)
-        now = utcnow()
-        request = request_of(
-            gateway.id, body, stored_headers, webhook_url(self.settings, gateway.id), now
-        )
-        unavailable = False
-        try:
-            verdict = await verify_request(
-                provider, gateway, request, self.keyring, self.settings, check_time=True
+        async with self.database.autocommit() as session:
+            gateway = await gateway_for_webhook(session, gateway_id)
+            provider = provider_for(gateway.gateway_type) if gateway is not None else None
+            if gateway is None or provider is None:
+                # Guessing gateway ids costs the guesser its IP's budget.
+                await self.limits.hit(RATE_LIMIT_BUCKET, ip=origin.ip)
+                raise not_found("gateway that receives webhooks")
+            stored_headers = redact_headers(headers)
+            now = utcnow()
+            request = request_of(
+                gateway.id, body, stored_headers, webhook_url(self.settings, gateway.id), now
             )
-        except VerificationUnavailable as exc:
-            verdict, unavailable = Verdict.refused(f"not verified: {exc}"), True
-        event = parse_json_object(body)
-        identity = provider.identify(request, event) if event else EventIdentity(None, None, None)
-        if verdict.ok and (not identity.event_id or len(identity.event_id) > 255):
-            verdict = Verdict.refused("the signature is valid, but the body names no event id")
-        row: dict[str, Any] = {
-            "id": new_id("evt"),
-            "company_id": gateway.company_id,
-            "gateway_id": gateway.id,
-            "provider": gateway.gateway_type,
-            "provider_event_id": (identity.event_id or "")[:255] or None,
-            "event_type": (identity.event_type or "")[:100] or None,
-            "occurred_at": identity.occurred_at,
-            "received_at": now,
-            "body": body,
-            "headers": stored_headers,
-            "verified": verdict.ok,
-            "verification": verdict.detail,
-            "attempts": 0,
-        }
-        if not verdict.ok:
-            return await self._refuse(gateway, row, verdict, origin, unavailable=unavailable)
-        row |= {"status": "pending", "next_attempt_at": now + RECEIPT_GRACE}
-        stored = await insert_event(self.session, row)
-        if stored is None:
-            existing = await self._existing(gateway.id, row["provider_event_id"])
+            unavailable = False
+            try:
+                verdict = await verify_request(
+                    provider, gateway, request, self.keyring, self.settings, check_time=True
+                )
+            except VerificationUnavailable as exc:
+                verdict, unavailable = Verdict.refused(f"not verified: {exc}"), True
+            event = parse_json_object(body)
+            identity = (
+                provider.identify(request, event) if event else EventIdentity(None, None, None)
+            )
+            if verdict.ok and (not identity.event_id or len(identity.event_id) > 255):
+                verdict = Verdict.refused("the signature is valid, but the body names no event id")
+            row: dict[str, Any] = {
+                "id": new_id("evt"),
+                "company_id": gateway.company_id,
+                "gateway_id": gateway.id,
+                "provider": gateway.gateway_type,
+                "provider_event_id": (identity.event_id or "")[:255] or None,
+                "event_type": (identity.event_type or "")[:100] or None,
+                "occurred_at": identity.occurred_at,
+                "received_at": now,
+                "body": body,
+                "headers": stored_headers,
+                "verified": verdict.ok,
+                "verification": verdict.detail,
+                "attempts": 0,
+            }
+            if not verdict.ok:
+                return await self._refuse(gateway, row, verdict, origin, unavailable=unavailable)
+            row |= {"status": "pending", "next_attempt_at": now + RECEIPT_GRACE}
+            stored = await store_verified(session, row, TASK_NAME, QUEUE)
+        if stored.duplicate:
             logger.info(
                 "webhook_duplicate",
                 gateway_id=gateway.id,
                 provider_event_id=row["provider_event_id"],
-                event_id=existing,
+                event_id=stored.event_id,
             )
-            return Receipt(existing, duplicate=True)
-        await defer_in_transaction(self.session, TASK_NAME, queue=QUEUE, event_id=stored)
+            return Receipt(stored.event_id, duplicate=True)
         logger.info(
             "webhook_received",
             gateway_id=gateway.id,
-            event_id=stored,
+            event_id=stored.event_id,
             event_type=row["event_type"],
             provider_event_id=row["provider_event_id"],
         )
-        return Receipt(stored)
+        return Receipt(stored.event_id)
 
     async def _refuse(
         self,
@@ -170,18 +177,19 @@ class WebhookReceiver:
             # Over the limit this raises 429 before anything is written.
             await self.limits.hit(RATE_LIMIT_BUCKET, ip=origin.ip, account=gateway.id)
         row |= {"status": "rejected", "next_attempt_at": None}
-        stored = await insert_event(self.session, row)
-        await audit.record(
-            self.session,
-            company_id=gateway.company_id,
-            actor=audit.Actor("anonymous", None, f"{gateway.gateway_type} webhook sender"),
-            origin=origin,
-            action="webhook.rejected",
-            object_type="webhook_event",
-            object_id=stored,
-            outcome="failure",
-            detail=f"Gateway {gateway.id}: {verdict.detail}.",
-        )
+        async with self.database.transaction() as session:
+            stored = await insert_event(session, row)
+            await audit.record(
+                session,
+                company_id=gateway.company_id,
+                actor=audit.Actor("anonymous", None, f"{gateway.gateway_type} webhook sender"),
+                origin=origin,
+                action="webhook.rejected",
+                object_type="webhook_event",
+                object_id=stored,
+                outcome="failure",
+                detail=f"Gateway {gateway.id}: {verdict.detail}.",
+            )
         logger.warning(
             "webhook_rejected", gateway_id=gateway.id, event_id=stored, reason=verdict.detail
         )
@@ -191,11 +199,3 @@ class WebhookReceiver:
             else signature_refused(f"The webhook was refused: {verdict.detail}.")
         )
         return Receipt(stored, problem=problem)
-
-    async def _existing(self, gateway_id: str, provider_event_id: str | None) -> str | None:
-        statement = select(WebhookEvent.id).where(
-            WebhookEvent.gateway_id == gateway_id,
-            WebhookEvent.provider_event_id == provider_event_id,
-            WebhookEvent.verified,
-        )
-        return (await self.session.execute(statement)).scalar_one_or_none()

@@ -1,8 +1,9 @@
 """Every query of received webhooks, their processing history and bulk replays.
 
-Reads for the API and pages are tenant-scoped repositories. Three queries are not, and
-say why: the receiving endpoint finds the gateway by the id in its URL (the gateway names
-the tenant), and the job and the sweeper lock an event by id (they carry its company).
+Reads for the API and pages are tenant-scoped repositories. The others are not, and say
+why: the receiving endpoint finds the gateway by the id in its URL (the gateway names the
+tenant) and stores under it, and the job and the sweeper lock an event by id (they carry
+its company).
 """
 
 from __future__ import annotations
@@ -10,13 +11,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import func, select, text
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import LargeBinary, TextClause, bindparam, func, select, text
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paygate.gateways.models import Gateway
+from paygate.kit.deferral import deferral_sql
 from paygate.kit.pagination import PageParams
 from paygate.kit.repository import TenantRepository, apply_filters
 from paygate.webhooks.inbound.models import WebhookEvent, WebhookEventAttempt, WebhookReplay
@@ -142,6 +145,81 @@ async def insert_event(session: AsyncSession, values: Mapping[str, Any]) -> str 
             index_where=text("verified"),
         )
         .returning(WebhookEvent.id)
+    )
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+@dataclass(frozen=True)
+class Stored:
+    event_id: str | None  # None: a duplicate whose first copy another request is committing
+    duplicate: bool
+
+
+STORED_COLUMNS = (
+    "id",
+    "company_id",
+    "gateway_id",
+    "provider",
+    "provider_event_id",
+    "event_type",
+    "occurred_at",
+    "received_at",
+    "body",
+    "headers",
+    "verified",
+    "verification",
+    "status",
+    "attempts",
+    "next_attempt_at",
+)
+
+
+@lru_cache(maxsize=1)
+def _store_verified_sql(defer: str) -> TextClause:
+    """Insert the event unless the gateway has it (the unique index decides), defer its job
+    only if it was inserted, and otherwise read the stored copy's id: one statement."""
+    columns = ", ".join(STORED_COLUMNS)
+    values = ", ".join(f":{name}" for name in STORED_COLUMNS)
+    return text(
+        f"WITH stored AS ("  # noqa: S608 (only this module's and kit.deferral's constants)
+        f" INSERT INTO webhook_events ({columns}) VALUES ({values})"
+        " ON CONFLICT (gateway_id, provider_event_id) WHERE verified DO NOTHING"
+        " RETURNING id)"
+        " SELECT (SELECT id FROM stored) AS stored_id,"
+        f" (SELECT {defer} FROM stored) AS job_ids,"
+        # The statement's snapshot: a copy committed before it began (the usual retry).
+        " (SELECT e.id FROM webhook_events e WHERE e.gateway_id = :gateway_id"
+        " AND e.provider_event_id = :provider_event_id AND e.verified"
+        " AND NOT EXISTS (SELECT 1 FROM stored)) AS existing_id"
+    ).bindparams(bindparam("body", type_=LargeBinary), bindparam("headers", type_=JSONB))
+
+
+async def store_verified(
+    session: AsyncSession, values: Mapping[str, Any], task_name: str, queue: str
+) -> Stored:
+    """Store a verified event and defer `task_name` for it in one statement (atomic on its
+    own: `session` may be an autocommit one), or find the copy the gateway already has.
+
+    A copy another request committed while this statement waited on the unique index is
+    outside the statement's snapshot: it is read again, after the statement.
+    """
+    defer, job = deferral_sql(task_name, queue=queue, event_id=values["id"])
+    row = (await session.execute(_store_verified_sql(defer), {**values, **job})).one()
+    if row.stored_id is not None:
+        return Stored(row.stored_id, duplicate=False)
+    existing = row.existing_id or await _verified_copy(
+        session, values["gateway_id"], values["provider_event_id"]
+    )
+    return Stored(existing, duplicate=True)
+
+
+async def _verified_copy(
+    session: AsyncSession, gateway_id: str, provider_event_id: str
+) -> str | None:
+    statement = select(WebhookEvent.id).where(
+        WebhookEvent.gateway_id == gateway_id,
+        WebhookEvent.provider_event_id == provider_event_id,
+        WebhookEvent.verified,
     )
     return (await session.execute(statement)).scalar_one_or_none()
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Protocol
@@ -150,6 +150,11 @@ class SetupGuide:
     notes: tuple[str, ...] = field(default=())
 
 
+# The gateway's adapter configuration, built on demand: only a provider that asks its own
+# API (PayPal) decrypts the gateway's credentials for it; the others verify with `secrets`.
+ConfigSource = Callable[[], AdapterConfig]
+
+
 class Provider(Protocol):
     gateway_type: ClassVar[GatewayType]
     # The configuration field verification needs (a secret, or PayPal's webhook id).
@@ -160,7 +165,7 @@ class Provider(Protocol):
         self,
         request: WebhookRequest,
         secrets: Sequence[SigningSecret],
-        config: AdapterConfig,
+        config: ConfigSource,
         *,
         check_time: bool,
     ) -> Verdict:
@@ -240,6 +245,52 @@ def within_tolerance(signed_at: datetime, now: datetime) -> str | None:
     if signed_at > now + TOLERANCE:
         return "the signature's timestamp is more than 5 minutes in the future"
     return None
+
+
+def missing_headers(request: WebhookRequest, *names: str) -> Verdict | None:
+    """A refusal naming the headers (as the provider spells them) the request lacks or
+    sends empty; None when every one is there."""
+    missing = [name for name in names if not request.headers.get(name.lower())]
+    if not missing:
+        return None
+    return Verdict.refused(f"a required header is missing: {', '.join(missing)}")
+
+
+def verify_signatures(
+    request: WebhookRequest,
+    secrets: Sequence[SigningSecret],
+    signatures: Sequence[str],
+    expected: Callable[[str], str | None],
+    *,
+    signed_at: int | None,
+    check_time: bool,
+    no_secret: str,
+    no_match: str,
+) -> Verdict:
+    """The verdict on a shared-secret signature, whatever the provider's scheme.
+
+    `expected(secret)` is the signature the provider would have sent with that secret (None:
+    the secret cannot sign). Any of `signatures` matching it for any secret (the current one
+    first, then the previous one while its grace lasts), compared in constant time, verifies
+    the request; then `signed_at` (Unix seconds, when the scheme signs a time) must be within
+    the tolerance unless `check_time` is False (a replay). `no_secret` / `no_match`: the
+    provider's reasons for a gateway with no secret, and for no signature matching.
+    """
+    if not secrets:
+        return Verdict.refused(no_secret)
+    matched = None
+    for secret in secrets:
+        wanted = expected(secret.value)
+        if wanted is not None and any(constant_time_equal(wanted, s) for s in signatures):
+            matched = secret
+            break
+    if matched is None:
+        return Verdict.refused(no_match)
+    if check_time and signed_at is not None:
+        problem = within_tolerance(datetime.fromtimestamp(signed_at, UTC), request.received_at)
+        if problem:
+            return Verdict.refused(problem)
+    return Verdict.verified_with(matched)
 
 
 def refs(*values: Any) -> tuple[str, ...]:

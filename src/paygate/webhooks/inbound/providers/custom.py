@@ -33,6 +33,7 @@ from paygate.gateways.adapters.base import (
 )
 from paygate.payments.gateway_reports import DisputeStatus
 from paygate.webhooks.inbound.providers.base import (
+    ConfigSource,
     DisputeNotice,
     EventIdentity,
     IgnoredNotice,
@@ -46,14 +47,13 @@ from paygate.webhooks.inbound.providers.base import (
     SigningSecret,
     Verdict,
     WebhookRequest,
-    constant_time_equal,
     from_rfc3339,
-    from_unix,
     integer,
+    missing_headers,
     obj,
     refs,
     text,
-    within_tolerance,
+    verify_signatures,
 )
 
 SECRET_PREFIX = "whsec_"
@@ -118,47 +118,39 @@ class CustomWebhooks:
         self,
         request: WebhookRequest,
         secrets: Sequence[SigningSecret],
-        config: AdapterConfig,
+        config: ConfigSource,
         *,
         check_time: bool,
     ) -> Verdict:
-        message_id = request.headers.get("webhook-id")
-        raw_timestamp = request.headers.get("webhook-timestamp")
-        header = request.headers.get("webhook-signature")
-        if not message_id or not raw_timestamp or not header:
-            return Verdict.refused(
-                "a webhook-id, webhook-timestamp or webhook-signature header is missing"
-            )
+        if refused := missing_headers(
+            request, "webhook-id", "webhook-timestamp", "webhook-signature"
+        ):
+            return refused
+        message_id = request.headers["webhook-id"]
+        raw_timestamp = request.headers["webhook-timestamp"]
         if not raw_timestamp.isdigit():
             return Verdict.refused("the webhook-timestamp header is not Unix seconds")
         timestamp = int(raw_timestamp)
+        header = request.headers["webhook-signature"]
         signatures = [part.partition(",")[2] for part in header.split() if part.startswith("v1,")]
         if not signatures:
             return Verdict.refused("the webhook-signature header has no v1 signature")
-        if not secrets:
-            return Verdict.refused("no webhook signing secret is configured for this gateway")
-        matched = next(
-            (
-                secret
-                for secret in secrets
-                for signature in signatures
-                if signing_key(secret.value) is not None
-                and constant_time_equal(
-                    sign(secret.value, message_id, timestamp, request.body).partition(",")[2],
-                    signature,
-                )
-            ),
-            None,
+
+        def expected(secret: str) -> str | None:
+            if signing_key(secret) is None:
+                return None
+            return sign(secret, message_id, timestamp, request.body).partition(",")[2]
+
+        return verify_signatures(
+            request,
+            secrets,
+            signatures,
+            expected,
+            signed_at=timestamp,
+            check_time=check_time,
+            no_secret="no webhook signing secret is configured for this gateway",
+            no_match="no v1 signature matches the gateway's signing secret",
         )
-        if matched is None:
-            return Verdict.refused("no v1 signature matches the gateway's signing secret")
-        if check_time:
-            moment = from_unix(timestamp)
-            assert moment is not None
-            problem = within_tolerance(moment, request.received_at)
-            if problem:
-                return Verdict.refused(problem)
-        return Verdict.verified_with(matched)
 
     def identify(self, request: WebhookRequest, event: Mapping[str, Any]) -> EventIdentity:
         return EventIdentity(

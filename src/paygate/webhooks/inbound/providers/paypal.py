@@ -34,6 +34,7 @@ from paygate.gateways.adapters.base import (
 from paygate.gateways.adapters.paypal import PayPalAdapter, _from_money, _refusal
 from paygate.payments.gateway_reports import DisputeStatus
 from paygate.webhooks.inbound.providers.base import (
+    ConfigSource,
     DisputeNotice,
     EventIdentity,
     IgnoredNotice,
@@ -49,6 +50,7 @@ from paygate.webhooks.inbound.providers.base import (
     VerificationUnavailable,
     WebhookRequest,
     from_rfc3339,
+    missing_headers,
     obj,
     parse_json_object,
     refs,
@@ -120,19 +122,15 @@ class PayPalWebhooks:
         self,
         request: WebhookRequest,
         secrets: Sequence[SigningSecret],
-        config: AdapterConfig,
+        config: ConfigSource,
         *,
         check_time: bool,
     ) -> Verdict:
-        values = {
-            name: request.headers.get(header) for name, header in TRANSMISSION_HEADERS.items()
-        }
-        missing = [
-            TRANSMISSION_HEADERS[name].upper() for name, value in values.items() if not value
-        ]
-        if missing:
-            return Verdict.refused(f"the {', '.join(missing)} header is missing")
-        webhook_id = config.value("webhook_id")
+        if refused := missing_headers(request, *(h.upper() for h in TRANSMISSION_HEADERS.values())):
+            return refused
+        values = {name: request.headers[header] for name, header in TRANSMISSION_HEADERS.items()}
+        api = config()
+        webhook_id = api.value("webhook_id")
         if not webhook_id:
             return Verdict.refused("no Webhook ID is configured for this gateway")
         event = parse_json_object(request.body)
@@ -140,7 +138,7 @@ class PayPalWebhooks:
             return Verdict.refused("the body is not a JSON object")
         body = {**values, "webhook_id": webhook_id, "webhook_event": event}
         try:
-            status = await _PayPalWebhooksApi(config).verify_signature(body)
+            status = await _PayPalWebhooksApi(api).verify_signature(body)
         except GatewayUnavailable as exc:
             raise VerificationUnavailable(exc.message) from None
         except GatewayMisconfigured as exc:

@@ -34,6 +34,7 @@ from paygate.gateways.adapters.base import (
 from paygate.gateways.adapters.square import _NO_RETRIES, SquareAdapter
 from paygate.payments.gateway_reports import DisputeStatus
 from paygate.webhooks.inbound.providers.base import (
+    ConfigSource,
     DisputeNotice,
     EventIdentity,
     IgnoredNotice,
@@ -47,12 +48,13 @@ from paygate.webhooks.inbound.providers.base import (
     SigningSecret,
     Verdict,
     WebhookRequest,
-    constant_time_equal,
     from_rfc3339,
     integer,
+    missing_headers,
     obj,
     refs,
     text,
+    verify_signatures,
 )
 
 SIGNATURE_HEADER = "x-square-hmacsha256-signature"
@@ -118,20 +120,22 @@ class SquareWebhooks:
         self,
         request: WebhookRequest,
         secrets: Sequence[SigningSecret],
-        config: AdapterConfig,
+        config: ConfigSource,
         *,
         check_time: bool,
     ) -> Verdict:
-        header = request.headers.get(SIGNATURE_HEADER)
-        if not header:
-            return Verdict.refused("the x-square-hmacsha256-signature header is missing")
-        if not secrets:
-            return Verdict.refused("no webhook signature key is configured for this gateway")
-        for secret in secrets:
-            if constant_time_equal(sign(request.url, request.body, secret.value), header.strip()):
-                return Verdict.verified_with(secret)
-        return Verdict.refused(
-            "the signature does not match the gateway's signature key and notification URL"
+        if refused := missing_headers(request, "x-square-hmacsha256-signature"):
+            return refused
+        return verify_signatures(
+            request,
+            secrets,
+            [request.headers[SIGNATURE_HEADER].strip()],
+            lambda key: sign(request.url, request.body, key),
+            signed_at=None,  # Square signs no time
+            check_time=check_time,
+            no_secret="no webhook signature key is configured for this gateway",
+            no_match="the signature does not match the gateway's signature key and "
+            "notification URL",
         )
 
     def identify(self, request: WebhookRequest, event: Mapping[str, Any]) -> EventIdentity:

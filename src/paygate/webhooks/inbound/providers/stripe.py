@@ -31,6 +31,7 @@ from paygate.gateways.adapters.base import (
 from paygate.gateways.adapters.stripe import StripeAdapter, stripe_decline
 from paygate.payments.gateway_reports import DisputeStatus
 from paygate.webhooks.inbound.providers.base import (
+    ConfigSource,
     DisputeNotice,
     EventIdentity,
     IgnoredNotice,
@@ -44,13 +45,13 @@ from paygate.webhooks.inbound.providers.base import (
     SigningSecret,
     Verdict,
     WebhookRequest,
-    constant_time_equal,
     from_unix,
     integer,
+    missing_headers,
     obj,
     refs,
     text,
-    within_tolerance,
+    verify_signatures,
 )
 
 SIGNATURE_HEADER = "stripe-signature"
@@ -149,38 +150,27 @@ class StripeWebhooks:
         self,
         request: WebhookRequest,
         secrets: Sequence[SigningSecret],
-        config: AdapterConfig,
+        config: ConfigSource,
         *,
         check_time: bool,
     ) -> Verdict:
-        header = request.headers.get(SIGNATURE_HEADER)
-        if not header:
-            return Verdict.refused("the Stripe-Signature header is missing")
-        timestamp, signatures = parse_signature_header(header)
+        if refused := missing_headers(request, "Stripe-Signature"):
+            return refused
+        timestamp, signatures = parse_signature_header(request.headers[SIGNATURE_HEADER])
         if timestamp is None:
             return Verdict.refused("the Stripe-Signature header has no single timestamp (t=)")
         if not signatures:
             return Verdict.refused("the Stripe-Signature header has no v1 signature")
-        if not secrets:
-            return Verdict.refused("no webhook signing secret is configured for this gateway")
-        matched = next(
-            (
-                secret
-                for secret in secrets
-                for signature in signatures
-                if constant_time_equal(sign(request.body, secret.value, timestamp), signature)
-            ),
-            None,
+        return verify_signatures(
+            request,
+            secrets,
+            signatures,
+            lambda secret: sign(request.body, secret, timestamp),
+            signed_at=timestamp,
+            check_time=check_time,
+            no_secret="no webhook signing secret is configured for this gateway",
+            no_match="no v1 signature matches the gateway's signing secret",
         )
-        if matched is None:
-            return Verdict.refused("no v1 signature matches the gateway's signing secret")
-        if check_time:
-            moment = from_unix(timestamp)
-            assert moment is not None
-            problem = within_tolerance(moment, request.received_at)
-            if problem:
-                return Verdict.refused(problem)
-        return Verdict.verified_with(matched)
 
     def identify(self, request: WebhookRequest, event: Mapping[str, Any]) -> EventIdentity:
         return EventIdentity(
