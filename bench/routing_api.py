@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -281,8 +280,8 @@ class ApiResult:
 
 
 def run(args: argparse.Namespace) -> ApiResult:
-    use_wrk = args.loadgen == "wrk" or (args.loadgen == "auto" and shutil.which("wrk"))
-    load = pb.run_wrk if use_wrk else pb.run_httpx
+    wrk = pb.use_wrk(args.loadgen)
+    load = pb.payment_runner(wrk)
     configure_logging(json_logs=False, level="WARNING")  # as the server logs
     per_run = max(1000, int(600 * (args.duration + args.warmup)))  # up to 600/s
     with (
@@ -337,14 +336,14 @@ def run(args: argparse.Namespace) -> ApiResult:
             paired_rounds(setup, (a_url, b_url), (routed_c1, failover_c1), groups, args.rounds)
         )
         counts = failed_over(database_url, routes)
-    return ApiResult(args, "wrk" if use_wrk else "httpx", loads, rounds, counts)
+    return ApiResult(args, "wrk" if wrk else "httpx", loads, rounds, counts)
 
 
 # --- report ------------------------------------------------------------------------------
 
 
 def per_payment_ms(load: pb.LoadResult, group: str) -> float:
-    return float(load.cpu[group]["cpu_s"]) / load.payments * 1000 if load.payments else 0.0
+    return float(load.cpu[group]["cpu_s"]) / load.ok * 1000 if load.ok else 0.0
 
 
 def report(result: ApiResult) -> None:
