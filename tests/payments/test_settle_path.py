@@ -246,7 +246,7 @@ async def test_an_api_payment_takes_few_round_trips_and_settles_in_one_write(
     for row in ("INSERT INTO gateway_calls", "UPDATE payments", "UPDATE payment_attempts"):
         assert row in settle
     assert "UPDATE invoices" in settle
-    assert len(statements) <= 13, "\n".join(statements)
+    assert len(statements) <= 12, "\n".join(statements)
     status, amount, _, _, invoice_status, amount_paid, amount_reserved, paid_at_set = (
         await rows_of(database, paid["id"])
     )["payment"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -62,8 +62,22 @@ class PaymentRepository(TenantRepository[Payment]):
         )
         return list((await self.session.execute(statement)).scalars())
 
+    def _locked_invoices(self) -> dict[str, Invoice]:
+        """Invoices the session's current transaction holds locked, kept referenced (the
+        identity map alone holds them weakly)."""
+        transaction = self.session.sync_session.get_transaction()
+        held = self.session.info.get("locked_invoices")
+        if held is None or held[0] is not transaction:
+            held = self.session.info["locked_invoices"] = (transaction, {})
+        locked: dict[str, Invoice] = held[1]
+        return locked
+
     async def lock_invoice(self, invoice_id: str) -> Invoice:
-        """The invoice, row-locked, without its lines (a payment needs only its totals)."""
+        """The invoice, row-locked, without its lines (a payment needs only its totals);
+        read once per transaction."""
+        held = self._locked_invoices().get(invoice_id)
+        if held is not None and held.company_id == self.company_id:
+            return held
         statement = (
             select(Invoice)
             .where(Invoice.company_id == self.company_id, Invoice.id == invoice_id)
@@ -73,12 +87,14 @@ class PaymentRepository(TenantRepository[Payment]):
         invoice = (await self.session.execute(statement)).scalar_one_or_none()
         if invoice is None:
             raise not_found("invoice")
+        self._locked_invoices()[invoice.id] = invoice
         return invoice
 
     async def lock_with_attempt(
-        self, payment_id: str, attempt_id: str
+        self, payment_id: str, attempt_id: str, *, with_invoice: bool = False
     ) -> tuple[Payment, PaymentAttempt]:
-        """A payment and one of its attempts, both row-locked, in one round trip."""
+        """A payment and one of its attempts, both row-locked, in one round trip; with
+        `with_invoice`, its invoice too (settling moves it: `lock_invoice` then reads none)."""
         statement = (
             select(Payment, PaymentAttempt)
             .join(PaymentAttempt, PaymentAttempt.payment_id == Payment.id)
@@ -89,9 +105,18 @@ class PaymentRepository(TenantRepository[Payment]):
             )
             .with_for_update()
         )
+        if with_invoice:
+            statement = (
+                statement.add_columns(Invoice)
+                .join(Invoice, Invoice.id == Payment.invoice_id)
+                .options(lazyload(Invoice.lines))
+            )
         row = (await self.session.execute(statement)).one_or_none()
         if row is None:
             raise not_found(self.what)
+        if with_invoice:
+            invoice: Invoice = cast(Any, row)[2]  # the added column
+            self._locked_invoices()[invoice.id] = invoice
         return row[0], row[1]
 
     async def of_invoice(self, invoice_id: str) -> Sequence[Payment]:

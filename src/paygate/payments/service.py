@@ -103,7 +103,7 @@ class PaymentService:
         async with self.database.transaction() as session:
             payment, attempt = await PaymentRepository(
                 session, self.caller.company_id
-            ).lock_with_attempt(payment.id, tried.attempt_id)
+            ).lock_with_attempt(payment.id, tried.attempt_id, with_invoice=True)
             first = PaymentStatus(payment.status) in OPEN_STATUSES
             await settle_payment(
                 session, payment, attempt, tried.outcome, tried.calls, "the gateway answered"
