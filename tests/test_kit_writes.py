@@ -1,0 +1,71 @@
+"""`kit.writes.write_together`: new and changed rows in one statement, then nothing left to
+flush; a deletion falls back to the ORM's own flush."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import event, select
+
+from paygate.db import Database
+from paygate.kit.clock import utcnow
+from paygate.kit.writes import write_together
+from paygate.security.models import RevokedToken
+
+
+def record_statements(database: Database) -> tuple[list[str], Any]:
+    statements: list[str] = []
+
+    def record(*args: Any) -> None:
+        statements.append(str(args[2]))
+
+    event.listen(database.engine.sync_engine, "before_cursor_execute", record)
+    return statements, record
+
+
+async def test_new_and_changed_rows_are_written_with_one_statement(database: Database) -> None:
+    soon = utcnow() + timedelta(hours=1)
+    first, second = (f"kit-writes-{secrets.token_hex(6)}" for _ in range(2))
+    async with database.transaction() as session:
+        session.add(RevokedToken(identifier=first, expires_at=soon))
+    statements, record = record_statements(database)
+    try:
+        async with database.transaction() as session:
+            kept = await session.get(RevokedToken, first)
+            assert kept is not None
+            statements.clear()
+            kept.expires_at = soon + timedelta(hours=1)
+            session.add(RevokedToken(identifier=second, expires_at=soon))
+            await write_together(session)
+            assert len(statements) == 1
+            assert "INSERT INTO revoked_tokens" in statements[0]
+            assert "UPDATE revoked_tokens" in statements[0]
+            assert not session.new
+            assert not session.is_modified(kept)
+            await session.flush()
+            assert len(statements) == 1  # nothing was left for the ORM to write
+    finally:
+        event.remove(database.engine.sync_engine, "before_cursor_execute", record)
+    async with database.transaction() as session:
+        result = await session.execute(
+            select(RevokedToken.identifier, RevokedToken.expires_at).where(
+                RevokedToken.identifier.in_([first, second])
+            )
+        )
+        rows = {identifier: expires_at for identifier, expires_at in result.tuples()}
+    assert rows == {first: soon + timedelta(hours=1), second: soon}
+
+
+async def test_a_deletion_is_left_to_the_orm(database: Database) -> None:
+    identifier = f"kit-writes-{secrets.token_hex(6)}"
+    async with database.transaction() as session:
+        session.add(RevokedToken(identifier=identifier, expires_at=utcnow()))
+    async with database.transaction() as session:
+        row = await session.get(RevokedToken, identifier)
+        await session.delete(row)
+        await write_together(session)
+        assert await session.get(RevokedToken, identifier) is None
+    async with database.transaction() as session:
+        assert await session.get(RevokedToken, identifier) is None
