@@ -7,12 +7,18 @@ import secrets
 from datetime import timedelta
 from typing import Any
 
+import httpx
 from sqlalchemy import event, select
+from sqlalchemy.orm import selectinload
 
 from paygate.db import Database
+from paygate.invoices.models import Invoice, InvoiceLine
 from paygate.kit.clock import utcnow
+from paygate.kit.ids import new_id
 from paygate.kit.writes import write_together
 from paygate.security.models import RevokedToken
+from tests.conftest import Tenant
+from tests.payments.helpers import create_invoice
 
 
 def record_statements(database: Database) -> tuple[list[str], Any]:
@@ -69,3 +75,40 @@ async def test_a_deletion_is_left_to_the_orm(database: Database) -> None:
         assert await session.get(RevokedToken, identifier) is None
     async with database.transaction() as session:
         assert await session.get(RevokedToken, identifier) is None
+
+
+async def test_a_child_added_through_a_relationship_is_left_to_the_orm(
+    client: httpx.AsyncClient, tenant: Tenant, database: Database
+) -> None:
+    """The line's invoice_id exists only once the ORM flushes the relationship."""
+    created = await create_invoice(client, tenant)
+    async with database.transaction() as session:
+        invoice = (
+            await session.execute(
+                select(Invoice)
+                .where(Invoice.id == created["id"])
+                .options(selectinload(Invoice.lines))
+            )
+        ).scalar_one()
+        invoice.lines.append(
+            InvoiceLine(
+                id=new_id("li"),
+                position=2,
+                description="Extra",
+                quantity=1,
+                unit_amount=1,
+                amount=1,
+            )
+        )
+        await write_together(session)
+    async with database.transaction() as session:
+        lines = (
+            (
+                await session.execute(
+                    select(InvoiceLine.description).where(InvoiceLine.invoice_id == created["id"])
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert sorted(lines) == ["Consulting", "Extra"]

@@ -8,7 +8,8 @@ so the next flush has nothing left to do. The statement's text is built once per
 (which tables, which columns) and kept; only the values change from call to call.
 
 Rows the ORM must write itself fall back to its flush: a deletion, a key the database makes
-(an identity column), a default computed from the statement's context.
+(an identity column), a default computed from the statement's context, a relationship set
+on an object (the foreign keys it implies are filled in while flushing).
 """
 
 from __future__ import annotations
@@ -52,6 +53,15 @@ def _columns(mapper: Mapper[Any]) -> tuple[tuple[str, Column[Any]], ...]:
         )
         _COLUMNS[mapper] = found
     return found
+
+
+def _relationships_changed(state: InstanceState[Any]) -> bool:
+    """A relationship set on the object: the ORM fills the foreign keys it implies only
+    while flushing, so such rows are left to it."""
+    return any(
+        state.attrs[relationship.key].history.has_changes()
+        for relationship in state.mapper.relationships
+    )
 
 
 def _new_row(state: InstanceState[Any]) -> _Row:
@@ -134,6 +144,10 @@ async def write_together(session: AsyncSession) -> None:
     """Write the session's new and changed rows with one statement (or none when nothing
     changed); falls back to the ORM's flush when a row cannot be written this way."""
     if session.deleted:
+        await session.flush()
+        return
+    states = [inspect(obj) for obj in (*session.new, *session.dirty)]
+    if any(_relationships_changed(state) for state in states):
         await session.flush()
         return
     try:
