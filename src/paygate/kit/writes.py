@@ -8,8 +8,9 @@ so the next flush has nothing left to do. The statement's text is built once per
 (which tables, which columns) and kept; only the values change from call to call.
 
 Rows the ORM must write itself fall back to its flush: a deletion, a key the database makes
-(an identity column), a default computed from the statement's context, a relationship set
-on an object (the foreign keys it implies are filled in while flushing).
+(an identity column), a default or an on-update value computed from the statement's
+context, a relationship set on an object (the foreign keys it implies are filled in while
+flushing).
 """
 
 from __future__ import annotations
@@ -85,6 +86,8 @@ def _new_row(state: InstanceState[Any]) -> _Row:
 
 
 def _changed_row(state: InstanceState[Any]) -> _Row | None:
+    if any(column.onupdate is not None for _, column in _columns(state.mapper)):
+        raise _NotHere  # a value computed as the row is updated: the ORM's to apply
     unmodified = state.unmodified
     values = {
         attribute: state.dict[attribute]
@@ -152,10 +155,10 @@ async def write_together(session: AsyncSession) -> None:
         return
     try:
         rows = [_new_row(inspect(obj)) for obj in session.new]
+        rows += [row for obj in session.dirty if (row := _changed_row(inspect(obj))) is not None]
     except _NotHere:
         await session.flush()
         return
-    rows += [row for obj in session.dirty if (row := _changed_row(inspect(obj))) is not None]
     if not rows:
         return
     statement, params = _statement(rows, session.get_bind().dialect)
