@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from paygate.accounts.permissions import Permission
@@ -127,26 +127,20 @@ def _filter_params(
     }
 
 
+# The page and its CSV export take the same filters from the query string.
+FilterParams = Annotated[dict[str, str], Depends(_filter_params)]
+
+
 @router.get("/payments")
 async def payments_page(
     request: Request,
     auth: User,
     session: SessionDep,
-    q: Annotated[str, Query(max_length=320)] = "",
-    status: Short = "",
-    gateway: Short = "",
-    method: Short = "",
-    currency: Short = "",
-    amount_min: Short = "",
-    amount_max: Short = "",
-    since: Short = "",
-    until: Short = "",
+    params: FilterParams,
     cursor: Annotated[str, Query(max_length=64)] = "",
 ) -> Response:
     await need(request, auth, Permission.PAYMENTS_READ)
-    filters = read_filters(
-        _filter_params(q, status, gateway, method, currency, amount_min, amount_max, since, until)
-    )
+    filters = read_filters(params)
     listing = PaymentListing(session, auth.company_id)
     lines, next_cursor = await listing.page(
         filters.query, PageParams(limit=PAGE_SIZE, cursor=cursor or None)
@@ -282,21 +276,11 @@ async def export_payments(
     request: Request,
     auth: User,
     database: DatabaseDep,
-    q: Annotated[str, Query(max_length=320)] = "",
-    status: Short = "",
-    gateway: Short = "",
-    method: Short = "",
-    currency: Short = "",
-    amount_min: Short = "",
-    amount_max: Short = "",
-    since: Short = "",
-    until: Short = "",
+    params: FilterParams,
 ) -> Response:
     """Every payment the filters select (not only one page), streamed as CSV."""
     await need(request, auth, Permission.PAYMENTS_READ)
-    filters = read_filters(
-        _filter_params(q, status, gateway, method, currency, amount_min, amount_max, since, until)
-    )
+    filters = read_filters(params)
     if filters.errors:
         # The page shows the same filters with their errors; nothing is exported half-filtered.
         return redirect(f"/payments?{urlencode(filters.active)}", request)
