@@ -443,11 +443,9 @@ async def set_embed_origins(
         raise not_found("company")
     before = list(company.embed_origins or [])
     company.embed_origins = body.origins or None
-    await audit.record(
+    await audit.record_by(
         session,
-        company_id=auth.company_id,
-        actor=auth.actor,
-        origin=auth.origin,
+        auth,
         action="company.embed_origins_changed",
         object_type="company",
         object_id=company.id,

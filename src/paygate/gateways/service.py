@@ -563,11 +563,9 @@ class GatewayService:
         return result
 
     async def _audit(self, action: str, gateway: Gateway, **fields: Any) -> None:
-        await audit.record(
+        await audit.record_by(
             self.session,
-            company_id=self.auth.company_id,
-            actor=self.auth.actor,
-            origin=self.auth.origin,
+            self.auth,
             action=action,
             object_type="gateway",
             object_id=gateway.id,

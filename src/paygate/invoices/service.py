@@ -124,11 +124,9 @@ class InvoiceService:
         return invoice
 
     async def _audit(self, action: str, invoice: Invoice, **fields: object) -> None:
-        await audit.record(
+        await audit.record_by(
             self.session,
-            company_id=self.auth.company_id,
-            actor=self.auth.actor,
-            origin=self.auth.origin,
+            self.auth,
             action=action,
             object_type="invoice",
             object_id=invoice.id,

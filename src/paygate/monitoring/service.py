@@ -341,11 +341,9 @@ class MonitoringService:
         changes: dict[str, Any],
         detail: str | None = None,
     ) -> None:
-        await audit.record(
+        await audit.record_by(
             self.session,
-            company_id=self.auth.company_id,
-            actor=self.auth.actor,
-            origin=self.auth.origin,
+            self.auth,
             action=action,
             object_type=object_type,
             object_id=object_id,

@@ -73,11 +73,9 @@ async def refund(context: PaymentContext, payment_id: str, request: RefundCreate
         gateway = await session.get(Gateway, payment.gateway_id)
         assert gateway is not None
         config = payable_config(gateway, context.keyring, context.settings)
-        await audit.record(
+        await audit.record_by(
             session,
-            company_id=caller.company_id,
-            actor=caller.actor,
-            origin=caller.origin,
+            caller,
             action="refund.created",
             object_type="payment",
             object_id=payment.id,

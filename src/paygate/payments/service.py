@@ -141,11 +141,9 @@ class PaymentService:
                 raise conflict("Only a payment in review can be decided.")
             who = self.caller.actor.label or self.caller.actor.id or "a reviewer"
             await decide(session, payment, outcome, f"reviewed by {who}: {note}")
-            await audit.record(
+            await audit.record_by(
                 session,
-                company_id=self.caller.company_id,
-                actor=self.caller.actor,
-                origin=self.caller.origin,
+                self.caller,
                 action="payment.reviewed",
                 object_type="payment",
                 object_id=payment.id,

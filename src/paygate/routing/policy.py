@@ -117,11 +117,9 @@ class RetryPolicyService:
         row.updated_at = utcnow()
         await self.session.flush()
         after = policy_of(row)
-        await audit.record(
+        await audit.record_by(
             self.session,
-            company_id=self.auth.company_id,
-            actor=self.auth.actor,
-            origin=self.auth.origin,
+            self.auth,
             action="retry_policy.updated",
             object_type="retry_policy",
             object_id=self.auth.company_id,

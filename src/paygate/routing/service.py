@@ -278,11 +278,9 @@ class RoutingService:
         config.version = version.version
         config.updated_at = utcnow()
         await self.session.flush()
-        await audit.record(
+        await audit.record_by(
             self.session,
-            company_id=self.auth.company_id,
-            actor=self.auth.actor,
-            origin=self.auth.origin,
+            self.auth,
             action=action,
             object_type="routing_rule" if rule_id else "routing_rule_set",
             object_id=rule_id or self.auth.company_id,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -92,6 +92,46 @@ async def record(
     session.add(entry)
     await session.flush()
     return entry
+
+
+class Caller(Protocol):
+    """Who acts, for which company, from where: what a signed-in request carries
+    (`accounts.auth.AuthContext`, `payments.context.Caller`)."""
+
+    @property
+    def company_id(self) -> str: ...
+    @property
+    def actor(self) -> Actor: ...
+    @property
+    def origin(self) -> Origin | None: ...
+
+
+async def record_by(
+    session: AsyncSession,
+    caller: Caller,
+    *,
+    action: str,
+    object_type: str | None = None,
+    object_id: str | None = None,
+    object_name: str | None = None,
+    outcome: str = "success",
+    changes: dict[str, Any] | None = None,
+    detail: str | None = None,
+) -> AuditEntry:
+    """`record` what `caller` did in their company."""
+    return await record(
+        session,
+        company_id=caller.company_id,
+        actor=caller.actor,
+        origin=caller.origin,
+        action=action,
+        object_type=object_type,
+        object_id=object_id,
+        object_name=object_name,
+        outcome=outcome,
+        changes=changes,
+        detail=detail,
+    )
 
 
 async def record_detached(database: Database, **fields: Any) -> None:

@@ -101,11 +101,9 @@ class KeyRotationService:
                     f"A re-wrap is already running ({running.id}); wait for it to finish."
                 )
             await self._finish(running, "failed", now, "Abandoned: its job stopped moving.")
-            await audit.record(
+            await audit.record_by(
                 self.session,
-                company_id=self.auth.company_id,
-                actor=self.auth.actor,
-                origin=self.auth.origin,
+                self.auth,
                 action="keys.rotation_failed",
                 object_type="key_rotation",
                 object_id=running.id,
@@ -133,11 +131,9 @@ class KeyRotationService:
                 await self.rotations.add(rotation)
         except IntegrityError:  # another request started one a moment ago
             raise conflict("A re-wrap is already running; wait for it to finish.") from None
-        await audit.record(
+        await audit.record_by(
             self.session,
-            company_id=self.auth.company_id,
-            actor=self.auth.actor,
-            origin=self.auth.origin,
+            self.auth,
             action="keys.rotation_started",
             object_type="key_rotation",
             object_id=rotation.id,
@@ -154,11 +150,9 @@ class KeyRotationService:
                 now,
                 f"Nothing to re-wrap: every configuration is under {rotation.target_key_id}.",
             )
-            await audit.record(
+            await audit.record_by(
                 self.session,
-                company_id=self.auth.company_id,
-                actor=self.auth.actor,
-                origin=self.auth.origin,
+                self.auth,
                 action="keys.rotation_finished",
                 object_type="key_rotation",
                 object_id=rotation.id,

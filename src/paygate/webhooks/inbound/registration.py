@@ -83,11 +83,9 @@ class WebhookRegistration:
         await self.gateways.update(
             gateway_id, GatewayUpdate(configuration=registration.configuration)
         )
-        await audit.record(
+        await audit.record_by(
             self.gateways.session,
-            company_id=self.gateways.auth.company_id,
-            actor=self.gateways.auth.actor,
-            origin=self.gateways.auth.origin,
+            self.gateways.auth,
             action="gateway.webhook_registered",
             object_type="gateway",
             object_id=gateway_id,

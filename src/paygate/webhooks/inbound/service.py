@@ -165,11 +165,9 @@ class WebhookEventService:
         return await self.replays.latest()
 
     async def _audit(self, action: str, object_type: str, object_id: str, detail: str) -> None:
-        await audit.record(
+        await audit.record_by(
             self.session,
-            company_id=self.auth.company_id,
-            actor=self.auth.actor,
-            origin=self.auth.origin,
+            self.auth,
             action=action,
             object_type=object_type,
             object_id=object_id,

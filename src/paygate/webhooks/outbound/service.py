@@ -260,11 +260,9 @@ class EndpointService:
         delivery.next_attempt_at = now
         await self.session.flush()
         await defer_delivery(self.session, delivery.id)
-        await audit.record(
+        await audit.record_by(
             self.session,
-            company_id=self.auth.company_id,
-            actor=self.auth.actor,
-            origin=self.auth.origin,
+            self.auth,
             action="webhook_delivery.redelivered",
             object_type="webhook_delivery",
             object_id=delivery.id,
@@ -293,11 +291,9 @@ class EndpointService:
         return await self.deliveries.get(delivery_id)
 
     async def _audit(self, action: str, endpoint: WebhookEndpoint, **fields: Any) -> None:
-        await audit.record(
+        await audit.record_by(
             self.session,
-            company_id=self.auth.company_id,
-            actor=self.auth.actor,
-            origin=self.auth.origin,
+            self.auth,
             action=action,
             object_type=OBJECT_TYPE,
             object_id=endpoint.id,
