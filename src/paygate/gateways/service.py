@@ -700,18 +700,11 @@ async def rewrap_all(
             )
             for gateway in batch:
                 try:
-                    sealed = keyring.rewrap(
-                        SealedSecrets(
-                            gateway.key_id, gateway.wrapped_data_key, gateway.secret_ciphertext
-                        ),
-                        gateway.aad(),
-                    )
+                    keyring.rewrap_row(gateway)
                 except KeyringError as exc:
                     failed.append(gateway.id)
                     await _report_unwrap_failure(session, gateway, keyring, actor, str(exc))
                     continue
-                gateway.key_id = sealed.key_id
-                gateway.wrapped_data_key = sealed.wrapped_data_key
                 done += 1
             counts = await count_by_key_id(session, company_id)
         under_other = sum(n for key_id, n in counts.items() if key_id != keyring.primary_key_id)

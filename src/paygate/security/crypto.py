@@ -14,6 +14,7 @@ import json
 import os
 import secrets
 from dataclasses import dataclass
+from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -53,6 +54,16 @@ def _open(key: bytes, sealed: bytes, aad: bytes) -> bytes:
         # wrong key or a tampered byte, so callers report it instead of crashing.
         raise InvalidTag()
     return AESGCM(key).decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], aad)
+
+
+class SealedRow(Protocol):
+    """A row that keeps secrets sealed by `Keyring.seal` (a gateway, a webhook endpoint)."""
+
+    key_id: str
+    wrapped_data_key: bytes
+    secret_ciphertext: bytes
+
+    def aad(self) -> str: ...
 
 
 class Keyring:
@@ -149,3 +160,12 @@ class Keyring:
             wrapped_data_key=_seal(self._master(self.primary_key_id), data_key, associated),
             ciphertext=sealed.ciphertext,
         )
+
+    def rewrap_row(self, row: SealedRow) -> None:
+        """`rewrap` a row's secrets in place: its data key, now under the primary master key
+        (raises KeyringError, leaving the row as it was, when they cannot be opened)."""
+        sealed = self.rewrap(
+            SealedSecrets(row.key_id, row.wrapped_data_key, row.secret_ciphertext), row.aad()
+        )
+        row.key_id = sealed.key_id
+        row.wrapped_data_key = sealed.wrapped_data_key

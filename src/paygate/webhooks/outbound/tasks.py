@@ -14,7 +14,7 @@ from paygate.kit.clock import utcnow
 from paygate.kit.deferral import defer_in_transaction
 from paygate.kit.jobs_context import job_context
 from paygate.security import audit
-from paygate.security.crypto import Keyring, KeyringError, SealedSecrets
+from paygate.security.crypto import Keyring, KeyringError
 from paygate.webhooks.outbound import secrets as signing
 from paygate.webhooks.outbound import subscriptions  # noqa: F401  (connects the listeners)
 from paygate.webhooks.outbound.dispatch import Dispatcher
@@ -128,12 +128,7 @@ async def rewrap_endpoint_secrets(database: Database, keyring: Keyring, *, batch
             found = await endpoints_not_under(session, keyring.primary_key_id, batch, failed)
             for endpoint in found:
                 try:
-                    sealed = keyring.rewrap(
-                        SealedSecrets(
-                            endpoint.key_id, endpoint.wrapped_data_key, endpoint.secret_ciphertext
-                        ),
-                        endpoint.aad(),
-                    )
+                    keyring.rewrap_row(endpoint)
                 except KeyringError as exc:
                     failed.append(endpoint.id)
                     logger.error(
@@ -143,8 +138,6 @@ async def rewrap_endpoint_secrets(database: Database, keyring: Keyring, *, batch
                         reason=str(exc),
                     )
                     continue
-                endpoint.key_id = sealed.key_id
-                endpoint.wrapped_data_key = sealed.wrapped_data_key
                 rewrapped += 1
         if len(found) < batch:
             return rewrapped
