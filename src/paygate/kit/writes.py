@@ -27,6 +27,8 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 # (attribute, column) of each mapped class's own columns, read once.
 _COLUMNS: dict[Mapper[Any], tuple[tuple[str, Column[Any]], ...]] = {}
+# Mapped classes with a column the ORM computes on update (their changes need its flush).
+_ON_UPDATE: set[Mapper[Any]] = set()
 # Statements by shape: ("insert" | "update", table, columns written, key columns) per row.
 _STATEMENTS: dict[tuple[Any, ...], TextClause] = {}
 
@@ -53,6 +55,8 @@ def _columns(mapper: Mapper[Any]) -> tuple[tuple[str, Column[Any]], ...]:
             if isinstance(prop.columns[0], Column)
         )
         _COLUMNS[mapper] = found
+        if any(column.onupdate is not None for _, column in found):
+            _ON_UPDATE.add(mapper)
     return found
 
 
@@ -86,12 +90,13 @@ def _new_row(state: InstanceState[Any]) -> _Row:
 
 
 def _changed_row(state: InstanceState[Any]) -> _Row | None:
-    if any(column.onupdate is not None for _, column in _columns(state.mapper)):
+    columns = _columns(state.mapper)
+    if state.mapper in _ON_UPDATE:
         raise _NotHere  # a value computed as the row is updated: the ORM's to apply
     unmodified = state.unmodified
     values = {
         attribute: state.dict[attribute]
-        for attribute, _ in _columns(state.mapper)
+        for attribute, _ in columns
         if attribute not in unmodified and attribute in state.dict
     }
     if not values:
@@ -149,13 +154,14 @@ async def write_together(session: AsyncSession) -> None:
     if session.deleted:
         await session.flush()
         return
-    states = [inspect(obj) for obj in (*session.new, *session.dirty)]
-    if any(_relationships_changed(state) for state in states):
+    new = [inspect(obj) for obj in session.new]
+    dirty = [inspect(obj) for obj in session.dirty]
+    if any(_relationships_changed(state) for state in (*new, *dirty)):
         await session.flush()
         return
     try:
-        rows = [_new_row(inspect(obj)) for obj in session.new]
-        rows += [row for obj in session.dirty if (row := _changed_row(inspect(obj))) is not None]
+        rows = [_new_row(state) for state in new]
+        rows += [row for state in dirty if (row := _changed_row(state)) is not None]
     except _NotHere:
         await session.flush()
         return
