@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import secrets
 from datetime import timedelta
-from typing import Any
 
 import httpx
-from sqlalchemy import event, select
+from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from paygate.db import Database
@@ -19,16 +18,7 @@ from paygate.kit.writes import write_together
 from paygate.security.models import RevokedToken
 from tests.conftest import Tenant
 from tests.payments.helpers import create_invoice
-
-
-def record_statements(database: Database) -> tuple[list[str], Any]:
-    statements: list[str] = []
-
-    def record(*args: Any) -> None:
-        statements.append(str(args[2]))
-
-    event.listen(database.engine.sync_engine, "before_cursor_execute", record)
-    return statements, record
+from tests.statements import statements_sent
 
 
 async def test_new_and_changed_rows_are_written_with_one_statement(database: Database) -> None:
@@ -36,8 +26,7 @@ async def test_new_and_changed_rows_are_written_with_one_statement(database: Dat
     first, second = (f"kit-writes-{secrets.token_hex(6)}" for _ in range(2))
     async with database.transaction() as session:
         session.add(RevokedToken(identifier=first, expires_at=soon))
-    statements, record = record_statements(database)
-    try:
+    with statements_sent() as statements:
         async with database.transaction() as session:
             kept = await session.get(RevokedToken, first)
             assert kept is not None
@@ -52,8 +41,6 @@ async def test_new_and_changed_rows_are_written_with_one_statement(database: Dat
             assert not session.is_modified(kept)
             await session.flush()
             assert len(statements) == 1  # nothing was left for the ORM to write
-    finally:
-        event.remove(database.engine.sync_engine, "before_cursor_execute", record)
     async with database.transaction() as session:
         result = await session.execute(
             select(RevokedToken.identifier, RevokedToken.expires_at).where(

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paygate.db import Database
@@ -24,6 +24,7 @@ from paygate.settings import Settings
 from tests.conftest import Tenant
 from tests.payments.helpers import create_invoice, get_invoice, pay, sandbox_gateway
 from tests.payments.test_payments_api import ACTION_CARD, SLOW_CARD
+from tests.statements import statements_sent
 
 
 async def rows_of(database: Database, payment_id: str) -> dict[str, Any]:
@@ -227,17 +228,8 @@ async def test_an_api_payment_takes_few_round_trips_and_settles_in_one_write(
     warm = await create_invoice(client, tenant)
     invoice = await create_invoice(client, tenant)
     await pay(client, tenant, warm["id"])
-    statements: list[str] = []
-
-    def record(*args: Any) -> None:
-        statements.append(" ".join(str(args[2]).split()))
-
-    engine = database.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", record)
-    try:
+    with statements_sent() as statements:
         paid = await pay(client, tenant, invoice["id"])
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
 
     assert paid["status"] == "succeeded"
     settle_writes = [s for s in statements if "INSERT INTO payment_events" in s]

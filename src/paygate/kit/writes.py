@@ -19,18 +19,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Column, TextClause, bindparam, inspect, text
+from sqlalchemy import Column, bindparam, inspect, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstanceState, Mapper, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
+
+from paygate.kit.sql import HotStatement, run
 
 # (attribute, column) of each mapped class's own columns, read once.
 _COLUMNS: dict[Mapper[Any], tuple[tuple[str, Column[Any]], ...]] = {}
 # Mapped classes with a column the ORM computes on update (their changes need its flush).
 _ON_UPDATE: set[Mapper[Any]] = set()
 # Statements by shape: ("insert" | "update", table, columns written, key columns) per row.
-_STATEMENTS: dict[tuple[Any, ...], TextClause] = {}
+_STATEMENTS: dict[tuple[Any, ...], HotStatement] = {}
 
 
 class _NotHere(Exception):
@@ -109,7 +111,7 @@ def _changed_row(state: InstanceState[Any]) -> _Row | None:
     return _Row("update", state, values, {}, key)
 
 
-def _statement(rows: Sequence[_Row], dialect: Dialect) -> tuple[TextClause, dict[str, Any]]:
+def _statement(rows: Sequence[_Row], dialect: Dialect) -> tuple[HotStatement, dict[str, Any]]:
     shape = tuple((row.kind, row.state.mapper, tuple(row.values), tuple(row.key)) for row in rows)
     params: dict[str, Any] = {}
     for index, row in enumerate(rows):
@@ -122,7 +124,7 @@ def _statement(rows: Sequence[_Row], dialect: Dialect) -> tuple[TextClause, dict
     return statement, params
 
 
-def _build(rows: Sequence[_Row], dialect: Dialect) -> TextClause:
+def _build(rows: Sequence[_Row], dialect: Dialect) -> HotStatement:
     quote = dialect.identifier_preparer.quote
     parts: list[str] = []
     binds = []
@@ -145,7 +147,7 @@ def _build(rows: Sequence[_Row], dialect: Dialect) -> TextClause:
     *ctes, main = parts
     prefix = "WITH " + ", ".join(f"w{i} AS ({p})" for i, p in enumerate(ctes)) + " " if ctes else ""
     # Names and columns come from paygate's own tables, values only through bound parameters.
-    return text(prefix + main).bindparams(*binds)
+    return HotStatement(text(prefix + main).bindparams(*binds))
 
 
 async def write_together(session: AsyncSession) -> None:
@@ -168,8 +170,7 @@ async def write_together(session: AsyncSession) -> None:
     if not rows:
         return
     statement, params = _statement(rows, session.get_bind().dialect)
-    with session.no_autoflush:  # the rows are written here, not flushed first
-        await session.execute(statement, params)
+    await run(session, statement, params)  # sent as is: no autoflush first
     # Stored: the new rows become persistent (what the database filled in, such as
     # created_at, loads when read), and the changed ones clean.
     for row in rows:

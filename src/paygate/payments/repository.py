@@ -5,17 +5,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import lazyload
 
 from paygate.invoices.models import Invoice
 from paygate.kit.errors import not_found
 from paygate.kit.pagination import PageParams
 from paygate.kit.repository import TenantRepository, apply_filters
+from paygate.kit.sql import HotStatement, attach, labelled, run
 from paygate.payments.models import (
     GatewayCall,
     IdempotencyKey,
@@ -33,6 +33,29 @@ class PaymentFilters:
     status: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+
+
+_LOCK_INVOICE = HotStatement(
+    select(*labelled(Invoice, "i_"))
+    .where(Invoice.company_id == bindparam("company_id"), Invoice.id == bindparam("invoice_id"))
+    .with_for_update()
+)
+_LOCK_PAYMENT_AND_ATTEMPT = (
+    select(*labelled(Payment, "p_"), *labelled(PaymentAttempt, "a_"))
+    .join(PaymentAttempt, PaymentAttempt.payment_id == Payment.id)
+    .where(
+        Payment.company_id == bindparam("company_id"),
+        Payment.id == bindparam("payment_id"),
+        PaymentAttempt.id == bindparam("attempt_id"),
+    )
+    .with_for_update()
+)
+_LOCK_WITH_ATTEMPT_AND_INVOICE = HotStatement(
+    _LOCK_PAYMENT_AND_ATTEMPT.add_columns(*labelled(Invoice, "i_")).join(
+        Invoice, Invoice.id == Payment.invoice_id
+    )
+)
+_LOCK_WITH_ATTEMPT = HotStatement(_LOCK_PAYMENT_AND_ATTEMPT)
 
 
 class PaymentRepository(TenantRepository[Payment]):
@@ -78,15 +101,12 @@ class PaymentRepository(TenantRepository[Payment]):
         held = self._locked_invoices().get(invoice_id)
         if held is not None and held.company_id == self.company_id:
             return held
-        statement = (
-            select(Invoice)
-            .where(Invoice.company_id == self.company_id, Invoice.id == invoice_id)
-            .options(lazyload(Invoice.lines))
-            .with_for_update()
+        rows = await run(
+            self.session, _LOCK_INVOICE, {"company_id": self.company_id, "invoice_id": invoice_id}
         )
-        invoice = (await self.session.execute(statement)).scalar_one_or_none()
-        if invoice is None:
+        if not rows:
             raise not_found("invoice")
+        invoice = attach(self.session, Invoice, rows[0], prefix="i_")
         self._locked_invoices()[invoice.id] = invoice
         return invoice
 
@@ -95,29 +115,17 @@ class PaymentRepository(TenantRepository[Payment]):
     ) -> tuple[Payment, PaymentAttempt]:
         """A payment and one of its attempts, both row-locked, in one round trip; with
         `with_invoice`, its invoice too (settling moves it: `lock_invoice` then reads none)."""
-        statement = (
-            select(Payment, PaymentAttempt)
-            .join(PaymentAttempt, PaymentAttempt.payment_id == Payment.id)
-            .where(
-                Payment.company_id == self.company_id,
-                Payment.id == payment_id,
-                PaymentAttempt.id == attempt_id,
-            )
-            .with_for_update()
-        )
-        if with_invoice:
-            statement = (
-                statement.add_columns(Invoice)
-                .join(Invoice, Invoice.id == Payment.invoice_id)
-                .options(lazyload(Invoice.lines))
-            )
-        row = (await self.session.execute(statement)).one_or_none()
-        if row is None:
+        params = {"company_id": self.company_id, "payment_id": payment_id, "attempt_id": attempt_id}
+        statement = _LOCK_WITH_ATTEMPT_AND_INVOICE if with_invoice else _LOCK_WITH_ATTEMPT
+        rows = await run(self.session, statement, params)
+        if not rows:
             raise not_found(self.what)
+        payment = attach(self.session, Payment, rows[0], prefix="p_")
+        attempt = attach(self.session, PaymentAttempt, rows[0], prefix="a_")
         if with_invoice:
-            invoice: Invoice = cast(Any, row)[2]  # the added column
+            invoice = attach(self.session, Invoice, rows[0], prefix="i_")
             self._locked_invoices()[invoice.id] = invoice
-        return row[0], row[1]
+        return payment, attempt
 
     async def of_invoice(self, invoice_id: str) -> Sequence[Payment]:
         statement = self.scoped().where(Payment.invoice_id == invoice_id).order_by(Payment.id)
@@ -208,6 +216,31 @@ class PaymentRepository(TenantRepository[Payment]):
         return rows[: params.limit], cursor
 
 
+_CLAIM_KEY = HotStatement(
+    insert(IdempotencyKey)
+    .values(
+        company_id=bindparam("company_id"),
+        key=bindparam("key"),
+        request_hash=bindparam("request_hash"),
+        expires_at=bindparam("expires_at"),
+    )
+    .on_conflict_do_nothing(index_elements=["company_id", "key"])
+    .returning(IdempotencyKey.id)
+)
+_STORE_ANSWER = HotStatement(
+    update(IdempotencyKey)
+    .where(
+        IdempotencyKey.company_id == bindparam("company_id"),
+        IdempotencyKey.key == bindparam("key"),
+    )
+    .values(
+        response_status=bindparam("response_status"),
+        response_body=bindparam("response_body"),
+        completed_at=bindparam("completed_at"),
+    )
+)
+
+
 class IdempotencyRepository:
     def __init__(self, session: AsyncSession, company_id: str) -> None:
         self.session = session
@@ -215,18 +248,13 @@ class IdempotencyRepository:
 
     async def reserve(self, key: str, request_hash: str, expires_at: datetime) -> bool:
         """Claim `key` for this request; False when it is already taken."""
-        statement = (
-            insert(IdempotencyKey)
-            .values(
-                company_id=self.company_id,
-                key=key,
-                request_hash=request_hash,
-                expires_at=expires_at,
-            )
-            .on_conflict_do_nothing(index_elements=["company_id", "key"])
-            .returning(IdempotencyKey.id)
-        )
-        return (await self.session.execute(statement)).first() is not None
+        params = {
+            "company_id": self.company_id,
+            "key": key,
+            "request_hash": request_hash,
+            "expires_at": expires_at,
+        }
+        return bool(await run(self.session, _CLAIM_KEY, params))
 
     async def get(self, key: str) -> IdempotencyKey | None:
         statement = select(IdempotencyKey).where(
@@ -238,9 +266,11 @@ class IdempotencyRepository:
         self, key: str, status: int, body: dict[str, Any], completed_at: datetime
     ) -> None:
         """Keep the first answer to replay it (one UPDATE, no read first)."""
-        await self.session.execute(
-            update(IdempotencyKey)
-            .where(IdempotencyKey.company_id == self.company_id, IdempotencyKey.key == key)
-            .values(response_status=status, response_body=body, completed_at=completed_at)
-            .execution_options(synchronize_session=False)
-        )
+        params = {
+            "company_id": self.company_id,
+            "key": key,
+            "response_status": status,
+            "response_body": body,
+            "completed_at": completed_at,
+        }
+        await run(self.session, _STORE_ANSWER, params)

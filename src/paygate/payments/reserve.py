@@ -22,6 +22,7 @@ from paygate.invoices.schemas import InvoiceStatus
 from paygate.kit.errors import FieldError, Problem, conflict, not_found, validation_failed
 from paygate.kit.ids import new_id
 from paygate.kit.money import Money
+from paygate.kit.sql import HotStatement, run
 from paygate.payments.context import PaymentContext
 from paygate.payments.models import Payment, PaymentAttempt
 from paygate.payments.schemas import PaymentCreate
@@ -35,8 +36,9 @@ from paygate.routing.engine import RoutingInput
 # nothing to processing) and the audit entry (what `audit.record` writes). Foreign keys are
 # checked at the end of the statement, so the attempt and the event may reference the
 # payment inserted beside them.
-_RESERVE_PAYMENT = text(
-    """
+_RESERVE_PAYMENT = HotStatement(
+    text(
+        """
     WITH reserved AS (
         UPDATE invoices SET amount_reserved = amount_reserved + :amount
         WHERE id = :invoice_id AND company_id = :company_id
@@ -59,6 +61,7 @@ _RESERVE_PAYMENT = text(
     VALUES (:audit_id, :company_id, :actor_type, :actor_id, :actor_label, 'payment.created',
             'payment', :payment_id, 'success', :ip, :user_agent, :request_id, NULL, :detail)
     """
+    )
 )
 
 PAYABLE = (InvoiceStatus.OPEN.value, InvoiceStatus.PARTIALLY_PAID.value)
@@ -150,7 +153,8 @@ async def reserve_payment(
     actor = context.caller.actor
     # The reserve, the payment, its attempt, its first event and its audit entry in one
     # round trip (plain rows, not ORM objects: nothing else in this transaction reads them).
-    await session.execute(
+    await run(
+        session,
         _RESERVE_PAYMENT,
         {
             "payment_id": payment.id,
