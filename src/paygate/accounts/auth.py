@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy import ColumnElement, false, select, update
+from sqlalchemy import bindparam, false, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paygate.accounts.models import ApiKey, Membership, User
@@ -17,8 +17,9 @@ from paygate.db import Database
 from paygate.kit.clock import utcnow
 from paygate.kit.deps import DatabaseDep, Origin, OriginDep, SettingsDep
 from paygate.kit.errors import forbidden, unauthorized
+from paygate.kit.sql import HotStatement, run
 from paygate.security.audit import Actor, record_detached
-from paygate.security.revocation import RevocationList
+from paygate.security.revocation import REVOKED_IN_DATABASE, RevocationList, revoked_params
 from paygate.security.tokens import read_access_token, token_digest
 
 API_KEY_PREFIX = "pgk_"
@@ -47,6 +48,32 @@ class AuthContext:
         return permission in self.permissions
 
 
+# Every request reads one of these: the role (with the revocation list when PostgreSQL
+# holds it) or the API key's columns (not the entity: nothing changes it here).
+_ROLE_OF = (
+    select(Membership.role, User.email)
+    .join(User, User.id == Membership.user_id)
+    .where(
+        Membership.company_id == bindparam("company_id"),
+        Membership.user_id == bindparam("user_id"),
+    )
+)
+_ROLE = HotStatement(_ROLE_OF.add_columns(false().label("revoked")))
+_ROLE_AND_REVOKED = HotStatement(_ROLE_OF.add_columns(REVOKED_IN_DATABASE.label("revoked")))
+_API_KEY = HotStatement(
+    select(
+        ApiKey.id,
+        ApiKey.company_id,
+        ApiKey.name,
+        ApiKey.prefix,
+        ApiKey.scopes,
+        ApiKey.revoked_at,
+        ApiKey.expires_at,
+        ApiKey.last_used_at,
+    ).where(ApiKey.key_hash == bindparam("key_hash"))
+)
+
+
 async def authenticate_token(
     session: AsyncSession,
     jwt_secret: str,
@@ -63,25 +90,19 @@ async def authenticate_token(
     # Ended sessions and signed-out tokens are on the revocation list until the last token
     # they cover expires (every way a session ends puts it there). Without Redis the list
     # is read in the same statement as the role.
+    params: dict[str, object] = {"company_id": claims.company_id, "user_id": claims.user_id}
     if revocations.answers_alone:
         if await revocations.is_revoked(session, claims.jti, claims.session_id):
             return None
-        revoked: ColumnElement[bool] = false()
+        statement = _ROLE
     else:
-        revoked = revocations.revoked_in_database(claims.jti, claims.session_id)
+        statement = _ROLE_AND_REVOKED
+        params.update(revoked_params(claims.jti, claims.session_id))
     # The role is read fresh: a role change or removal takes effect at once.
-    row = (
-        await session.execute(
-            select(Membership.role, User.email, revoked.label("revoked"))
-            .join(User, User.id == Membership.user_id)
-            .where(
-                Membership.company_id == claims.company_id,
-                Membership.user_id == claims.user_id,
-            )
-        )
-    ).one_or_none()
-    if row is None or row.revoked:
+    rows = await run(session, statement, params)
+    if not rows or rows[0].revoked:
         return None
+    row = rows[0]
     role = Role(row.role)
     return AuthContext(
         company_id=claims.company_id,
@@ -102,21 +123,8 @@ async def _authenticate_api_key(
     session: AsyncSession, token: str, origin: Origin
 ) -> AuthContext | None:
     now = utcnow()
-    # The columns, not the entity: every API request reads this row, and nothing changes it.
-    key = (
-        await session.execute(
-            select(
-                ApiKey.id,
-                ApiKey.company_id,
-                ApiKey.name,
-                ApiKey.prefix,
-                ApiKey.scopes,
-                ApiKey.revoked_at,
-                ApiKey.expires_at,
-                ApiKey.last_used_at,
-            ).where(ApiKey.key_hash == token_digest(token))
-        )
-    ).one_or_none()
+    rows = await run(session, _API_KEY, {"key_hash": token_digest(token)})
+    key = rows[0] if rows else None
     if key is None or key.revoked_at is not None or (key.expires_at and key.expires_at <= now):
         return None
     if key.last_used_at is None or now - key.last_used_at > timedelta(minutes=1):

@@ -5,12 +5,19 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paygate.gateways.eligibility import unfit
 from paygate.gateways.models import Gateway
 from paygate.kit.repository import TenantRepository
+from paygate.kit.sql import HotStatement, attach, labelled, run
+
+_LISTING = HotStatement(
+    select(*labelled(Gateway))
+    .where(Gateway.company_id == bindparam("company_id"), Gateway.archived_at.is_(None))
+    .order_by(Gateway.priority, Gateway.created_at)
+)
 
 
 class GatewayRepository(TenantRepository[Gateway]):
@@ -27,8 +34,9 @@ class GatewayRepository(TenantRepository[Gateway]):
         return [g for g in await self.listing() if unfit(g, currency, amount, method_type) is None]
 
     async def listing(self) -> Sequence[Gateway]:
-        statement = self.scoped().order_by(Gateway.priority, Gateway.created_at)
-        return (await self.session.execute(statement)).scalars().all()
+        """The company's gateways, best first (every payment routes over this list)."""
+        rows = await run(self.session, _LISTING, {"company_id": self.company_id})
+        return [attach(self.session, Gateway, row) for row in rows]
 
     async def failing_tests(self) -> Sequence[Gateway]:
         """Gateways whose last connection test failed, most recent failure first."""

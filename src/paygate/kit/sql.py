@@ -109,9 +109,9 @@ def _attributes(mapper: Mapper[Any]) -> tuple[tuple[str, str], ...]:
 
 def attach(session: AsyncSession, model: type[ModelT], row: Any, *, prefix: str = "") -> ModelT:
     """The row as a persistent object of `model` in the session: the object the session
-    already holds for that key, refreshed from the row (it was read under a lock), or a new
-    one. `prefix` selects the row's columns labelled `<prefix><column>` (several tables in
-    one row)."""
+    already holds for that key (refreshed from the row unless it has unsaved changes, as
+    the row may have been read under a lock), or a new one. `prefix` selects the row's
+    columns labelled `<prefix><column>` (several tables in one row)."""
     mapper: Mapper[ModelT] = inspect(model)
     values = row._asdict()
     columns = {attribute: values[prefix + name] for attribute, name in _attributes(mapper)}
@@ -119,6 +119,8 @@ def attach(session: AsyncSession, model: type[ModelT], row: Any, *, prefix: str 
     key = mapper.identity_key_from_primary_key(identity)
     held = session.sync_session.identity_map.get(key)
     if held is not None:
+        if inspect(held).modified:
+            return held
         for attribute, value in columns.items():
             set_committed_value(held, attribute, value)
         result: ModelT = held
@@ -131,7 +133,7 @@ def attach(session: AsyncSession, model: type[ModelT], row: Any, *, prefix: str 
     return obj
 
 
-def labelled(model: type[Any], prefix: str) -> list[Label[Any]]:
+def labelled(model: type[Any], prefix: str = "") -> list[Label[Any]]:
     """The model's columns labelled `<prefix><column>`: a select list for
     `attach(..., prefix=)` when one row holds several tables."""
     table = inspect(model).local_table

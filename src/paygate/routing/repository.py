@@ -11,6 +11,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paygate.kit.repository import TenantRepository
+from paygate.kit.sql import HotStatement, run
 from paygate.routing.engine import SuccessRate
 from paygate.routing.health import monitored_down
 from paygate.routing.models import GatewayBreaker, RetryPolicy, RoutingConfig, RoutingRule
@@ -35,26 +36,99 @@ class Head:
     monitored_down: dict[str, str]  # gateway id -> why, for those health checks report down
 
 
-_HEAD = text(
-    """
-    SELECT c.version, c.default_gateway_ids,
-           p.max_attempts, p.retry_decline_codes, p.failover_customer_present, p.failover_api,
-           p.breaker_failures, p.breaker_cooldown_seconds, p.updated_at AS policy_updated_at,
-           (SELECT coalesce(json_agg(json_build_object(
-                       'gateway_id', b.gateway_id, 'state', b.state,
-                       'consecutive_failures', b.consecutive_failures,
-                       'opened_at', b.opened_at, 'probe_started_at', b.probe_started_at)),
-                   '[]'::json)
-            FROM gateway_breakers b
-            WHERE b.company_id = :company_id AND b.state <> 'closed') AS breakers,
-           (SELECT coalesce(json_agg(json_build_object(
-                       'gateway_id', m.gateway_id, 'since', m.status_since)), '[]'::json)
-            FROM gateway_monitors m
-            WHERE m.company_id = :company_id AND m.status = 'down') AS monitored_down
-    FROM (SELECT 1) AS one
-    LEFT JOIN routing_configs c ON c.company_id = :company_id
-    LEFT JOIN retry_policies p ON p.company_id = :company_id
-    """
+_HEAD = HotStatement(
+    text(
+        """
+        SELECT c.version, c.default_gateway_ids,
+               p.max_attempts, p.retry_decline_codes, p.failover_customer_present, p.failover_api,
+               p.breaker_failures, p.breaker_cooldown_seconds, p.updated_at AS policy_updated_at,
+               (SELECT coalesce(json_agg(json_build_object(
+                           'gateway_id', b.gateway_id, 'state', b.state,
+                           'consecutive_failures', b.consecutive_failures,
+                           'opened_at', b.opened_at, 'probe_started_at', b.probe_started_at)),
+                       '[]'::json)
+                FROM gateway_breakers b
+                WHERE b.company_id = :company_id AND b.state <> 'closed') AS breakers,
+               (SELECT coalesce(json_agg(json_build_object(
+                           'gateway_id', m.gateway_id, 'since', m.status_since)), '[]'::json)
+                FROM gateway_monitors m
+                WHERE m.company_id = :company_id AND m.status = 'down') AS monitored_down
+        FROM (SELECT 1) AS one
+        LEFT JOIN routing_configs c ON c.company_id = :company_id
+        LEFT JOIN retry_policies p ON p.company_id = :company_id
+        """
+    )
+)
+
+
+_COUNT_FAILURE = HotStatement(
+    text(
+        """
+        WITH before AS MATERIALIZED (
+            SELECT state FROM gateway_breakers
+            WHERE gateway_id = :gateway_id AND company_id = :company_id
+            FOR UPDATE
+        )
+        INSERT INTO gateway_breakers AS b (gateway_id, company_id, state,
+                                           consecutive_failures, opened_at, last_failure,
+                                           updated_at)
+        -- Joined so that `before` is read (and its row locked) before the upsert.
+        SELECT :gateway_id, :company_id,
+               CASE WHEN :threshold <= 1 THEN 'open' ELSE 'closed' END, 1,
+               CASE WHEN :threshold <= 1 THEN CAST(:now AS timestamptz) END, :detail,
+               :now
+        FROM (SELECT 1) AS one LEFT JOIN before ON true
+        ON CONFLICT (gateway_id) DO UPDATE
+        SET consecutive_failures = b.consecutive_failures + 1,
+            last_failure = excluded.last_failure,
+            updated_at = excluded.updated_at,
+            state = CASE WHEN b.state = 'half_open' OR (b.state = 'closed'
+                              AND b.consecutive_failures + 1 >= :threshold)
+                         THEN 'open' ELSE b.state END,
+            opened_at = CASE WHEN b.state = 'half_open' OR (b.state = 'closed'
+                                  AND b.consecutive_failures + 1 >= :threshold)
+                             THEN excluded.updated_at ELSE b.opened_at END,
+            probe_started_at = CASE WHEN b.state = 'half_open' OR (b.state = 'closed'
+                                         AND b.consecutive_failures + 1 >= :threshold)
+                                    THEN NULL ELSE b.probe_started_at END
+        WHERE b.company_id = :company_id
+        RETURNING (SELECT state FROM before) AS before, b.state, b.consecutive_failures,
+                  b.state = 'open' AND b.opened_at = :now AS opened
+        """
+    )
+)
+
+
+_CLOSE_BREAKER = HotStatement(
+    text(
+        """
+        WITH before AS (
+            SELECT gateway_id, state FROM gateway_breakers
+            WHERE gateway_id = :gateway_id AND company_id = :company_id
+              AND (state <> 'closed' OR consecutive_failures > 0)
+            FOR UPDATE
+        )
+        UPDATE gateway_breakers b
+        SET state = 'closed', consecutive_failures = 0, opened_at = NULL,
+            probe_started_at = NULL, updated_at = :now
+        FROM before WHERE b.gateway_id = before.gateway_id
+        RETURNING before.state
+        """
+    )
+)
+
+
+_CLAIM_PROBE = HotStatement(
+    text(
+        """
+        UPDATE gateway_breakers
+        SET state = 'half_open', probe_started_at = :now, updated_at = :now
+        WHERE gateway_id = :gateway_id AND company_id = :company_id
+          AND ((state = 'open' AND opened_at <= :due)
+               OR (state = 'half_open' AND probe_started_at <= :due))
+        RETURNING gateway_id
+        """
+    )
 )
 
 
@@ -112,7 +186,7 @@ class RoutingRepository:
     async def head(self) -> Head:
         """What every decision reads besides the gateways, in one round trip: the rule set's
         version and default list, the retry policy, and the breakers not closed."""
-        row = (await self.session.execute(_HEAD, {"company_id": self.company_id})).one()
+        (row,) = await run(self.session, _HEAD, {"company_id": self.company_id})
         policy = None
         if row.max_attempts is not None:
             policy = RetryPolicy(
@@ -160,40 +234,6 @@ class RoutingRepository:
         """Count one technical failure on the gateway's breaker (the row made on first use),
         opening it at `threshold` in a row or when a half-open trial failed: one statement,
         whose row lock the caller's transaction holds until it commits."""
-        statement = text(
-            """
-            WITH before AS MATERIALIZED (
-                SELECT state FROM gateway_breakers
-                WHERE gateway_id = :gateway_id AND company_id = :company_id
-                FOR UPDATE
-            )
-            INSERT INTO gateway_breakers AS b (gateway_id, company_id, state,
-                                               consecutive_failures, opened_at, last_failure,
-                                               updated_at)
-            -- Joined so that `before` is read (and its row locked) before the upsert.
-            SELECT :gateway_id, :company_id,
-                   CASE WHEN :threshold <= 1 THEN 'open' ELSE 'closed' END, 1,
-                   CASE WHEN :threshold <= 1 THEN CAST(:now AS timestamptz) END, :detail,
-                   :now
-            FROM (SELECT 1) AS one LEFT JOIN before ON true
-            ON CONFLICT (gateway_id) DO UPDATE
-            SET consecutive_failures = b.consecutive_failures + 1,
-                last_failure = excluded.last_failure,
-                updated_at = excluded.updated_at,
-                state = CASE WHEN b.state = 'half_open' OR (b.state = 'closed'
-                                  AND b.consecutive_failures + 1 >= :threshold)
-                             THEN 'open' ELSE b.state END,
-                opened_at = CASE WHEN b.state = 'half_open' OR (b.state = 'closed'
-                                      AND b.consecutive_failures + 1 >= :threshold)
-                                 THEN excluded.updated_at ELSE b.opened_at END,
-                probe_started_at = CASE WHEN b.state = 'half_open' OR (b.state = 'closed'
-                                             AND b.consecutive_failures + 1 >= :threshold)
-                                        THEN NULL ELSE b.probe_started_at END
-            WHERE b.company_id = :company_id
-            RETURNING (SELECT state FROM before) AS before, b.state, b.consecutive_failures,
-                      b.state = 'open' AND b.opened_at = :now AS opened
-            """
-        )
         params = {
             "gateway_id": gateway_id,
             "company_id": self.company_id,
@@ -201,7 +241,7 @@ class RoutingRepository:
             "detail": detail,
             "now": now,
         }
-        row = (await self.session.execute(statement, params)).one()
+        (row,) = await run(self.session, _COUNT_FAILURE, params)
         # A row another transaction made meanwhile is not seen by `before`: it was closed.
         return Counted(row.before or "closed", row.state, row.consecutive_failures, row.opened)
 
@@ -209,44 +249,20 @@ class RoutingRepository:
         """Close the breaker after the gateway answered; the state it was in, or None when
         there was nothing to close (no row, or closed with no failures: then nothing is
         written, so the steady state costs no row lock)."""
-        statement = text(
-            """
-            WITH before AS (
-                SELECT gateway_id, state FROM gateway_breakers
-                WHERE gateway_id = :gateway_id AND company_id = :company_id
-                  AND (state <> 'closed' OR consecutive_failures > 0)
-                FOR UPDATE
-            )
-            UPDATE gateway_breakers b
-            SET state = 'closed', consecutive_failures = 0, opened_at = NULL,
-                probe_started_at = NULL, updated_at = :now
-            FROM before WHERE b.gateway_id = before.gateway_id
-            RETURNING before.state
-            """
-        )
         params = {"gateway_id": gateway_id, "company_id": self.company_id, "now": now}
-        return (await self.session.execute(statement, params)).scalar_one_or_none()
+        rows = await run(self.session, _CLOSE_BREAKER, params)
+        return str(rows[0].state) if rows else None
 
     async def claim_probe(self, gateway_id: str, cooldown: timedelta, now: datetime) -> bool:
         """Let one trial payment through a breaker whose cool-down is over (half-open).
         True for the one caller that won it; the others keep treating the gateway as down."""
-        statement = text(
-            """
-            UPDATE gateway_breakers
-            SET state = 'half_open', probe_started_at = :now, updated_at = :now
-            WHERE gateway_id = :gateway_id AND company_id = :company_id
-              AND ((state = 'open' AND opened_at <= :due)
-                   OR (state = 'half_open' AND probe_started_at <= :due))
-            RETURNING gateway_id
-            """
-        )
         params = {
             "gateway_id": gateway_id,
             "company_id": self.company_id,
             "now": now,
             "due": now - cooldown,
         }
-        return (await self.session.execute(statement, params)).scalar_one_or_none() is not None
+        return bool(await run(self.session, _CLAIM_PROBE, params))
 
     async def success_rates(
         self, gateway_ids: Sequence[str], since: datetime, newest: int

@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import Exists, delete, exists, func, select
+from sqlalchemy import bindparam, delete, exists, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -131,7 +131,7 @@ class RevocationList:
     @property
     def answers_alone(self) -> bool:
         """True when Redis answers `is_revoked`; False when PostgreSQL does (and a caller
-        may fold `revoked_in_database` into a statement it makes anyway)."""
+        may fold `REVOKED_IN_DATABASE` into a statement it makes anyway)."""
         return self.redis is not None
 
     async def is_revoked(self, session: AsyncSession, jti: str, sid: str | None) -> bool:
@@ -143,14 +143,20 @@ class RevocationList:
             except RedisError:
                 # PostgreSQL holds every entry too: slower, never wrong.
                 logger.exception("revocation_redis_failed")
-        return bool((await session.execute(select(self.revoked_in_database(jti, sid)))).scalar())
+        statement = select(REVOKED_IN_DATABASE)
+        return bool((await session.execute(statement, revoked_params(jti, sid))).scalar())
 
-    @staticmethod
-    def revoked_in_database(jti: str, sid: str | None) -> Exists:
-        identifiers = [jti] if sid is None else [jti, sid]
-        return exists().where(
-            RevokedToken.identifier.in_(identifiers), RevokedToken.expires_at > utcnow()
-        )
+
+# Whether a token (`jti`) or its session (`sid`, may be None) is on the list, as an
+# expression a statement may fold in; its parameters come from `revoked_params`.
+REVOKED_IN_DATABASE = exists().where(
+    RevokedToken.identifier.in_([bindparam("jti"), bindparam("sid")]),
+    RevokedToken.expires_at > bindparam("revoked_after"),
+)
+
+
+def revoked_params(jti: str, sid: str | None) -> dict[str, object]:
+    return {"jti": jti, "sid": sid, "revoked_after": utcnow()}
 
 
 async def purge_expired(session: AsyncSession) -> int:
