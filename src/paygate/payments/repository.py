@@ -58,6 +58,16 @@ _LOCK_WITH_ATTEMPT_AND_INVOICE = HotStatement(
 _LOCK_WITH_ATTEMPT = HotStatement(_LOCK_PAYMENT_AND_ATTEMPT)
 
 
+_EVENTS = HotStatement(
+    select(*labelled(PaymentEvent))
+    .where(
+        PaymentEvent.company_id == bindparam("company_id"),
+        PaymentEvent.payment_id == func.any(bindparam("payment_ids")),
+    )
+    .order_by(PaymentEvent.id)
+)
+
+
 class PaymentRepository(TenantRepository[Payment]):
     model = Payment
     what = "payment"
@@ -155,14 +165,10 @@ class PaymentRepository(TenantRepository[Payment]):
         return (await self.session.execute(statement)).scalar_one_or_none()
 
     async def events(self, payment_ids: Sequence[str]) -> Sequence[PaymentEvent]:
-        statement = (
-            select(PaymentEvent)
-            .where(
-                PaymentEvent.company_id == self.company_id, PaymentEvent.payment_id.in_(payment_ids)
-            )
-            .order_by(PaymentEvent.id)
-        )
-        return (await self.session.execute(statement)).scalars().all()
+        """The payments' histories (every payment's answer shows its own)."""
+        params = {"company_id": self.company_id, "payment_ids": list(payment_ids)}
+        rows = await run(self.session, _EVENTS, params)
+        return [attach(self.session, PaymentEvent, row) for row in rows]
 
     async def refunds(self, payment_ids: Sequence[str]) -> Sequence[Refund]:
         statement = (

@@ -6,16 +6,26 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paygate.kit.pagination import PageParams
 from paygate.kit.repository import TenantRepository, apply_filters
+from paygate.kit.sql import HotStatement, attach, labelled, run
 from paygate.webhooks.outbound.models import (
     WebhookAttempt,
     WebhookDelivery,
     WebhookEndpoint,
     WebhookMessage,
+)
+
+_ENABLED = HotStatement(
+    select(*labelled(WebhookEndpoint))
+    .where(
+        WebhookEndpoint.company_id == bindparam("company_id"),
+        WebhookEndpoint.enabled.is_(True),
+    )
+    .order_by(WebhookEndpoint.id)
 )
 
 
@@ -28,11 +38,10 @@ class EndpointRepository(TenantRepository[WebhookEndpoint]):
         return (await self.session.execute(statement)).scalars().all()
 
     async def enabled(self) -> Sequence[WebhookEndpoint]:
-        """The enabled endpoints, whatever events they want (`wants` picks among them)."""
-        statement = (
-            self.scoped().where(WebhookEndpoint.enabled.is_(True)).order_by(WebhookEndpoint.id)
-        )
-        return (await self.session.execute(statement)).scalars().all()
+        """The enabled endpoints, whatever events they want (`wants` picks among them): read
+        on every payment's settle."""
+        rows = await run(self.session, _ENABLED, {"company_id": self.company_id})
+        return [attach(self.session, WebhookEndpoint, row) for row in rows]
 
     async def mark_failing(self, endpoint_id: str, now: datetime) -> None:
         """Remember when the failures began (only the first failure after a success writes)."""
