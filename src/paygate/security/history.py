@@ -20,7 +20,8 @@ shared by every domain's endpoints.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import ForeignKey, Index, Integer, Select, String, Text, delete, func, select
 from sqlalchemy.dialects.postgresql import JSONB
@@ -70,6 +71,20 @@ class ConfigVersion(Base):
     def detail(self) -> str:
         """How the audit entry of the change names this version."""
         return f"Version {self.version}: {self.summary}."
+
+
+ObjectT = TypeVar("ObjectT")
+
+
+@dataclass(frozen=True)
+class Restored(Generic[ObjectT]):
+    """A restore's outcome: the object as it now is, the version that recorded it, and
+    what no version holds (secrets), kept as it was, in names and in words."""
+
+    target: ObjectT
+    version: ConfigVersion
+    kept: list[str]
+    note: str
 
 
 class ConfigHistory:

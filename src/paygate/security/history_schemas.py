@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Path
 from pydantic import BaseModel, Field
 
-from paygate.security.history import ConfigVersion
+from paygate.security.history import ConfigVersion, Restored
 
 VersionNumber = Annotated[int, Path(ge=1, le=2**31 - 1, description="The version's number")]
 
@@ -48,3 +48,12 @@ class RestoreOut(BaseModel):
         description="What versions never hold (secrets): these were kept as they are now"
     )
     note: str = Field(description="The same in words")
+
+    @staticmethod
+    def fields_of(restored: Restored[Any]) -> dict[str, Any]:
+        """These fields of a restore, to add to the object's own answer."""
+        return {
+            "restored": VersionOut.of(restored.version),
+            "kept": list(restored.kept),
+            "note": restored.note,
+        }
