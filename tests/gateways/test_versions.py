@@ -107,7 +107,7 @@ async def test_edits_make_versions_and_restoring_one_keeps_the_current_credentia
     # The credentials are the current ones, and the answer says so.
     assert body["configuration"]["secret_key"] == "sk_test_...ey02"
     assert body["kept"] == ["secret_key", "webhook_secret"]
-    assert "current secret_key, webhook_secret were kept" in body["note"]
+    assert "current secret key and webhook signing secret were kept" in body["note"]
     assert (body["restored"]["version"], body["restored"]["restored_from"]) == (4, 1)
     assert body["restored"]["summary"] == "restored version 1"
     read = (await client.get(f"/api/v1/gateways/{gateway_id}", headers=tenant.headers)).json()

@@ -59,7 +59,7 @@ async def test_a_version_is_restored_through_the_history_page(
     assert 'id="gateway-history"' in panel.text
     assert "<html" not in panel.text
     assert "Version 3 restored as version 5" in panel.text
-    assert "the current secret_key, webhook_secret were kept" in panel.text
+    assert "the current secret key and webhook signing secret were kept" in panel.text
 
     # A version that does not exist, a bad number (the pages answer 400 for a bad path, as
     # routing's do), no CSRF token: refused, nothing changed.

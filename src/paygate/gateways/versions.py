@@ -23,7 +23,13 @@ from paygate.gateways.models import Gateway
 from paygate.gateways.schemas import GatewayUpdate
 from paygate.kit.errors import Problem, field_errors_from_pydantic, validation_failed
 from paygate.security import audit
-from paygate.security.history import ConfigHistory, ConfigVersion, Restored, summary_of_edits
+from paygate.security.history import (
+    ConfigHistory,
+    ConfigVersion,
+    Restored,
+    listed,
+    summary_of_edits,
+)
 
 if TYPE_CHECKING:
     from paygate.gateways.service import GatewayService
@@ -124,11 +130,13 @@ def restore_request(snapshot: dict[str, Any], spec: GatewayTypeSpec) -> GatewayU
         raise validation_failed(field_errors_from_pydantic(exc.errors())) from None
 
 
-def kept_note(kept: Sequence[str]) -> str:
-    """What a restore says about the credentials it did not touch."""
+def kept_note(kept: Sequence[str], spec: GatewayTypeSpec) -> str:
+    """What a restore says about the credentials it did not touch, by their labels."""
     if not kept:
         return "Versions hold no secrets; this gateway has none to keep."
-    return f"Versions hold no secrets: the current {', '.join(kept)} were kept."
+    labels = [_lower_first(f.label) for f in spec.fields if f.name in kept]
+    verb = "was" if len(labels) == 1 else "were"
+    return f"Versions hold no secrets: the current {listed(labels)} {verb} kept."
 
 
 class GatewayVersions:
@@ -173,13 +181,14 @@ class GatewayVersions:
         )
         assert version is not None  # a restore always makes a version
         kept = sorted(gateway.secret_hints or {})
+        note = kept_note(kept, spec)
         await self.gateways.audit_entry(
             "gateway.restored",
             gateway,
             changes=audit.diff(before, gateway.snapshot(), secret_keys=secret_paths(spec)),
-            detail=f"{version.detail()} {kept_note(kept)}",
+            detail=f"{version.detail()} {note}",
         )
-        return Restored(gateway, version, kept, kept_note(kept))
+        return Restored(gateway, version, kept, note)
 
 
 def secret_paths(spec: GatewayTypeSpec) -> list[str]:

@@ -192,9 +192,11 @@ def changes_between(before: ConfigVersion | None, after: ConfigVersion) -> dict[
     return diff(before.snapshot if before else {}, after.snapshot)
 
 
+def listed(names: Sequence[str]) -> str:
+    """ "name", "name and URL", "name, priority and URL"."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
 def summary_of_edits(names: Sequence[str]) -> str | None:
     """A version's summary for fields edited: "name, priority and URL changed"."""
-    if not names:
-        return None
-    listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
-    return f"{listed} changed"
+    return f"{listed(names)} changed" if names else None
