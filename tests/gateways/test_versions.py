@@ -258,3 +258,16 @@ async def test_a_refused_restore_changes_nothing(
     read = (await client.get(f"/api/v1/gateways/{gateway['id']}", headers=tenant.headers)).json()
     assert read["name"] == "Renamed"
     assert len(await versions_of(client, tenant, gateway["id"])) == 2
+
+
+async def test_deleting_a_gateway_deletes_its_versions(
+    client: httpx.AsyncClient, tenant: Tenant, database: Database
+) -> None:
+    gateway = await create_gateway(client, tenant, sandbox_payload())
+    await patch(client, tenant, gateway["id"], {"priority": 5})
+    assert len(await stored_versions(database, gateway["id"])) == 2
+    deleted = await client.delete(f"/api/v1/gateways/{gateway['id']}", headers=tenant.headers)
+    assert deleted.json()["outcome"] == "deleted"
+    assert await stored_versions(database, gateway["id"]) == []
+    gone = await client.get(versions_path(gateway["id"]), headers=tenant.headers)
+    assert gone.status_code == 404
