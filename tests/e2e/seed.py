@@ -38,6 +38,7 @@ class Seeded:
     pay_url: str  # of an open invoice
     failing_gateway_id: str
     sandbox_id: str
+    acquirer_id: str
     endpoint_id: str
     event_id: str
     rule_id: str
@@ -179,6 +180,14 @@ def _fill(api: _Api, settings: Settings, emulator: CustomGatewayEmulator, email:
     delivery = emulator.sign_event(event)
     api.send("POST", f"/webhooks/{acquirer['id']}", content=delivery.body, headers=delivery.headers)
     events = api.send("GET", "/api/v1/webhook-events", params={"gateway_id": acquirer["id"]})
+    # A change each, last (nothing above depends on them): the history pages list versions
+    # with a Restore button.
+    api.send("PATCH", f"{gateways}/{acquirer['id']}", json={"public_label": "Card (acquirer)"})
+    api.send(
+        "PATCH",
+        f"/api/v1/webhook-endpoints/{endpoint['id']}",
+        json={"description": "Order system (EU)"},
+    )
     check_rounds(settings, [acquirer["id"], legacy["id"]], 3)
     return Seeded(
         email=email,
@@ -187,6 +196,7 @@ def _fill(api: _Api, settings: Settings, emulator: CustomGatewayEmulator, email:
         pay_url=open_invoice["pay_url"],
         failing_gateway_id=legacy["id"],
         sandbox_id=sandbox["id"],
+        acquirer_id=acquirer["id"],
         endpoint_id=endpoint["id"],
         event_id=events["data"][0]["id"],
         rule_id=rule["id"],

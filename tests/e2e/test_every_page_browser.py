@@ -43,6 +43,7 @@ def detail_pages(seeded: Seeded) -> list[tuple[str, str]]:
         ("invoice", f"/invoices/{seeded.invoice_id}"),
         ("gateway-new", "/gateways/new"),
         ("gateway-edit", f"/gateways/{seeded.sandbox_id}/edit"),
+        ("gateway-history", f"/gateways/{seeded.acquirer_id}/history"),
         ("health-gateway", f"/health/gateways/{seeded.failing_gateway_id}"),
         ("routing-rule-new", "/routing/rules/new"),
         ("routing-rule-edit", f"/routing/rules/{seeded.rule_id}/edit"),

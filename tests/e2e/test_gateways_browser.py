@@ -1,4 +1,5 @@
-"""The gateways story in headless chromium: sign up, add, test, toggle, edit, delete, sign out."""
+"""The gateways story in headless chromium: sign up, add, test, toggle, edit, delete, restore
+a version from the history, sign out."""
 
 from __future__ import annotations
 
@@ -141,6 +142,23 @@ def test_gateway_story(
     confirm.get_by_role("button", name="Delete gateway").click()
     expect(card(page, "Sandbox")).to_have_count(0)
     expect(card(page, "Stripe Europe")).to_be_visible()
+
+    # History: the edit made a version; restoring version 1 (through the confirmation
+    # dialog) puts the old name back and keeps the stored secret.
+    card(page, "Stripe Europe").get_by_role("link", name="History of Stripe Europe").click()
+    expect(page).to_have_url(re.compile(r"/gateways/gw_[A-Za-z0-9]+/history$"))
+    history = page.locator("#gateway-history")
+    expect(history).to_contain_text("name and currencies changed")
+    page.get_by_role("button", name="Restore version 1").click()
+    expect(confirm).to_contain_text("Restore version 1?")
+    confirm.get_by_role("button", name="Restore", exact=True).click()
+    expect(page.locator("#notices")).to_contain_text("Version 1 restored as version 3")
+    expect(history).to_contain_text("restored version 1")
+    expect(page.get_by_role("heading", name="History of Stripe US")).to_be_visible()
+    expect(history.get_by_role("button", name="Restore version 2")).to_be_visible()
+    page.screenshot(path=str(artifacts / "gateway-history.png"), full_page=True)
+    page.goto(f"{live_server}/gateways")
+    expect(card(page, "Stripe US")).to_contain_text(mask)
 
     # Nothing secret ever reached the browser.
     html = page.content()

@@ -1,4 +1,4 @@
-"""The gateways JSON API: the eight endpoints of gateway configuration."""
+"""The gateways JSON API: gateway configurations, their connection test, and their versions."""
 
 from __future__ import annotations
 
@@ -19,15 +19,20 @@ from paygate.gateways.schemas import (
     GatewayCreate,
     GatewayDeleted,
     GatewayOut,
+    GatewayRestored,
     GatewayTypeOut,
     GatewayUpdate,
+    GatewayVersionOut,
     LastTest,
 )
 from paygate.gateways.service import GatewayService
+from paygate.gateways.versions import GatewayVersions
 from paygate.kit.clock import utcnow
 from paygate.kit.deps import KeyringDep, ResolverDep, SessionDep, SettingsDep
 from paygate.kit.errors import PROBLEM_RESPONSES
 from paygate.kit.ids import ObjectId
+from paygate.security.history import ConfigVersion
+from paygate.security.history_schemas import RestoreOut, VersionNumber, VersionOut
 
 router = APIRouter(prefix="/api/v1", tags=["gateways"], responses=PROBLEM_RESPONSES)
 
@@ -107,6 +112,14 @@ def gateway_out(gateway: Gateway, service: GatewayService) -> GatewayOut:
     )
 
 
+def gateway_version_out(version: ConfigVersion) -> GatewayVersionOut:
+    """A stored snapshot as the API shows a gateway: the masks among the settings."""
+    snapshot = dict(version.snapshot)
+    masks = {name: c["masked"] for name, c in snapshot["credentials"].items()}
+    snapshot["configuration"] = {**snapshot["configuration"], **masks}
+    return GatewayVersionOut.model_validate({**VersionOut.of(version).model_dump(), **snapshot})
+
+
 def gateway_type_out(spec: GatewayTypeSpec) -> GatewayTypeOut:
     return GatewayTypeOut(
         type=spec.type,
@@ -180,4 +193,31 @@ async def test_gateway(gateway_id: ObjectId, gateways: Writer) -> ConnectionTest
     result = await gateways.test_connection(gateway_id)
     return ConnectionTestOut(
         ok=result.ok, message=result.message, latency_ms=result.latency_ms, tested_at=utcnow()
+    )
+
+
+@router.get("/gateways/{gateway_id}/versions", response_model=list[VersionOut])
+async def list_versions(gateway_id: ObjectId, gateways: Reader) -> list[VersionOut]:
+    """Newest first: every change made a version (an archived gateway keeps its versions)."""
+    _, versions = await GatewayVersions(gateways).versions(gateway_id)
+    return [VersionOut.of(v) for v in versions]
+
+
+@router.get("/gateways/{gateway_id}/versions/{version}", response_model=GatewayVersionOut)
+async def get_version(
+    gateway_id: ObjectId, version: VersionNumber, gateways: Reader
+) -> GatewayVersionOut:
+    """The settings as they were after that change; secrets as masks only."""
+    return gateway_version_out(await GatewayVersions(gateways).version(gateway_id, version))
+
+
+@router.post("/gateways/{gateway_id}/versions/{version}/restore", response_model=GatewayRestored)
+async def restore_version(
+    gateway_id: ObjectId, version: VersionNumber, gateways: Writer
+) -> GatewayRestored:
+    """Put that version's settings back (recorded as a new version). Versions hold no
+    secrets: the gateway keeps its current credentials."""
+    restored = await GatewayVersions(gateways).restore(gateway_id, version)
+    return GatewayRestored(
+        **gateway_out(restored.target, gateways).model_dump(), **RestoreOut.fields_of(restored)
     )

@@ -66,13 +66,25 @@ class Gateway(Base):
         """Associated data binding the ciphertext to this company and configuration."""
         return f"paygate/gateway/{self.company_id}/{self.id}"
 
-    def snapshot(self) -> dict[str, Any]:
-        """What the audit log compares before and after a change (secrets as masks)."""
+    def settings(self) -> dict[str, Any]:
+        """The non-secret settings: what a version of the configuration puts back."""
         return {
             "name": self.name,
             "public_label": self.public_label,
             "environment": self.environment,
             "enabled": self.enabled,
+            "configuration": dict(self.public_config),
+            "supported_currencies": list(self.supported_currencies),
+            "min_amount": self.min_amount,
+            "max_amount": self.max_amount,
+            "priority": self.priority,
+            "payment_method_types": list(self.payment_method_types),
+        }
+
+    def snapshot(self) -> dict[str, Any]:
+        """What the audit log compares before and after a change (secrets as masks)."""
+        return {
+            **self.settings(),
             "configuration": {
                 **self.public_config,
                 # A secret is compared by when it changed, never by its value.
@@ -84,9 +96,17 @@ class Gateway(Base):
                 for name, hint in self.secret_hints.items()
                 if hint.get("previous_valid_until")
             },
-            "supported_currencies": list(self.supported_currencies),
-            "min_amount": self.min_amount,
-            "max_amount": self.max_amount,
-            "priority": self.priority,
-            "payment_method_types": list(self.payment_method_types),
+        }
+
+    def version_snapshot(self) -> dict[str, Any]:
+        """A version in the configuration history (security/history.py): the settings, and
+        each secret as its mask and when it changed, never its value. A replaced secret's
+        grace is left out: its ending (the sweeper's wipe) is no new version."""
+        return {
+            **self.settings(),
+            "credentials": {
+                name: {"masked": hint["masked"], "changed_at": hint["changed_at"]}
+                for name, hint in (self.secret_hints or {}).items()
+            },
+            "archived": self.archived_at is not None,
         }

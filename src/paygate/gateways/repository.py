@@ -28,6 +28,10 @@ class GatewayRepository(TenantRepository[Gateway]):
         # Archived gateways are kept for history but are gone from every list and lookup.
         return super().scoped().where(Gateway.archived_at.is_(None))
 
+    async def get_kept(self, gateway_id: str, *, for_update: bool = False) -> Gateway:
+        """Archived ones too: a gateway kept for history keeps its versions readable."""
+        return await self.get(gateway_id, for_update=for_update, among=super().scoped())
+
     async def eligible(self, currency: str, amount: int, method_type: str) -> Sequence[Gateway]:
         """Enabled gateways that take this currency, amount and method: the routing candidates,
         best first (priority, then the oldest). `eligibility.unfit` is the one rule."""

@@ -16,6 +16,7 @@ from pydantic import (
 )
 
 from paygate.gateways.adapters.base import Environment, FieldKind, GatewayType
+from paygate.security.history_schemas import RestoreOut, VersionOut
 
 GatewayName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 PublicLabel = Annotated[StrictStr, StringConstraints(strip_whitespace=True, max_length=60)]
@@ -102,6 +103,35 @@ class GatewayOut(BaseModel):
     last_test: LastTest | None
     created_at: datetime
     updated_at: datetime
+
+
+class GatewayRestored(GatewayOut, RestoreOut):
+    """The gateway after a version's settings were put back; its credentials were kept."""
+
+
+class CredentialVersionOut(BaseModel):
+    masked: str
+    changed_at: datetime
+
+
+class GatewayVersionOut(VersionOut):
+    """A gateway as it was after a change: its settings, each secret as its mask."""
+
+    name: str
+    public_label: str | None
+    environment: Environment
+    enabled: bool
+    configuration: dict[str, str] = Field(description="Settings, with every secret masked")
+    credentials: dict[str, CredentialVersionOut] = Field(
+        description="Each secret's mask and when it had last changed; never a value, so a "
+        "restore keeps the current credentials"
+    )
+    supported_currencies: list[str]
+    min_amount: int | None
+    max_amount: int | None
+    priority: int
+    payment_method_types: list[str]
+    archived: bool
 
 
 class GatewayDeleted(BaseModel):

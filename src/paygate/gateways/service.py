@@ -41,12 +41,14 @@ from paygate.gateways.repository import (
     lock_batch_with_expired_previous,
 )
 from paygate.gateways.schemas import GatewayCreate, GatewayFields, GatewayUpdate
+from paygate.gateways.versions import history_of, record_version, secret_paths, summary_of
 from paygate.kit.clock import utcnow
 from paygate.kit.errors import FieldError, Problem, validation_failed
 from paygate.kit.ids import new_id
 from paygate.kit.money import is_currency
 from paygate.security import audit
 from paygate.security.crypto import Keyring, KeyringError, SealedSecrets
+from paygate.security.history import ConfigVersion
 from paygate.security.ssrf import (
     Resolver,
     UnsafeURL,
@@ -406,17 +408,51 @@ class GatewayService:
         _check_commercial_terms(spec, gateway)
         self._store(gateway, spec, checked, Envelope(checked.secrets, {}), {}, utcnow())
         await self.gateways.add(gateway)
-        await self._audit(
+        version = await self._record(gateway, None, "created")
+        await self.audit_entry(
             "gateway.created",
             gateway,
-            changes=audit.diff({}, gateway.snapshot(), secret_keys=self._secret_paths(spec)),
+            changes=audit.diff({}, gateway.snapshot(), secret_keys=secret_paths(spec)),
+            detail=version.detail() if version else None,
         )
         return gateway
 
     async def update(self, gateway_id: str, request: GatewayUpdate) -> Gateway:
         gateway = await self.gateways.get(gateway_id, for_update=True)
         spec = spec_for(GatewayType(gateway.gateway_type))
-        before = gateway.snapshot()
+        before, before_version = gateway.snapshot(), gateway.version_snapshot()
+        changed_secrets, until = await self.apply(gateway, request)
+        paths = secret_paths(spec)
+        changes = audit.diff(before, gateway.snapshot(), secret_keys=paths)
+        version = await self._record(gateway, before_version, summary_of(changes, spec))
+        await self.audit_entry(
+            "gateway.updated",
+            gateway,
+            changes=changes,
+            detail=version.detail() if version else None,
+        )
+        if changed_secrets:
+            # A security change of its own, easy to find: which credentials, and their grace.
+            await self.audit_entry(
+                "gateway.credentials_rotated",
+                gateway,
+                changes={
+                    path: change
+                    for path, change in changes.items()
+                    if path in paths or path.startswith("previous_credentials.")
+                },
+                detail=_rotation_detail(sorted(changed_secrets), until),
+            )
+        return gateway
+
+    async def apply(
+        self, gateway: Gateway, request: GatewayUpdate
+    ) -> tuple[set[str], dict[str, str]]:
+        """Check and apply an update to a gateway the caller has locked: an edit, or a
+        version put back. Returns the secrets replaced and until when each previous one
+        is accepted. Raises a 422 problem, with the fields named, before changing a thing
+        that is kept (the caller's savepoint or transaction rolls the rest back)."""
+        spec = spec_for(GatewayType(gateway.gateway_type))
         now = utcnow()
         environment = request.environment or Environment(gateway.environment)
         stored = self._stored_envelope_or_empty(gateway)
@@ -440,22 +476,15 @@ class GatewayService:
         self._store(gateway, spec, checked, Envelope(checked.secrets, kept), until, now)
         gateway.updated_at = now
         await self.session.flush()
-        secret_paths = self._secret_paths(spec)
-        changes = audit.diff(before, gateway.snapshot(), secret_keys=secret_paths)
-        await self._audit("gateway.updated", gateway, changes=changes)
-        if checked.changed_secrets:
-            # A security change of its own, easy to find: which credentials, and their grace.
-            await self._audit(
-                "gateway.credentials_rotated",
-                gateway,
-                changes={
-                    path: change
-                    for path, change in changes.items()
-                    if path in secret_paths or path.startswith("previous_credentials.")
-                },
-                detail=_rotation_detail(sorted(checked.changed_secrets), until),
-            )
-        return gateway
+        return checked.changed_secrets, until
+
+    async def _record(
+        self, gateway: Gateway, before: dict[str, Any] | None, summary: str
+    ) -> ConfigVersion | None:
+        """The change as a new version (under the row lock the change holds)."""
+        return await record_version(
+            self.session, gateway, before, actor=self.auth.actor, summary=summary
+        )
 
     def _stored_envelope_or_empty(self, gateway: Gateway) -> Envelope:
         """The stored secrets; none when they cannot be decrypted, so an update re-enters them."""
@@ -512,37 +541,44 @@ class GatewayService:
         gateway.secret_hints = hints
         gateway.previous_credentials_expire_at = next_expiry(hints)
 
-    @staticmethod
-    def _secret_paths(spec: GatewayTypeSpec) -> list[str]:
-        return [f"configuration.{f.name}" for f in spec.fields if f.secret]
-
     async def set_enabled(self, gateway_id: str, enabled: bool) -> Gateway:
         gateway = await self.gateways.get(gateway_id, for_update=True)
+        before = gateway.version_snapshot()
         if gateway.enabled != enabled:
             gateway.enabled = enabled
             gateway.updated_at = utcnow()
             await self.session.flush()
         action = "gateway.enabled" if enabled else "gateway.disabled"
-        await self._audit(
-            action, gateway, changes={"enabled": {"before": not enabled, "after": enabled}}
+        version = await self._record(gateway, before, "enabled" if enabled else "disabled")
+        await self.audit_entry(
+            action,
+            gateway,
+            changes={"enabled": {"before": not enabled, "after": enabled}},
+            detail=version.detail() if version else None,
         )
         return gateway
 
     async def delete(self, gateway_id: str) -> Literal["deleted", "archived"]:
         """Delete; a gateway that other rows (payments) refer to is archived instead."""
         gateway = await self.gateways.get(gateway_id, for_update=True)
+        before = gateway.version_snapshot()
+        version: ConfigVersion | None = None
         try:
             async with self.session.begin_nested():
                 await self.session.delete(gateway)
                 await self.session.flush()
             outcome: Literal["deleted", "archived"] = "deleted"
+            await history_of(self.session, self.auth.company_id).forget(gateway_id)
         except IntegrityError:
             gateway = await self.gateways.get(gateway_id, for_update=True)
             gateway.archived_at = utcnow()
             gateway.enabled = False
             await self.session.flush()
             outcome = "archived"
-        await self._audit(f"gateway.{outcome}", gateway)
+            version = await self._record(gateway, before, "archived: payments refer to it")
+        await self.audit_entry(
+            f"gateway.{outcome}", gateway, detail=version.detail() if version else None
+        )
         return outcome
 
     async def test_connection(self, gateway_id: str) -> ConnectionResult:
@@ -554,7 +590,7 @@ class GatewayService:
         gateway.last_test_latency_ms = result.latency_ms
         gateway.last_test_message = result.message
         await self.session.flush()
-        await self._audit(
+        await self.audit_entry(
             "gateway.tested",
             gateway,
             outcome="success" if result.ok else "failure",
@@ -562,7 +598,7 @@ class GatewayService:
         )
         return result
 
-    async def _audit(self, action: str, gateway: Gateway, **fields: Any) -> None:
+    async def audit_entry(self, action: str, gateway: Gateway, **fields: Any) -> None:
         await audit.record_by(
             self.session,
             self.auth,

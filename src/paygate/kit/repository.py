@@ -45,8 +45,13 @@ class TenantRepository(Generic[RowT]):
     def scoped(self) -> Select[RowT]:
         return select(self.model).where(self._column("company_id") == self.company_id)
 
-    async def find(self, object_id: str, *, for_update: bool = False) -> RowT | None:
-        statement = self.scoped().where(self._column("id") == object_id)
+    async def find(
+        self, object_id: str, *, for_update: bool = False, among: Select[RowT] | None = None
+    ) -> RowT | None:
+        """The row with this id among `among` (default: `scoped()`), or None."""
+        statement = (self.scoped() if among is None else among).where(
+            self._column("id") == object_id
+        )
         if for_update:
             # populate_existing: an object this session read earlier is refreshed from the
             # locked row. Without it, a read-then-update (the edit pages) would write back
@@ -54,8 +59,10 @@ class TenantRepository(Generic[RowT]):
             statement = statement.with_for_update().execution_options(populate_existing=True)
         return (await self.session.execute(statement)).scalar_one_or_none()
 
-    async def get(self, object_id: str, *, for_update: bool = False) -> RowT:
-        row = await self.find(object_id, for_update=for_update)
+    async def get(
+        self, object_id: str, *, for_update: bool = False, among: Select[RowT] | None = None
+    ) -> RowT:
+        row = await self.find(object_id, for_update=for_update, among=among)
         if row is None:
             raise not_found(self.what)
         return row

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Response, status
+from fastapi import APIRouter, Depends, Response, status
 
 from paygate.accounts.auth import AuthContext, require
 from paygate.accounts.permissions import Permission
@@ -15,7 +15,6 @@ from paygate.routing.engine import RouteDecision
 from paygate.routing.models import RoutingRule
 from paygate.routing.policy import Policy, RetryPolicyService
 from paygate.routing.schemas import (
-    ActorOut,
     DecisionOut,
     DefaultListIn,
     MatchedRuleOut,
@@ -34,11 +33,10 @@ from paygate.routing.schemas import (
     SkippedGatewayOut,
     SnapshotRule,
     VersionDetailOut,
-    VersionOut,
 )
 from paygate.routing.service import RoutingService
 from paygate.routing.simulation import Simulation
-from paygate.security.history import ConfigVersion
+from paygate.security.history_schemas import VersionNumber, VersionOut
 
 router = APIRouter(prefix="/api/v1", tags=["routing"], responses=PROBLEM_RESPONSES)
 
@@ -46,7 +44,6 @@ router = APIRouter(prefix="/api/v1", tags=["routing"], responses=PROBLEM_RESPONS
 # read and changed with the gateway permissions.
 Reading = Annotated[AuthContext, Depends(require(Permission.GATEWAYS_READ))]
 Writing = Annotated[AuthContext, Depends(require(Permission.GATEWAYS_WRITE))]
-VersionNumber = Annotated[int, Path(ge=1, le=2**31 - 1, description="The version's number")]
 
 
 def rule_out(rule: RoutingRule, position: int) -> RuleOut:
@@ -70,16 +67,6 @@ async def rule_set_out(service: RoutingService) -> RuleSetOut:
         version=version,
         default_gateway_ids=default,
         rules=[rule_out(rule, index) for index, rule in enumerate(rules, start=1)],
-    )
-
-
-def version_out(version: ConfigVersion) -> VersionOut:
-    return VersionOut(
-        version=version.version,
-        summary=version.summary,
-        restored_from=version.restored_from,
-        actor=ActorOut(type=version.actor_type, id=version.actor_id, label=version.actor_label),
-        created_at=version.created_at,
     )
 
 
@@ -169,7 +156,7 @@ async def reorder_rules(body: ReorderIn, auth: Writing, session: SessionDep) -> 
 @router.get("/routing-rules/versions", response_model=list[VersionOut])
 async def list_versions(auth: Reading, session: SessionDep) -> list[VersionOut]:
     """Newest first: every change made a version."""
-    return [version_out(v) for v in await RoutingService(session, auth).versions()]
+    return [VersionOut.of(v) for v in await RoutingService(session, auth).versions()]
 
 
 @router.get("/routing-rules/versions/{version}", response_model=VersionDetailOut)
@@ -178,7 +165,7 @@ async def get_version(
 ) -> VersionDetailOut:
     found = await RoutingService(session, auth).version(version)
     return VersionDetailOut(
-        **version_out(found).model_dump(),
+        **VersionOut.of(found).model_dump(),
         default_gateway_ids=found.snapshot["default_gateway_ids"],
         rules=[SnapshotRule.model_validate(rule) for rule in found.snapshot["rules"]],
     )

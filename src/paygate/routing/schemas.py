@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints
 
+from paygate.security.history_schemas import VersionOut
+
 GatewayId = Annotated[str, StringConstraints(min_length=1, max_length=40)]
 CurrencyCode = Annotated[
     str, StringConstraints(strip_whitespace=True, to_upper=True, min_length=3, max_length=3)
@@ -149,20 +151,6 @@ class ReorderIn(Strict):
     rule_ids: list[GatewayId] = Field(
         max_length=1000, description="Every rule's id, in the new order"
     )
-
-
-class ActorOut(BaseModel):
-    type: str
-    id: str | None
-    label: str | None
-
-
-class VersionOut(BaseModel):
-    version: int
-    summary: str
-    restored_from: int | None
-    actor: ActorOut
-    created_at: datetime
 
 
 class SnapshotRule(BaseModel):

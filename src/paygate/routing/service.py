@@ -285,7 +285,7 @@ class RoutingService:
             object_type="routing_rule" if rule_id else "routing_rule_set",
             object_id=rule_id or self.auth.company_id,
             changes=audit.diff(before, after),
-            detail=f"Version {version.version}: {summary}.",
+            detail=version.detail(),
         )
         return version
 

@@ -12,14 +12,18 @@ masks and change times, as `Gateway.snapshot()` does).
 Concurrency: the caller serializes changes to one configuration (it holds a row lock on the
 configuration while it changes it); the unique (company, type, object, version) index turns
 a caller that forgot into an error instead of two versions with one number.
+
+The API shapes of versions (list, one, what a restore answers) are in history_schemas.py,
+shared by every domain's endpoints.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ForeignKey, Index, Integer, Select, String, Text, func, select
+from sqlalchemy import ForeignKey, Index, Integer, Select, String, Text, delete, func, select
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
@@ -28,7 +32,10 @@ from paygate.db import Base
 from paygate.kit.columns import CompanyRef, CreatedAt, PublicId
 from paygate.kit.errors import not_found
 from paygate.kit.ids import new_id
-from paygate.security.audit import Actor, diff
+from paygate.security.audit import SYSTEM, Actor, diff
+
+# The summary of the version that keeps how an object was before its first recorded change.
+BASELINE = "as it was before its history was kept"
 
 
 class ConfigVersion(Base):
@@ -60,6 +67,24 @@ class ConfigVersion(Base):
     actor_id: Mapped[str | None] = mapped_column(String(40))
     actor_label: Mapped[str | None] = mapped_column(String(320))
     created_at: Mapped[CreatedAt]
+
+    def detail(self) -> str:
+        """How the audit entry of the change names this version."""
+        return f"Version {self.version}: {self.summary}."
+
+
+ObjectT = TypeVar("ObjectT")
+
+
+@dataclass(frozen=True)
+class Restored(Generic[ObjectT]):
+    """A restore's outcome: the object as it now is, the version that recorded it, and
+    what no version holds (secrets), kept as it was, in names and in words."""
+
+    target: ObjectT
+    version: ConfigVersion
+    kept: list[str]
+    note: str
 
 
 class ConfigHistory:
@@ -113,6 +138,42 @@ class ConfigHistory:
         await self.session.flush()
         return version
 
+    async def record_change(
+        self,
+        object_id: str,
+        before: dict[str, Any] | None,
+        after: dict[str, Any],
+        *,
+        actor: Actor,
+        summary: str,
+        restored_from: int | None = None,
+    ) -> ConfigVersion | None:
+        """Record `after` as the next version; None (no version) when nothing it shows changed.
+
+        `before` is the snapshot before the change, None for a new object. An object made
+        before its history was kept has no version yet: its `before` becomes version 1
+        first (recorded as paygate's), so that first change can be undone too. A restore
+        always makes a version, as the routing rule set's does.
+        """
+        if before is not None and restored_from is None and before == after:
+            return None
+        if before is not None and await self.latest_number(object_id) == 0:
+            await self.record(object_id, before, actor=SYSTEM, summary=BASELINE)
+        return await self.record(
+            object_id, after, actor=actor, summary=summary, restored_from=restored_from
+        )
+
+    async def forget(self, object_id: str) -> None:
+        """Drop the versions of a deleted object: with its row gone nothing could restore
+        them, and the audit log keeps every change that was made."""
+        await self.session.execute(
+            delete(ConfigVersion).where(
+                ConfigVersion.company_id == self.company_id,
+                ConfigVersion.object_type == self.object_type,
+                ConfigVersion.object_id == object_id,
+            )
+        )
+
     async def versions(self, object_id: str, *, limit: int = 100) -> Sequence[ConfigVersion]:
         """Newest first."""
         statement = self._scoped(object_id).order_by(ConfigVersion.version.desc()).limit(limit)
@@ -129,3 +190,13 @@ class ConfigHistory:
 def changes_between(before: ConfigVersion | None, after: ConfigVersion) -> dict[str, Any]:
     """What a version changed compared with the one before it, as the audit log shows it."""
     return diff(before.snapshot if before else {}, after.snapshot)
+
+
+def listed(names: Sequence[str]) -> str:
+    """ "name", "name and URL", "name, priority and URL"."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def summary_of_edits(names: Sequence[str]) -> str | None:
+    """A version's summary for fields edited: "name, priority and URL changed"."""
+    return f"{listed(names)} changed" if names else None

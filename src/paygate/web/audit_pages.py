@@ -49,6 +49,7 @@ ACTIONS: dict[str, tuple[str, ...]] = {
         "gateway.tested",
         "gateway.deleted",
         "gateway.archived",
+        "gateway.restored",
         "gateway.credentials_rotated",
         "gateway.previous_credentials_wiped",
         "gateway.credentials_undecryptable",

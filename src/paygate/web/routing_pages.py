@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from paygate.accounts.auth import AuthContext
 from paygate.accounts.permissions import Permission
@@ -25,6 +25,7 @@ from paygate.routing.repository import RoutingRepository
 from paygate.routing.schemas import CardBrand, DefaultListIn, PreviewIn, RuleUpdate, SimulateIn
 from paygate.routing.service import RoutingService
 from paygate.routing.status_map import SOFT_DECLINE_CODES, TECHNICAL_FAILURES
+from paygate.security.history_schemas import VersionNumber
 from paygate.web.forms import FormErrors, parse, text
 from paygate.web.pay_pages import parse_amount
 from paygate.web.render import Notice, PageRoute, redirect, render
@@ -40,7 +41,6 @@ from paygate.web.routing_views import describe_action, describe_conditions, name
 from paygate.web.session import User, flash, need
 
 router = APIRouter(route_class=PageRoute)
-VersionNumber = Annotated[int, Path(ge=1, le=2**31 - 1)]
 MAX_SLOTS = 20
 
 

@@ -53,6 +53,10 @@ FLASH_MESSAGES: dict[str, tuple[str, str]] = {
     "gateway_enabled": ("success", "Gateway enabled."),
     "gateway_disabled": ("info", "Gateway disabled."),
     "gateway_tested": ("info", "Connection test finished."),
+    "gateway_restored": (
+        "success",
+        "Version restored as a new version. The gateway kept its current credentials.",
+    ),
     "webhook_registered": ("info", "Registration with the provider finished: see the card."),
     "webhook_replayed": ("success", "Replay queued: the event is processed again in a moment."),
     "webhook_replay_refused": ("error", "The event could not be replayed: see its status."),

@@ -1,6 +1,6 @@
 """The webhooks pages: endpoints (added with the secret shown once), one endpoint's settings,
-secret rotation, test event and delivery log with redelivery. They call the same service as
-the JSON API (webhooks/outbound/service.py)."""
+secret rotation, history with restore, test event and delivery log with redelivery. They
+call the same services as the JSON API (webhooks/outbound/service.py, versions.py)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from paygate.kit.deps import KeyringDep, ResolverDep, SessionDep, SettingsDep
 from paygate.kit.errors import Problem
 from paygate.kit.ids import ObjectId
 from paygate.kit.pagination import PageParams
+from paygate.security.history_schemas import VersionNumber
 from paygate.web.forms import FormErrors, parse, text, texts
 from paygate.web.render import Notice, PageRoute, is_htmx, redirect, render
 from paygate.web.session import User, need
@@ -25,6 +26,7 @@ from paygate.webhooks.outbound.events import EVENT_DESCRIPTIONS, EventType
 from paygate.webhooks.outbound.models import WebhookEndpoint
 from paygate.webhooks.outbound.schemas import EndpointCreate, EndpointUpdate, SecretRotate
 from paygate.webhooks.outbound.service import EndpointService, previous_until
+from paygate.webhooks.outbound.versions import EndpointVersions
 
 PAGES = "webhook_endpoints"  # the templates folder of these pages
 router = APIRouter(route_class=PageRoute)
@@ -193,6 +195,7 @@ async def _endpoint_context(
         "errors": FormErrors(),
         "values": _form_values(None, endpoint),
         "rotated": None,
+        "versions": (await EndpointVersions(endpoints).versions(endpoint.id))[1],
     }
     context.update(extra)
     return context
@@ -288,6 +291,38 @@ async def rotate_secret(
         )
     context = await _endpoint_context(endpoints, endpoint, rotated=secret)
     notice = Notice("success", "New signing secret created. Copy it now.")
+    return _endpoint_response(request, auth, context, "_endpoint.html", notice=notice)
+
+
+@router.post("/webhook-endpoints/{endpoint_id}/versions/{version}/restore")
+async def restore_version(
+    request: Request,
+    endpoint_id: ObjectId,
+    version: VersionNumber,
+    auth: User,
+    endpoints: Endpoints,
+    session: SessionDep,
+) -> Response:
+    await need(request, auth, Permission.WEBHOOKS_WRITE)
+    try:
+        # A savepoint: a refused restore (a URL or event type no longer allowed) leaves
+        # nothing behind, even in memory.
+        async with session.begin_nested():
+            restored = await EndpointVersions(endpoints).restore(endpoint_id, version)
+    except Problem as problem:
+        if problem.status != 422:
+            raise
+        context = await _endpoint_context(endpoints, await endpoints.get(endpoint_id))
+        reason = problem.detail or problem.title
+        notice = Notice("error", f"Version {version} was not restored. {reason}")
+        return _endpoint_response(
+            request, auth, context, "_endpoint.html", status_code=422, notice=notice
+        )
+    context = await _endpoint_context(endpoints, restored.target)
+    notice = Notice(
+        "success",
+        f"Version {version} restored as version {restored.version.version}. {restored.note}",
+    )
     return _endpoint_response(request, auth, context, "_endpoint.html", notice=notice)
 
 

@@ -175,6 +175,13 @@ async def test_a_whole_failing_schedule_disables_the_endpoint_and_mails_the_owne
         if e["action"] == "webhook_endpoint.disabled"
     ]
     assert [(e["actor_type"], e["outcome"]) for e in disabled] == [("system", "failure")]
+    # Paygate's change is a version too, as a person's would be.
+    versions = await client.get(
+        f"/api/v1/webhook-endpoints/{endpoint['id']}/versions", headers=tenant.headers
+    )
+    latest = versions.json()[0]
+    assert (latest["version"], latest["actor"]["type"]) == (2, "system")
+    assert latest["summary"].startswith("disabled by paygate")
 
     # While disabled, events are not queued for it, and redelivery asks to enable it first.
     async with database.transaction() as session:

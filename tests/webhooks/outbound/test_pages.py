@@ -150,3 +150,56 @@ async def test_disable_refuses_test_events_and_enable_sends_them_again(
     queued = await owner.post(f"{page}/test", htmx=True, page=page)
     assert "Test event queued" in queued.text
     assert "webhook.test" in queued.text
+
+
+def restore_buttons(html: str) -> list[str]:
+    return re.findall(r'aria-label="Restore version (\d+)"', html)
+
+
+async def test_the_history_section_restores_a_version_through_its_form(
+    owner: WebUser, rival: WebUser, receiver: Receiver
+) -> None:
+    endpoint_id, secret = await add_endpoint(owner, receiver.url(), "invoice.paid")
+    page = f"/webhook-endpoints/{endpoint_id}"
+    moved = {
+        "url": receiver.url("moved"),
+        "description": "Orders",
+        "event_types": ["refund.failed"],
+        "enabled": "on",
+    }
+    assert (await owner.post(f"{page}/edit", moved, htmx=True, page=page)).status_code == 200
+    rotated = await owner.post(f"{page}/rotate", {"grace_period_hours": "0"}, htmx=True, page=page)
+    new_secret = SECRET.search(rotated.text).group(1)  # type: ignore[union-attr]
+    # The panel an htmx change answers carries the history too: it never goes stale.
+    assert "signing secret rotated" in rotated.text
+
+    detail = (await owner.client.get(page)).text
+    assert 'id="endpoint-history"' in detail
+    assert "URL and events changed" in detail
+    assert restore_buttons(detail) == ["2", "1"]
+    assert secret not in detail
+    assert new_secret not in detail
+
+    # Without htmx: the whole page, with the notice.
+    restored = await owner.post(f"{page}/versions/1/restore", page=page)
+    assert restored.status_code == 200, restored.text
+    assert "<html" in restored.text
+    assert "Version 1 restored as version 4" in restored.text
+    assert "the current signing secret was kept" in restored.text
+    shown = await owner.client.get(f"/api/v1/webhook-endpoints/{endpoint_id}", headers=owner.bearer)
+    assert (shown.json()["url"], shown.json()["event_types"]) == (receiver.url(), ["invoice.paid"])
+    assert shown.json()["secret"]["masked"] == f"whsec_...{new_secret[-4:]}"
+
+    # With htmx: the endpoint panel again.
+    panel = await owner.post(f"{page}/versions/2/restore", htmx=True, page=page)
+    assert panel.status_code == 200
+    assert 'id="endpoint-panel"' in panel.text
+    assert "<html" not in panel.text
+    assert restore_buttons(panel.text) == ["4", "3", "2", "1"]
+
+    missing = await owner.post(f"{page}/versions/9/restore", page=page)
+    assert missing.status_code == 404
+    assert (
+        await rival.post(f"{page}/versions/1/restore", page="/webhook-endpoints")
+    ).status_code == 404
+    assert len(restore_buttons((await owner.client.get(page)).text)) == 4

@@ -46,6 +46,7 @@ from paygate.webhooks.outbound.repository import (
 )
 from paygate.webhooks.outbound.schedule import next_wait
 from paygate.webhooks.outbound.secrets import signing_secrets
+from paygate.webhooks.outbound.versions import record_version, version_snapshot
 
 logger = structlog.get_logger(__name__)
 
@@ -243,6 +244,7 @@ class Dispatcher:
             or endpoint.failing_since > delivery.first_attempt_at
         ):
             return None
+        before = version_snapshot(endpoint)
         endpoint.enabled = False
         endpoint.disabled_reason = "failing"
         endpoint.disabled_at = now
@@ -250,6 +252,14 @@ class Dispatcher:
         detail = (
             f"Every delivery attempt since {endpoint.failing_since.isoformat()} failed, "
             f"through the whole retry schedule; the last: {delivery.last_error or 'failed'}."
+        )
+        # A change of the endpoint's configuration like any other: a version (paygate's).
+        await record_version(
+            session,
+            endpoint,
+            before,
+            actor=audit.SYSTEM,
+            summary="disabled by paygate: every delivery failed for a whole retry schedule",
         )
         await audit.record(
             session,

@@ -1,4 +1,5 @@
-"""The outbound webhooks JSON API: endpoints, their secrets, delivery logs, redelivery."""
+"""The outbound webhooks JSON API: endpoints, their secrets and versions, delivery logs,
+redelivery."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from paygate.kit.deps import KeyringDep, ResolverDep, SessionDep, SettingsDep
 from paygate.kit.errors import PROBLEM_RESPONSES
 from paygate.kit.ids import ObjectId
 from paygate.kit.pagination import PageParams, page_params
+from paygate.security.history_schemas import RestoreOut, VersionNumber, VersionOut
 from paygate.webhooks.outbound.events import EVENT_DESCRIPTIONS, EventType
 from paygate.webhooks.outbound.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from paygate.webhooks.outbound.schemas import (
@@ -25,13 +27,16 @@ from paygate.webhooks.outbound.schemas import (
     EndpointCreated,
     EndpointDeleted,
     EndpointOut,
+    EndpointRestored,
     EndpointUpdate,
+    EndpointVersionOut,
     EventTypeOut,
     SecretOut,
     SecretRotate,
     SecretRotated,
 )
 from paygate.webhooks.outbound.service import DeliveryView, EndpointService, previous_until
+from paygate.webhooks.outbound.versions import EndpointVersions
 
 router = APIRouter(prefix="/api/v1", tags=["webhook endpoints"], responses=PROBLEM_RESPONSES)
 
@@ -180,6 +185,41 @@ async def rotate_secret(
     one too until the grace period ends."""
     endpoint, secret = await endpoints.rotate_secret(endpoint_id, body or SecretRotate())
     return SecretRotated(endpoint=endpoint_out(endpoint), signing_secret=secret)
+
+
+@router.get("/webhook-endpoints/{endpoint_id}/versions", response_model=list[VersionOut])
+async def list_versions(endpoint_id: ObjectId, endpoints: Reader) -> list[VersionOut]:
+    """Newest first: every change made a version."""
+    _, versions = await EndpointVersions(endpoints).versions(endpoint_id)
+    return [VersionOut.of(v) for v in versions]
+
+
+@router.get(
+    "/webhook-endpoints/{endpoint_id}/versions/{version}", response_model=EndpointVersionOut
+)
+async def get_version(
+    endpoint_id: ObjectId, version: VersionNumber, endpoints: Reader
+) -> EndpointVersionOut:
+    """The settings as they were after that change; the secret as its mask only."""
+    found = await EndpointVersions(endpoints).version(endpoint_id, version)
+    return EndpointVersionOut.model_validate(
+        {**VersionOut.of(found).model_dump(), **found.snapshot}
+    )
+
+
+@router.post(
+    "/webhook-endpoints/{endpoint_id}/versions/{version}/restore",
+    response_model=EndpointRestored,
+)
+async def restore_version(
+    endpoint_id: ObjectId, version: VersionNumber, endpoints: Writer
+) -> EndpointRestored:
+    """Put that version's settings back (recorded as a new version). Versions hold no
+    secrets: the endpoint keeps signing with its current secret."""
+    restored = await EndpointVersions(endpoints).restore(endpoint_id, version)
+    return EndpointRestored(
+        **endpoint_out(restored.target).model_dump(), **RestoreOut.fields_of(restored)
+    )
 
 
 @router.post(

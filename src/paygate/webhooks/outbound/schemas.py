@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints
 
+from paygate.security.history_schemas import RestoreOut, VersionOut
 from paygate.webhooks.outbound.events import EventType
 
 EndpointURL = Annotated[
@@ -89,6 +90,28 @@ class EndpointCreated(EndpointOut):
 class SecretRotated(BaseModel):
     endpoint: EndpointOut
     signing_secret: str = Field(description="The new secret, shown this once")
+
+
+class EndpointRestored(EndpointOut, RestoreOut):
+    """The endpoint after a version's settings were put back; its signing secret was kept."""
+
+
+class SecretVersionOut(BaseModel):
+    masked: str
+    changed_at: datetime
+
+
+class EndpointVersionOut(VersionOut):
+    """An endpoint as it was after a change; the signing secret as its mask only."""
+
+    url: str
+    description: str | None
+    event_types: list[str]
+    enabled: bool
+    secret: SecretVersionOut = Field(
+        description="The mask and change time; never the value, so a restore keeps the "
+        "current secret"
+    )
 
 
 class EndpointDeleted(BaseModel):

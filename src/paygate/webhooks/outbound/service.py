@@ -1,5 +1,6 @@
 """Webhook endpoints: create (secret shown once), change, enable, rotate the secret, delete;
-the delivery log, redelivery and the test event. Every change is audited."""
+the delivery log, redelivery and the test event. Every change is audited and recorded as a
+version (webhooks/outbound/versions.py)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from paygate.kit.ids import new_id
 from paygate.kit.pagination import PageParams
 from paygate.security import audit
 from paygate.security.crypto import Keyring, KeyringError
+from paygate.security.history import ConfigVersion
 from paygate.security.ssrf import Resolver, UnsafeURL, check_outbound_url, resolve_host
 from paygate.settings import Settings
 from paygate.webhooks.outbound import secrets as signing
@@ -34,8 +36,13 @@ from paygate.webhooks.outbound.schemas import (
     SecretRotate,
 )
 from paygate.webhooks.outbound.sender import url_reason
-
-OBJECT_TYPE = "webhook_endpoint"
+from paygate.webhooks.outbound.versions import (
+    OBJECT_TYPE,
+    history_of,
+    record_version,
+    summary_of,
+    version_snapshot,
+)
 
 
 @dataclass(frozen=True)
@@ -118,14 +125,30 @@ class EndpointService:
         )
         signing.seal(endpoint, self.keyring, signing.SigningSecrets(secret, None))
         await self.endpoints.add(endpoint)
-        await self._audit(
-            "webhook_endpoint.created", endpoint, changes=audit.diff({}, snapshot(endpoint))
+        version = await self._record(endpoint, None, "created")
+        await self.audit_entry(
+            "webhook_endpoint.created",
+            endpoint,
+            changes=audit.diff({}, snapshot(endpoint)),
+            detail=_detail(version),
         )
         return endpoint, secret
 
     async def update(self, endpoint_id: str, request: EndpointUpdate) -> WebhookEndpoint:
         endpoint = await self.endpoints.get(endpoint_id, for_update=True)
-        before = snapshot(endpoint)
+        before, changes = await self.apply(endpoint, request)
+        version = await self._record(endpoint, before, summary_of(changes))
+        await self.audit_entry(
+            "webhook_endpoint.updated", endpoint, changes=changes, detail=_detail(version)
+        )
+        return endpoint
+
+    async def apply(
+        self, endpoint: WebhookEndpoint, request: EndpointUpdate
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Check and apply an update to an endpoint the caller has locked: an edit, or a
+        version put back. Returns its version snapshot from before and the audit diff."""
+        before, before_version = snapshot(endpoint), version_snapshot(endpoint)
         if request.url is not None and request.url != endpoint.url:
             await self._check_url(request.url)
             endpoint.url = request.url
@@ -137,22 +160,30 @@ class EndpointService:
             _set_enabled(endpoint, request.enabled)
         endpoint.updated_at = utcnow()
         await self.session.flush()
-        changes = audit.diff(before, snapshot(endpoint))
-        await self._audit("webhook_endpoint.updated", endpoint, changes=changes)
-        return endpoint
+        return before_version, audit.diff(before, snapshot(endpoint))
 
     async def set_enabled(self, endpoint_id: str, enabled: bool) -> WebhookEndpoint:
         endpoint = await self.endpoints.get(endpoint_id, for_update=True)
-        before = endpoint.enabled
+        before, was = version_snapshot(endpoint), endpoint.enabled
         _set_enabled(endpoint, enabled)
         endpoint.updated_at = utcnow()
         await self.session.flush()
-        await self._audit(
+        version = await self._record(endpoint, before, "enabled" if enabled else "disabled")
+        await self.audit_entry(
             "webhook_endpoint.enabled" if enabled else "webhook_endpoint.disabled",
             endpoint,
-            changes={"enabled": {"before": before, "after": enabled}},
+            changes={"enabled": {"before": was, "after": enabled}},
+            detail=_detail(version),
         )
         return endpoint
+
+    async def _record(
+        self, endpoint: WebhookEndpoint, before: dict[str, Any] | None, summary: str
+    ) -> ConfigVersion | None:
+        """The change as a new version (under the row lock the change holds)."""
+        return await record_version(
+            self.session, endpoint, before, actor=self.auth.actor, summary=summary
+        )
 
     async def rotate_secret(
         self, endpoint_id: str, request: SecretRotate
@@ -171,7 +202,7 @@ class EndpointService:
             old: str | None = signing.open_secrets(endpoint, self.keyring).current
         except KeyringError:
             old = None  # unreadable: nothing can sign with it anyway
-        before = snapshot(endpoint)
+        before, before_version = snapshot(endpoint), version_snapshot(endpoint)
         keep = old if until is not None else None
         signing.seal(endpoint, self.keyring, signing.SigningSecrets(new, keep))
         endpoint.previous_secret_expires_at = until if keep else None
@@ -183,22 +214,24 @@ class EndpointService:
             if keep and until
             else "The previous secret no longer signs anything."
         )
-        await self._audit(
+        version = await self._record(endpoint, before_version, "signing secret rotated")
+        await self.audit_entry(
             "webhook_endpoint.secret_rotated",
             endpoint,
             changes=audit.diff(before, snapshot(endpoint)),
-            detail=detail,
+            detail=f"{_detail(version)} {detail}" if version else detail,
         )
         return endpoint, new
 
     async def delete(self, endpoint_id: str) -> None:
         """Delete it with its delivery log; jobs still queued for it find nothing to do."""
         endpoint = await self.endpoints.get(endpoint_id, for_update=True)
-        await self._audit(
+        await self.audit_entry(
             "webhook_endpoint.deleted", endpoint, changes=audit.diff(snapshot(endpoint), {})
         )
         await self.session.delete(endpoint)
         await self.session.flush()
+        await history_of(self.session, self.auth.company_id).forget(endpoint_id)
 
     # --- deliveries ------------------------------------------------------------------------
 
@@ -287,10 +320,12 @@ class EndpointService:
         }
         message = await add_message(self.session, self.auth.company_id, TEST_EVENT_TYPE, data, now)
         delivery_id = await add_delivery(self.session, message, endpoint)
-        await self._audit("webhook_endpoint.test_sent", endpoint, detail=f"delivery {delivery_id}")
+        await self.audit_entry(
+            "webhook_endpoint.test_sent", endpoint, detail=f"delivery {delivery_id}"
+        )
         return await self.deliveries.get(delivery_id)
 
-    async def _audit(self, action: str, endpoint: WebhookEndpoint, **fields: Any) -> None:
+    async def audit_entry(self, action: str, endpoint: WebhookEndpoint, **fields: Any) -> None:
         await audit.record_by(
             self.session,
             self.auth,
@@ -299,6 +334,10 @@ class EndpointService:
             object_id=endpoint.id,
             **fields,
         )
+
+
+def _detail(version: ConfigVersion | None) -> str | None:
+    return version.detail() if version else None
 
 
 def _unique(values: list[Any]) -> list[str]:
