@@ -29,7 +29,7 @@ from sqlalchemy import Executable, inspect
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapper, make_transient_to_detached
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.attributes import instance_dict, set_committed_value
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement, Label
 
@@ -73,10 +73,19 @@ def compile_for_driver(statement: Executable, dialect: Dialect) -> _Compiled:
 
 
 async def driver_connection(session: AsyncSession) -> AsyncConnection[Any]:
-    """The psycopg connection of the session's transaction (checked out if it has none)."""
+    """The psycopg connection of the session's transaction (checked out if it has none),
+    remembered for the rest of that transaction."""
+    transaction = session.sync_session.get_transaction()
+    held = session.info.get(_DRIVER)
+    if held is not None and transaction is not None and held[0] is transaction:
+        return held[1]  # type: ignore[no-any-return]
     connection = await session.connection()
     driver: AsyncConnection[Any] = connection.sync_connection.connection.driver_connection  # type: ignore[union-attr,assignment]
+    session.info[_DRIVER] = (session.sync_session.get_transaction(), driver)
     return driver
+
+
+_DRIVER = "paygate.driver_connection"
 
 
 async def run(
@@ -126,8 +135,7 @@ def attach(session: AsyncSession, model: type[ModelT], row: Any, *, prefix: str 
         result: ModelT = held
         return result
     obj = mapper.class_manager.new_instance()
-    for attribute, value in columns.items():
-        set_committed_value(obj, attribute, value)
+    instance_dict(obj).update(columns)  # loaded values: made committed just below
     make_transient_to_detached(obj)
     session.add(obj)
     return obj

@@ -172,7 +172,8 @@ async def write_together(session: AsyncSession) -> None:
     statement, params = _statement(rows, session.get_bind().dialect)
     await run(session, statement, params)  # sent as is: no autoflush first
     # Stored: the new rows become persistent (what the database filled in, such as
-    # created_at, loads when read), and the changed ones clean.
+    # created_at, loads when read), and the changed ones clean, so the flush at commit
+    # finds nothing to do.
     for row in rows:
         obj = row.state.obj()
         if row.kind == "insert":
@@ -182,5 +183,5 @@ async def write_together(session: AsyncSession) -> None:
             for attribute, value in row.defaults.items():
                 set_committed_value(obj, attribute, value)
         else:
-            for attribute, value in row.values.items():
-                set_committed_value(obj, attribute, value)
+            # What a flush does to a row it wrote (the ORM's own step; no public spelling).
+            row.state._commit_all(row.state.dict, session.sync_session.identity_map)
