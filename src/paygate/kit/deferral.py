@@ -10,6 +10,8 @@ from typing import Any
 import procrastinate
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from paygate.kit.sql import driver_connection
+
 
 @lru_cache(maxsize=1)
 def _deferring_app() -> procrastinate.App:
@@ -33,13 +35,11 @@ async def defer_in_transaction(
     `queueing_lock`: at most one such job waiting (procrastinate.exceptions.AlreadyEnqueued
     otherwise; defer in a savepoint when that is expected).
     """
-    connection = await session.connection()
-    raw = await connection.get_raw_connection()
     job_id: int = (
         await _deferring_app()
         .configure_task(
             task_name,
-            connection=raw.driver_connection,
+            connection=await driver_connection(session),
             queue=queue,
             schedule_at=schedule_at,
             queueing_lock=queueing_lock,

@@ -74,15 +74,21 @@ def compile_for_driver(statement: Executable, dialect: Dialect) -> _Compiled:
 
 async def driver_connection(session: AsyncSession) -> AsyncConnection[Any]:
     """The psycopg connection of the session's transaction (checked out if it has none),
-    remembered for the rest of that transaction."""
-    transaction = session.sync_session.get_transaction()
+    remembered for the rest of that transaction. Keyed by the innermost transaction: a
+    savepoint (`begin_nested`) is begun by asking the session for its connection."""
+    transaction = _innermost(session)
     held = session.info.get(_DRIVER)
     if held is not None and transaction is not None and held[0] is transaction:
         return held[1]  # type: ignore[no-any-return]
     connection = await session.connection()
     driver: AsyncConnection[Any] = connection.sync_connection.connection.driver_connection  # type: ignore[union-attr,assignment]
-    session.info[_DRIVER] = (session.sync_session.get_transaction(), driver)
+    session.info[_DRIVER] = (_innermost(session), driver)
     return driver
+
+
+def _innermost(session: AsyncSession) -> object:
+    sync = session.sync_session
+    return sync.get_nested_transaction() or sync.get_transaction()
 
 
 _DRIVER = "paygate.driver_connection"

@@ -14,7 +14,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import LargeBinary, TextClause, bindparam, func, select, text
+from sqlalchemy import LargeBinary, bindparam, func, select, text
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,6 +22,7 @@ from paygate.gateways.models import Gateway
 from paygate.kit.deferral import deferral_sql
 from paygate.kit.pagination import PageParams
 from paygate.kit.repository import TenantRepository, apply_filters
+from paygate.kit.sql import HotStatement, attach, labelled, run
 from paygate.webhooks.inbound.models import WebhookEvent, WebhookEventAttempt, WebhookReplay
 
 
@@ -129,9 +130,13 @@ class WebhookReplayRepository(TenantRepository[WebhookReplay]):
 # --- the unscoped three ---------------------------------------------------------------
 
 
+_GATEWAY = HotStatement(select(*labelled(Gateway)).where(Gateway.id == bindparam("gateway_id")))
+
+
 async def gateway_for_webhook(session: AsyncSession, gateway_id: str) -> Gateway | None:
     """The gateway a webhook URL names, whatever its company: the URL is the tenant's."""
-    return await session.get(Gateway, gateway_id)
+    rows = await run(session, _GATEWAY, {"gateway_id": gateway_id})
+    return attach(session, Gateway, rows[0]) if rows else None
 
 
 async def insert_event(session: AsyncSession, values: Mapping[str, Any]) -> str | None:
@@ -175,23 +180,25 @@ STORED_COLUMNS = (
 
 
 @lru_cache(maxsize=1)
-def _store_verified_sql(defer: str) -> TextClause:
+def _store_verified_sql(defer: str) -> HotStatement:
     """Insert the event unless the gateway has it (the unique index decides), defer its job
     only if it was inserted, and otherwise read the stored copy's id: one statement."""
     columns = ", ".join(STORED_COLUMNS)
     values = ", ".join(f":{name}" for name in STORED_COLUMNS)
-    return text(
-        f"WITH stored AS ("  # noqa: S608 (only this module's and kit.deferral's constants)
-        f" INSERT INTO webhook_events ({columns}) VALUES ({values})"
-        " ON CONFLICT (gateway_id, provider_event_id) WHERE verified DO NOTHING"
-        " RETURNING id)"
-        " SELECT (SELECT id FROM stored) AS stored_id,"
-        f" (SELECT {defer} FROM stored) AS job_ids,"
-        # The statement's snapshot: a copy committed before it began (the usual retry).
-        " (SELECT e.id FROM webhook_events e WHERE e.gateway_id = :gateway_id"
-        " AND e.provider_event_id = :provider_event_id AND e.verified"
-        " AND NOT EXISTS (SELECT 1 FROM stored)) AS existing_id"
-    ).bindparams(bindparam("body", type_=LargeBinary), bindparam("headers", type_=JSONB))
+    return HotStatement(
+        text(
+            f"WITH stored AS ("  # noqa: S608 (only this module's and kit.deferral's constants)
+            f" INSERT INTO webhook_events ({columns}) VALUES ({values})"
+            " ON CONFLICT (gateway_id, provider_event_id) WHERE verified DO NOTHING"
+            " RETURNING id)"
+            " SELECT (SELECT id FROM stored) AS stored_id,"
+            f" (SELECT {defer} FROM stored) AS job_ids,"
+            # The statement's snapshot: a copy committed before it began (the usual retry).
+            " (SELECT e.id FROM webhook_events e WHERE e.gateway_id = :gateway_id"
+            " AND e.provider_event_id = :provider_event_id AND e.verified"
+            " AND NOT EXISTS (SELECT 1 FROM stored)) AS existing_id"
+        ).bindparams(bindparam("body", type_=LargeBinary), bindparam("headers", type_=JSONB))
+    )
 
 
 async def store_verified(
@@ -204,7 +211,7 @@ async def store_verified(
     outside the statement's snapshot: it is read again, after the statement.
     """
     defer, job = deferral_sql(task_name, queue=queue, event_id=values["id"])
-    row = (await session.execute(_store_verified_sql(defer), {**values, **job})).one()
+    (row,) = await run(session, _store_verified_sql(defer), {**values, **job})
     if row.stored_id is not None:
         return Stored(row.stored_id, duplicate=False)
     existing = row.existing_id or await _verified_copy(
