@@ -19,6 +19,14 @@ _LISTING = HotStatement(
     .order_by(Gateway.priority, Gateway.created_at)
 )
 
+_CURRENT = HotStatement(
+    select(*labelled(Gateway)).where(
+        Gateway.company_id == bindparam("company_id"),
+        Gateway.id == bindparam("gateway_id"),
+        Gateway.archived_at.is_(None),
+    )
+)
+
 
 class GatewayRepository(TenantRepository[Gateway]):
     model = Gateway
@@ -36,6 +44,13 @@ class GatewayRepository(TenantRepository[Gateway]):
         """Enabled gateways that take this currency, amount and method: the routing candidates,
         best first (priority, then the oldest). `eligibility.unfit` is the one rule."""
         return [g for g in await self.listing() if unfit(g, currency, amount, method_type) is None]
+
+    async def current(self, gateway_id: str) -> Gateway | None:
+        """One gateway as it is now (not archived): `find` for the payment path, which
+        reads the next gateway's row again at each failover."""
+        params = {"company_id": self.company_id, "gateway_id": gateway_id}
+        rows = await run(self.session, _CURRENT, params)
+        return attach(self.session, Gateway, rows[0]) if rows else None
 
     async def listing(self) -> Sequence[Gateway]:
         """The company's gateways, best first (every payment routes over this list)."""

@@ -56,6 +56,7 @@ from paygate.invoices.models import Invoice
 from paygate.kit.clock import utcnow
 from paygate.kit.errors import Problem
 from paygate.kit.ids import new_id
+from paygate.kit.sql import HotStatement, run
 from paygate.payments.context import PaymentContext
 from paygate.payments.models import Payment, PaymentAttempt
 from paygate.payments.repository import PaymentRepository
@@ -261,7 +262,7 @@ async def _next_gateway(
     for planned in route.gateways:
         if planned.id in tried or not can_reuse(payment.flow, current, planned):
             continue
-        candidate = await gateways.find(planned.id)
+        candidate = await gateways.current(planned.id)
         if candidate is None or unfit(
             candidate, payment.currency, payment.amount, payment.payment_method_type
         ):
@@ -278,34 +279,36 @@ async def _next_gateway(
 # A failover's writes in one round trip, under the payment's row lock (the caller's): the
 # failed attempt closed, its gateway calls kept (the rows `settle.store_calls` writes), the
 # next attempt opened, the payment moved to the next gateway, and the step as an event.
-_FAIL_OVER = text(
-    """
-    WITH closed AS (
-        UPDATE payment_attempts
-        SET status = 'failed', error_code = :error_code, failure_kind = :failure_kind,
-            error_message = :error_message, gateway_code = :gateway_code,
-            gateway_reference = coalesce(:gateway_reference, gateway_reference),
-            latency_ms = :latency_ms, finished_at = :now
-        WHERE id = :attempt_id
-    ), opened AS (
-        INSERT INTO payment_attempts (id, company_id, payment_id, gateway_id, status)
-        VALUES (:next_attempt_id, :company_id, :payment_id, :next_gateway_id, :status)
-    ), moved AS (
-        UPDATE payments
-        SET gateway_id = :next_gateway_id, payment_method = :payment_method, updated_at = :now
-        WHERE id = :payment_id
-    ), event AS (
-        INSERT INTO payment_events (id, company_id, payment_id, from_status, to_status, cause)
-        VALUES (:event_id, :company_id, :payment_id, :status, :status, :cause)
+_FAIL_OVER = HotStatement(
+    text(
+        """
+        WITH closed AS (
+            UPDATE payment_attempts
+            SET status = 'failed', error_code = :error_code, failure_kind = :failure_kind,
+                error_message = :error_message, gateway_code = :gateway_code,
+                gateway_reference = coalesce(:gateway_reference, gateway_reference),
+                latency_ms = :latency_ms, finished_at = :now
+            WHERE id = :attempt_id
+        ), opened AS (
+            INSERT INTO payment_attempts (id, company_id, payment_id, gateway_id, status)
+            VALUES (:next_attempt_id, :company_id, :payment_id, :next_gateway_id, :status)
+        ), moved AS (
+            UPDATE payments
+            SET gateway_id = :next_gateway_id, payment_method = :payment_method, updated_at = :now
+            WHERE id = :payment_id
+        ), event AS (
+            INSERT INTO payment_events (id, company_id, payment_id, from_status, to_status, cause)
+            VALUES (:event_id, :company_id, :payment_id, :status, :status, :cause)
+        )
+        INSERT INTO gateway_calls (id, company_id, gateway_id, payment_id, operation, outcome,
+                                   http_status, latency_ms, request, response, error)
+        SELECT c.id, :company_id, :gateway_id, :payment_id, c.operation, c.outcome, c.http_status,
+               c.latency_ms, c.request, c.response, c.error
+        FROM jsonb_to_recordset(CAST(:calls AS jsonb)) AS c(
+            id text, operation text, outcome text, http_status integer, latency_ms float8,
+            request jsonb, response jsonb, error text)
+        """
     )
-    INSERT INTO gateway_calls (id, company_id, gateway_id, payment_id, operation, outcome,
-                               http_status, latency_ms, request, response, error)
-    SELECT c.id, :company_id, :gateway_id, :payment_id, c.operation, c.outcome, c.http_status,
-           c.latency_ms, c.request, c.response, c.error
-    FROM jsonb_to_recordset(CAST(:calls AS jsonb)) AS c(
-        id text, operation text, outcome text, http_status integer, latency_ms float8,
-        request jsonb, response jsonb, error text)
-    """
 )
 
 
@@ -328,7 +331,8 @@ async def _fail_over(
     latency = attempt.latency_ms
     if calls:
         latency = round((latency or 0) + sum(c.latency_ms for c in calls), 1)
-    await session.execute(
+    await run(
+        session,
         _FAIL_OVER,
         {
             **failure,

@@ -58,6 +58,14 @@ _LOCK_WITH_ATTEMPT_AND_INVOICE = HotStatement(
 _LOCK_WITH_ATTEMPT = HotStatement(_LOCK_PAYMENT_AND_ATTEMPT)
 
 
+_ATTEMPTS = HotStatement(
+    select(*labelled(PaymentAttempt))
+    .where(
+        PaymentAttempt.company_id == bindparam("company_id"),
+        PaymentAttempt.payment_id == func.any(bindparam("payment_ids")),
+    )
+    .order_by(PaymentAttempt.id)
+)
 _EVENTS = HotStatement(
     select(*labelled(PaymentEvent))
     .where(
@@ -142,15 +150,10 @@ class PaymentRepository(TenantRepository[Payment]):
         return (await self.session.execute(statement)).scalars().all()
 
     async def attempts(self, payment_ids: Sequence[str]) -> Sequence[PaymentAttempt]:
-        statement = (
-            select(PaymentAttempt)
-            .where(
-                PaymentAttempt.company_id == self.company_id,
-                PaymentAttempt.payment_id.in_(payment_ids),
-            )
-            .order_by(PaymentAttempt.id)
-        )
-        return (await self.session.execute(statement)).scalars().all()
+        """The payments' attempts, oldest first (a failed-over payment's answer shows them)."""
+        params = {"company_id": self.company_id, "payment_ids": list(payment_ids)}
+        rows = await run(self.session, _ATTEMPTS, params)
+        return [attach(self.session, PaymentAttempt, row) for row in rows]
 
     async def latest_attempt(self, payment_id: str) -> PaymentAttempt | None:
         statement = (
