@@ -5,7 +5,7 @@ Sending a statement through SQLAlchemy's async session costs about 0.3 ms of CPU
 psycopg's own execute (building the statement, its cache key, the result machinery, the
 greenlet bridge), and loading ORM objects costs more again. A payment makes a dozen
 statements, so on the paths that run per payment or per received webhook that cost was
-most of paygate's time (decisions.md §22). There a statement is a `HotStatement`:
+most of paygate's time (decisions.md §23). There a statement is a `HotStatement`:
 
 - SQLAlchemy stays the one database layer: it builds the SQL (a Core construct or
   `text()`), compiles it once for the dialect, converts the parameters with the columns'
