@@ -86,6 +86,18 @@ async def driver_connection(session: AsyncSession) -> AsyncConnection[Any]:
     return driver
 
 
+def transaction_memo(session: AsyncSession, name: str) -> dict[str, Any]:
+    """A dict kept on the session for its current transaction only (the next transaction
+    starts with an empty one): for what a transaction must keep referenced, which the
+    identity map (it holds objects weakly) may forget."""
+    transaction = session.sync_session.get_transaction()
+    held = session.info.get(name)
+    if held is None or held[0] is not transaction:
+        held = session.info[name] = (transaction, {})
+    memo: dict[str, Any] = held[1]
+    return memo
+
+
 def _innermost(session: AsyncSession) -> object:
     sync = session.sync_session
     return sync.get_nested_transaction() or sync.get_transaction()

@@ -45,7 +45,7 @@ from paygate.payments.schemas import (
     ReviewDecision,
 )
 from paygate.payments.service import Caller, PaymentService, Settled
-from paygate.payments.state import PaymentStatus
+from paygate.payments.state import PaymentStatus, recorded_events
 from paygate.security.audit import Actor
 
 router = APIRouter(prefix="/api/v1", tags=["payments"], responses=PROBLEM_RESPONSES)
@@ -103,16 +103,22 @@ async def settled_view(settled: Settled) -> PaymentOut:
     """The view of a payment `pay` just settled, from the rows its transaction holds.
 
     Settled by this request, the payment has no refund (a refund needs the succeeded
-    payment's row lock, which this transaction holds) and the one attempt it locked, unless
-    it failed over; only its history (and then its attempts) is read. Settled meanwhile by
-    sync or the sweeper: read like any payment.
+    payment's row lock, which this transaction holds), the one attempt it locked and a
+    history of the event that opened it and those settling recorded, unless it failed over
+    (then its attempts and history are read). Settled meanwhile by sync or the sweeper:
+    read like any payment.
     """
     payment = settled.payment
     if not settled.first:
         return (await payment_views(settled.session, payment.company_id, [payment]))[0]
     repository = PaymentRepository(settled.session, payment.company_id)
-    attempts = await repository.attempts([payment.id]) if settled.failed_over else [settled.attempt]
-    events = await repository.events([payment.id])
+    attempts: Sequence[PaymentAttempt] = [settled.attempt]
+    if settled.failed_over:
+        attempts = await repository.attempts([payment.id])
+    if settled.failed_over or settled.opening_event is None:
+        events: Sequence[PaymentEvent] = await repository.events([payment.id])
+    else:
+        events = [settled.opening_event, *recorded_events(settled.session, payment.id)]
     key = settled.public_config.get("publishable_key")
     return _view(payment, attempts, events, [], key if isinstance(key, str) else None)
 

@@ -15,7 +15,7 @@ from paygate.invoices.models import Invoice
 from paygate.kit.errors import not_found
 from paygate.kit.pagination import PageParams
 from paygate.kit.repository import TenantRepository, apply_filters
-from paygate.kit.sql import HotStatement, attach, labelled, run
+from paygate.kit.sql import HotStatement, attach, labelled, run, transaction_memo
 from paygate.payments.models import (
     GatewayCall,
     IdempotencyKey,
@@ -106,12 +106,7 @@ class PaymentRepository(TenantRepository[Payment]):
     def _locked_invoices(self) -> dict[str, Invoice]:
         """Invoices the session's current transaction holds locked, kept referenced (the
         identity map alone holds them weakly)."""
-        transaction = self.session.sync_session.get_transaction()
-        held = self.session.info.get("locked_invoices")
-        if held is None or held[0] is not transaction:
-            held = self.session.info["locked_invoices"] = (transaction, {})
-        locked: dict[str, Invoice] = held[1]
-        return locked
+        return transaction_memo(self.session, "locked_invoices")
 
     async def lock_invoice(self, invoice_id: str) -> Invoice:
         """The invoice, row-locked, without its lines (a payment needs only its totals);

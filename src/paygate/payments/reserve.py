@@ -19,12 +19,13 @@ from paygate.gateways.repository import GatewayRepository
 from paygate.gateways.service import payable_config
 from paygate.invoices.models import Invoice
 from paygate.invoices.schemas import InvoiceStatus
+from paygate.kit.clock import utcnow
 from paygate.kit.errors import FieldError, Problem, conflict, not_found, validation_failed
 from paygate.kit.ids import new_id
 from paygate.kit.money import Money
 from paygate.kit.sql import HotStatement, run
 from paygate.payments.context import PaymentContext
-from paygate.payments.models import Payment, PaymentAttempt
+from paygate.payments.models import Payment, PaymentAttempt, PaymentEvent
 from paygate.payments.schemas import PaymentCreate
 from paygate.payments.state import PaymentStatus
 from paygate.routing.card_brand import card_brand_of
@@ -52,8 +53,9 @@ _RESERVE_PAYMENT = HotStatement(
         INSERT INTO payment_attempts (id, company_id, payment_id, gateway_id, status)
         VALUES (:attempt_id, :company_id, :payment_id, :gateway_id, :status)
     ), event AS (
-        INSERT INTO payment_events (id, company_id, payment_id, from_status, to_status, cause)
-        VALUES (:event_id, :company_id, :payment_id, NULL, :status, :cause)
+        INSERT INTO payment_events (id, company_id, payment_id, from_status, to_status, cause,
+                                    occurred_at)
+        VALUES (:event_id, :company_id, :payment_id, NULL, :status, :cause, :occurred_at)
     )
     INSERT INTO audit_entries (id, company_id, actor_type, actor_id, actor_label, action,
                                object_type, object_id, outcome, ip, user_agent, request_id,
@@ -87,6 +89,8 @@ class Reserved:
     route: Route | None = None
     # The payment's attempts when known (a reserved payment has its first one), else None.
     attempts: int | None = None
+    # Its first event, as written (the answer shows the history without reading it).
+    opening_event: PaymentEvent | None = None
 
 
 async def reserve_payment(
@@ -149,6 +153,15 @@ async def reserve_payment(
         gateway_id=gateway.id,
         status=PaymentStatus.PROCESSING.value,
     )
+    opening_event = PaymentEvent(
+        id=new_id("pev"),
+        company_id=payment.company_id,
+        payment_id=payment.id,
+        from_status=None,
+        to_status=payment.status,
+        cause=cause,
+        occurred_at=utcnow(),
+    )
     origin = context.caller.origin
     actor = context.caller.actor
     # The reserve, the payment, its attempt, its first event and its audit entry in one
@@ -169,8 +182,9 @@ async def reserve_payment(
             "payment_method": payment.payment_method,
             "return_url": payment.return_url,
             "attempt_id": attempt.id,
-            "event_id": new_id("pev"),
+            "event_id": opening_event.id,
             "cause": cause,
+            "occurred_at": opening_event.occurred_at,
             "audit_id": new_id("aud"),
             "actor_type": actor.type,
             "actor_id": actor.id,
@@ -183,7 +197,9 @@ async def reserve_payment(
     )
     # Written by the statement above: the loaded row learns it without another UPDATE.
     set_committed_value(invoice, "amount_reserved", invoice.amount_reserved + amount)
-    return Reserved(payment, attempt, gateway, config, routed, attempts=1)
+    return Reserved(
+        payment, attempt, gateway, config, routed, attempts=1, opening_event=opening_event
+    )
 
 
 async def route(

@@ -111,7 +111,15 @@ class PaymentService:
             if after is not None:
                 public_config = dict(tried.gateway.public_config or {})
                 await after(
-                    Settled(session, payment, attempt, first, public_config, tried.failed_over)
+                    Settled(
+                        session,
+                        payment,
+                        attempt,
+                        first,
+                        public_config,
+                        tried.failed_over,
+                        reserved.opening_event,
+                    )
                 )
         return payment.id
 

@@ -32,7 +32,7 @@ from paygate.kit.clock import utcnow
 from paygate.kit.ids import new_id
 from paygate.kit.writes import write_together
 from paygate.payments.decisions import failure_kind, status_after_answer, status_after_error
-from paygate.payments.models import GatewayCall, Payment, PaymentAttempt, Refund
+from paygate.payments.models import GatewayCall, Payment, PaymentAttempt, PaymentEvent, Refund
 from paygate.payments.repository import PaymentRepository
 from paygate.payments.signals import PaymentChange, payment_settled
 from paygate.payments.state import OPEN_STATUSES, RESERVING_STATUSES, FailureKind, PaymentStatus
@@ -56,6 +56,8 @@ class Settled:
     public_config: Mapping[str, object]  # the gateway's non-secret configuration
     # This request failed over: the payment has earlier attempts besides `attempt`.
     failed_over: bool = False
+    # The event that opened the payment, when this request reserved it.
+    opening_event: PaymentEvent | None = None
 
 
 async def settle_payment(

@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from paygate.kit.clock import utcnow
 from paygate.kit.ids import new_id
+from paygate.kit.sql import transaction_memo
 from paygate.payments.models import Payment, PaymentEvent
 
 
@@ -73,16 +74,24 @@ async def move(session: AsyncSession, payment: Payment, target: PaymentStatus, c
         return False
     if not can_move(payment.status, target):
         raise InvalidTransition(f"{payment.status} -> {target}")
-    session.add(
-        PaymentEvent(
-            id=new_id("pev"),
-            company_id=payment.company_id,
-            payment_id=payment.id,
-            from_status=payment.status,
-            to_status=target.value,
-            cause=cause,
-        )
+    now = utcnow()
+    event = PaymentEvent(
+        id=new_id("pev"),
+        company_id=payment.company_id,
+        payment_id=payment.id,
+        from_status=payment.status,
+        to_status=target.value,
+        cause=cause,
+        occurred_at=now,
     )
+    session.add(event)
+    transaction_memo(session, "payment_events").setdefault(payment.id, []).append(event)
     payment.status = target.value
-    payment.updated_at = utcnow()
+    payment.updated_at = now
     return True
+
+
+def recorded_events(session: AsyncSession, payment_id: str) -> list[PaymentEvent]:
+    """The events `move` recorded for the payment in the session's current transaction."""
+    events: list[PaymentEvent] = transaction_memo(session, "payment_events").get(payment_id, [])
+    return events
