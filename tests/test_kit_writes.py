@@ -7,14 +7,15 @@ import secrets
 from datetime import timedelta
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import selectinload
 
 from paygate.db import Database
 from paygate.invoices.models import Invoice, InvoiceLine
 from paygate.kit.clock import utcnow
 from paygate.kit.ids import new_id
-from paygate.kit.writes import write_together
+from paygate.kit.sql import HotStatement, run
+from paygate.kit.writes import write_together, writes_deferred
 from paygate.security.models import RevokedToken
 from tests.conftest import Tenant
 from tests.payments.helpers import create_invoice
@@ -100,3 +101,43 @@ async def test_a_child_added_through_a_relationship_is_left_to_the_orm(
             .all()
         )
     assert sorted(lines) == ["Consulting", "Extra"]
+
+
+_COUNT = HotStatement(
+    text("SELECT count(*) AS n FROM revoked_tokens WHERE identifier = ANY(:identifiers)")
+)
+
+
+async def test_a_hot_statement_sees_what_the_session_has_pending_unless_told_not_to(
+    database: Database,
+) -> None:
+    first, second = (f"kit-sql-{secrets.token_hex(6)}" for _ in range(2))
+    params = {"identifiers": [first, second]}
+    async with database.transaction() as session:
+        session.add(RevokedToken(identifier=first, expires_at=utcnow()))
+        (row,) = await run(session, _COUNT, params, sees_pending=False)
+        assert row.n == 0
+        assert session.new
+        (row,) = await run(session, _COUNT, params)
+        assert row.n == 1
+        assert not session.new
+        session.add(RevokedToken(identifier=second, expires_at=utcnow()))
+    async with database.transaction() as session:
+        (row,) = await run(session, _COUNT, params)
+        assert row.n == 2
+
+
+async def test_deferred_writes_go_out_together_when_the_block_ends(database: Database) -> None:
+    first, second = (f"kit-writes-{secrets.token_hex(6)}" for _ in range(2))
+    soon = utcnow() + timedelta(hours=1)
+    with statements_sent() as statements:
+        async with database.transaction() as session:
+            async with writes_deferred(session):
+                session.add(RevokedToken(identifier=first, expires_at=soon))
+                await write_together(session)  # a step that writes as it goes: deferred
+                assert session.new
+                assert not statements
+                session.add(RevokedToken(identifier=second, expires_at=soon))
+            assert not session.new
+    assert len(statements) == 1
+    assert statements[0].count("INSERT INTO revoked_tokens") == 2

@@ -12,8 +12,9 @@ most of paygate's time (decisions.md §23). There a statement is a `HotStatement
   own bind processors, and owns the connection and its transaction (begin, commit,
   rollback). `run` only sends the compiled text on that same connection, so it sees and
   is part of what the session did before.
-- A hot statement sees no autoflush: the caller writes its pending ORM changes first
-  (`write_together`) when the statement must see them.
+- Before it is sent, the session's pending ORM changes are flushed, as the ORM's own
+  statements autoflush; a statement that cannot depend on them says `sees_pending=False`
+  (a hot path keeps its rows for one `write_together` then).
 - `attach` turns a row into a persistent ORM object of the session, as a query would
   have, for rows the caller goes on to change through the ORM.
 """
@@ -107,9 +108,17 @@ _DRIVER = "paygate.driver_connection"
 
 
 async def run(
-    session: AsyncSession, statement: HotStatement, params: Mapping[str, Any] | None = None
+    session: AsyncSession,
+    statement: HotStatement,
+    params: Mapping[str, Any] | None = None,
+    *,
+    sees_pending: bool = True,
 ) -> list[Any]:
-    """Send the statement in the session's transaction; its rows (named tuples), if any."""
+    """Send the statement in the session's transaction; its rows (named tuples), if any.
+    `sees_pending=False`: the statement reads or writes nothing the session has pending,
+    which then stays pending."""
+    if sees_pending and (session.new or session.dirty or session.deleted):
+        await session.flush()
     connection = await driver_connection(session)
     compiled = statement.compiled(session.get_bind().dialect)
     values = dict(params) if params else {}

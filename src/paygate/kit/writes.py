@@ -15,7 +15,8 @@ flushing).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -150,9 +151,28 @@ def _build(rows: Sequence[_Row], dialect: Dialect) -> HotStatement:
     return HotStatement(text(prefix + main).bindparams(*binds))
 
 
+_DEFERRED = "paygate.writes_deferred"
+
+
+@asynccontextmanager
+async def writes_deferred(session: AsyncSession) -> AsyncIterator[None]:
+    """Within the block `write_together` writes nothing; the block's rows are written
+    together when it ends (normally): a step that writes as it goes (settle) and what its
+    caller adds after it (the stored answer, the deliveries) become one statement."""
+    session.info[_DEFERRED] = True
+    try:
+        yield
+    finally:
+        session.info.pop(_DEFERRED, None)
+    await write_together(session)
+
+
 async def write_together(session: AsyncSession) -> None:
     """Write the session's new and changed rows with one statement (or none when nothing
-    changed); falls back to the ORM's flush when a row cannot be written this way."""
+    changed); falls back to the ORM's flush when a row cannot be written this way. Inside
+    `writes_deferred` it leaves them for the block's end."""
+    if session.info.get(_DEFERRED):
+        return
     if session.deleted:
         await session.flush()
         return
@@ -170,7 +190,7 @@ async def write_together(session: AsyncSession) -> None:
     if not rows:
         return
     statement, params = _statement(rows, session.get_bind().dialect)
-    await run(session, statement, params)  # sent as is: no autoflush first
+    await run(session, statement, params, sees_pending=False)  # these are the pending rows
     # Stored: the new rows become persistent (what the database filled in, such as
     # created_at, loads when read), and the changed ones clean, so the flush at commit
     # finds nothing to do.

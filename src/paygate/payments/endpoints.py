@@ -202,17 +202,18 @@ async def create_payment(
     fingerprint = request_fingerprint(request.url.path, body.model_dump(mode="json"))
     claim = Claim(auth.company_id, key, fingerprint)
     answers: list[Answer] = []
+    claimed: list[int | None] = []
 
     async def claim_key(session: AsyncSession) -> None:
         # In the reserve transaction: a refused request rolls the claim back with it.
-        await claim_in(session, claim)
+        claimed.append(await claim_in(session, claim))
 
     async def answer(settled: Settled) -> None:
         # In the settle transaction: the payment's outcome and its replayable answer commit
         # together.
         view = await settled_view(settled)
         answers.append(Answer(201, view.model_dump(mode="json")))
-        await answer_in(settled.session, claim, answers[-1])
+        answer_in(settled.session, claim, claimed[-1], answers[-1])
 
     try:
         await service.pay(invoice_id, body, before=claim_key, after=answer)

@@ -93,8 +93,9 @@ def _earlier_answer(existing: IdempotencyKey, fingerprint: str) -> Answer:
     return Answer(existing.response_status, existing.response_body, replayed=True)
 
 
-async def claim_in(session: AsyncSession, claim: Claim) -> None:
-    """Claim the key in the caller's transaction, before its first write.
+async def claim_in(session: AsyncSession, claim: Claim) -> int | None:
+    """Claim the key in the caller's transaction, before its first write; the claim's row id
+    (None in the rare case the key was taken by a request that then rolled back).
 
     Raises Replay with the first answer, or the 409/422 Problem, when the key is taken. The
     claim commits with the work it guards: when that transaction rolls back (a refused
@@ -102,18 +103,22 @@ async def claim_in(session: AsyncSession, claim: Claim) -> None:
     same key waits on the uncommitted claim, then sees it taken.
     """
     keys = IdempotencyRepository(session, claim.company_id)
-    if await keys.reserve(claim.key, claim.fingerprint, utcnow() + KEEP_FOR):
-        return
+    claim_id = await keys.reserve(claim.key, claim.fingerprint, utcnow() + KEEP_FOR)
+    if claim_id is not None:
+        return claim_id
     existing = await keys.get(claim.key)
     if existing is not None:
         raise Replay(_earlier_answer(existing, claim.fingerprint))
+    return None
 
 
-async def answer_in(session: AsyncSession, claim: Claim, answer: Answer) -> None:
-    """Store the first answer in the caller's transaction (the one that settles the work)."""
-    await IdempotencyRepository(session, claim.company_id).store_answer(
-        claim.key, answer.status, answer.body, utcnow()
-    )
+def answer_in(session: AsyncSession, claim: Claim, claim_id: int | None, answer: Answer) -> None:
+    """Store the first answer in the caller's transaction (the one that settles the work),
+    with the rest of what it writes."""
+    if claim_id is not None:
+        IdempotencyRepository(session, claim.company_id).stage_answer(
+            claim_id, answer.status, answer.body, utcnow()
+        )
 
 
 async def run_once(
@@ -125,8 +130,8 @@ async def run_once(
 ) -> Answer:
     async with database.transaction() as session:
         keys = IdempotencyRepository(session, company_id)
-        reserved = await keys.reserve(key, fingerprint, utcnow() + KEEP_FOR)
-        existing = None if reserved else await keys.get(key)
+        claimed = await keys.reserve(key, fingerprint, utcnow() + KEEP_FOR)
+        existing = None if claimed is not None else await keys.get(key)
     if existing is not None:
         return _earlier_answer(existing, fingerprint)
     try:

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import make_transient_to_detached
 
 from paygate.invoices.models import Invoice
 from paygate.kit.errors import not_found
@@ -231,18 +232,6 @@ _CLAIM_KEY = HotStatement(
     .on_conflict_do_nothing(index_elements=["company_id", "key"])
     .returning(IdempotencyKey.id)
 )
-_STORE_ANSWER = HotStatement(
-    update(IdempotencyKey)
-    .where(
-        IdempotencyKey.company_id == bindparam("company_id"),
-        IdempotencyKey.key == bindparam("key"),
-    )
-    .values(
-        response_status=bindparam("response_status"),
-        response_body=bindparam("response_body"),
-        completed_at=bindparam("completed_at"),
-    )
-)
 
 
 class IdempotencyRepository:
@@ -250,15 +239,16 @@ class IdempotencyRepository:
         self.session = session
         self.company_id = company_id
 
-    async def reserve(self, key: str, request_hash: str, expires_at: datetime) -> bool:
-        """Claim `key` for this request; False when it is already taken."""
+    async def reserve(self, key: str, request_hash: str, expires_at: datetime) -> int | None:
+        """Claim `key` for this request: the claim's row id, None when it is taken."""
         params = {
             "company_id": self.company_id,
             "key": key,
             "request_hash": request_hash,
             "expires_at": expires_at,
         }
-        return bool(await run(self.session, _CLAIM_KEY, params))
+        rows = await run(self.session, _CLAIM_KEY, params)
+        return int(rows[0].id) if rows else None
 
     async def get(self, key: str) -> IdempotencyKey | None:
         statement = select(IdempotencyKey).where(
@@ -266,15 +256,14 @@ class IdempotencyRepository:
         )
         return (await self.session.execute(statement)).scalar_one_or_none()
 
-    async def store_answer(
-        self, key: str, status: int, body: dict[str, Any], completed_at: datetime
+    def stage_answer(
+        self, claim_id: int, status: int, body: dict[str, Any], completed_at: datetime
     ) -> None:
-        """Keep the first answer to replay it (one UPDATE, no read first)."""
-        params = {
-            "company_id": self.company_id,
-            "key": key,
-            "response_status": status,
-            "response_body": body,
-            "completed_at": completed_at,
-        }
-        await run(self.session, _STORE_ANSWER, params)
+        """Keep the first answer, written with the rest of the unit of work
+        (`write_together`): the claim's row, known by id, is changed without being read."""
+        row = IdempotencyKey(id=claim_id)
+        make_transient_to_detached(row)
+        self.session.add(row)
+        row.response_status = status
+        row.response_body = body
+        row.completed_at = completed_at

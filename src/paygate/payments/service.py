@@ -27,6 +27,7 @@ from paygate.gateways.adapters.base import (
     RefundResult,
 )
 from paygate.kit.errors import conflict
+from paygate.kit.writes import writes_deferred
 from paygate.payments import refunds, sync
 from paygate.payments.context import Caller, PaymentContext
 from paygate.payments.failover import call_with_failover
@@ -105,22 +106,24 @@ class PaymentService:
                 session, self.caller.company_id
             ).lock_with_attempt(payment.id, tried.attempt_id, with_invoice=True)
             first = PaymentStatus(payment.status) in OPEN_STATUSES
-            await settle_payment(
-                session, payment, attempt, tried.outcome, tried.calls, "the gateway answered"
-            )
-            if after is not None:
-                public_config = dict(tried.gateway.public_config or {})
-                await after(
-                    Settled(
-                        session,
-                        payment,
-                        attempt,
-                        first,
-                        public_config,
-                        tried.failed_over,
-                        reserved.opening_event,
-                    )
+            async with writes_deferred(session):
+                # Settle's rows and what `after` adds (the stored answer): one statement.
+                await settle_payment(
+                    session, payment, attempt, tried.outcome, tried.calls, "the gateway answered"
                 )
+                if after is not None:
+                    public_config = dict(tried.gateway.public_config or {})
+                    await after(
+                        Settled(
+                            session,
+                            payment,
+                            attempt,
+                            first,
+                            public_config,
+                            tried.failed_over,
+                            reserved.opening_event,
+                        )
+                    )
         return payment.id
 
     # --- finishing ---------------------------------------------------------------------

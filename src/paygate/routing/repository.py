@@ -250,7 +250,8 @@ class RoutingRepository:
         there was nothing to close (no row, or closed with no failures: then nothing is
         written, so the steady state costs no row lock)."""
         params = {"gateway_id": gateway_id, "company_id": self.company_id, "now": now}
-        rows = await run(self.session, _CLOSE_BREAKER, params)
+        # The breaker's own row: what settling has pending is written after it, together.
+        rows = await run(self.session, _CLOSE_BREAKER, params, sees_pending=False)
         return str(rows[0].state) if rows else None
 
     async def claim_probe(self, gateway_id: str, cooldown: timedelta, now: datetime) -> bool:

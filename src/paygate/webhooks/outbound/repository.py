@@ -40,7 +40,9 @@ class EndpointRepository(TenantRepository[WebhookEndpoint]):
     async def enabled(self) -> Sequence[WebhookEndpoint]:
         """The enabled endpoints, whatever events they want (`wants` picks among them): read
         on every payment's settle."""
-        rows = await run(self.session, _ENABLED, {"company_id": self.company_id})
+        rows = await run(
+            self.session, _ENABLED, {"company_id": self.company_id}, sees_pending=False
+        )
         return [attach(self.session, WebhookEndpoint, row) for row in rows]
 
     async def mark_failing(self, endpoint_id: str, now: datetime) -> None:
