@@ -33,9 +33,9 @@ from paygate.accounts.permissions import Role
 from paygate.db import Database
 from paygate.gateways.adapters.base import GatewayType
 from paygate.gateways.adapters.registry import all_specs, spec_for
+from paygate.gateways.connection import CREDENTIALS_UNREADABLE
 from paygate.gateways.models import Gateway
 from paygate.gateways.repository import GatewayRepository
-from paygate.gateways.service import CREDENTIALS_UNREADABLE
 from paygate.invoices.models import Invoice
 from paygate.invoices.repository import invoice_by_pay_token
 from paygate.invoices.schemas import InvoiceStatus
