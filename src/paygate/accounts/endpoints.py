@@ -8,10 +8,12 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Body, Depends, Request, Response, status
 from fastapi.responses import JSONResponse
 
+from paygate.accounts.api_keys import ApiKeyService
 from paygate.accounts.auth import AuthContext, Authenticated, RevocationsDep, require
+from paygate.accounts.members import MemberService
 from paygate.accounts.models import ApiKey, AuthSession, Company, Invitation, User
 from paygate.accounts.passwords import RESET_REQUESTED, PasswordService
-from paygate.accounts.permissions import Permission, Role
+from paygate.accounts.permissions import Permission, Role, permissions_of
 from paygate.accounts.repository import ApiKeyRepository, InvitationRepository, MembershipRepository
 from paygate.accounts.schemas import (
     Accepted,
@@ -41,7 +43,8 @@ from paygate.accounts.schemas import (
     TokenPair,
     UserOut,
 )
-from paygate.accounts.service import AccountService, permissions_of
+from paygate.accounts.service import AccountService
+from paygate.accounts.sessions import SessionService
 from paygate.kit.clock import utcnow
 from paygate.kit.deps import DatabaseDep, OriginDep, SessionDep, SettingsDep
 from paygate.kit.errors import PROBLEM_RESPONSES, Problem, not_found
@@ -169,7 +172,9 @@ async def accept_invitation(
     # An existing account's password is checked here: sign-in's limits apply.
     await rate_limit(request, "sign_in", account=body.token)
     try:
-        signed_in = await accounts.accept_invitation(body.token, body.password, database)
+        signed_in = await MemberService(accounts).accept_invitation(
+            body.token, body.password, database
+        )
     except Problem as problem:
         if not accounts.outbox.messages:
             raise
@@ -249,7 +254,7 @@ async def invite_member(
     auth: Annotated[AuthContext, Depends(require(Permission.MEMBERS_WRITE))],
     accounts: Accounts,
 ) -> InvitationOut:
-    invitation, url = await accounts.invite(auth, body)
+    invitation, url = await MemberService(accounts).invite(auth, body)
     return invitation_out(invitation, url)
 
 
@@ -259,7 +264,7 @@ async def revoke_invitation(
     auth: Annotated[AuthContext, Depends(require(Permission.MEMBERS_WRITE))],
     accounts: Accounts,
 ) -> Response:
-    await accounts.revoke_invitation(auth, invitation_id)
+    await MemberService(accounts).revoke_invitation(auth, invitation_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -270,7 +275,7 @@ async def change_member_role(
     auth: Annotated[AuthContext, Depends(require(Permission.MEMBERS_WRITE))],
     accounts: Accounts,
 ) -> MemberOut:
-    membership = await accounts.change_role(auth, membership_id, body.role)
+    membership = await MemberService(accounts).change_role(auth, membership_id, body.role)
     user = await accounts.users.by_id(membership.user_id)
     assert user is not None
     return MemberOut(
@@ -290,7 +295,7 @@ async def unlock_member(
     accounts: Accounts,
 ) -> MemberOut:
     """End a member's sign-in lockout now (owners only: members:write is theirs alone)."""
-    membership = await accounts.unlock_member(auth, membership_id)
+    membership = await MemberService(accounts).unlock_member(auth, membership_id)
     user = await accounts.users.by_id(membership.user_id)
     assert user is not None
     return MemberOut(
@@ -308,7 +313,7 @@ async def remove_member(
     auth: Annotated[AuthContext, Depends(require(Permission.MEMBERS_WRITE))],
     accounts: Accounts,
 ) -> Response:
-    await accounts.remove_member(auth, membership_id)
+    await MemberService(accounts).remove_member(auth, membership_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -330,19 +335,19 @@ def session_out(auth_session: AuthSession, auth: AuthContext) -> SessionOut:
 @router.get("/sessions", response_model=list[SessionOut])
 async def list_my_sessions(auth: Authenticated, accounts: Accounts) -> list[SessionOut]:
     """Where you are signed in to this company (browsers and apps), newest first."""
-    return [session_out(s, auth) for s in await accounts.my_sessions(auth)]
+    return [session_out(s, auth) for s in await SessionService(accounts).my_sessions(auth)]
 
 
 @router.post("/sessions/end-others", response_model=SessionsEnded)
 async def end_my_other_sessions(auth: Authenticated, accounts: Accounts) -> SessionsEnded:
     """Sign out everywhere else: every session of yours in this company but this one."""
-    return SessionsEnded(ended=await accounts.end_my_other_sessions(auth))
+    return SessionsEnded(ended=await SessionService(accounts).end_my_other_sessions(auth))
 
 
 @router.delete("/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def end_my_session(session_id: ObjectId, auth: Authenticated, accounts: Accounts) -> Response:
     """End one of your sessions; ending the one in use signs you out."""
-    await accounts.end_my_session(auth, session_id)
+    await SessionService(accounts).end_my_session(auth, session_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -353,7 +358,7 @@ async def list_member_sessions(
     accounts: Accounts,
 ) -> list[SessionOut]:
     """Owners: where a member is signed in to this company."""
-    _, sessions = await accounts.member_sessions(auth, membership_id)
+    _, sessions = await MemberService(accounts).member_sessions(auth, membership_id)
     return [session_out(s, auth) for s in sessions]
 
 
@@ -364,7 +369,9 @@ async def end_member_sessions(
     accounts: Accounts,
 ) -> SessionsEnded:
     """Owners: sign a member out of this company everywhere, at once."""
-    return SessionsEnded(ended=await accounts.end_member_sessions(auth, membership_id))
+    return SessionsEnded(
+        ended=await MemberService(accounts).end_member_sessions(auth, membership_id)
+    )
 
 
 # --- API keys ----------------------------------------------------------------------
@@ -398,7 +405,7 @@ async def create_api_key(
     auth: Annotated[AuthContext, Depends(require(Permission.API_KEYS_WRITE))],
     accounts: Accounts,
 ) -> ApiKeyCreated:
-    api_key, key = await accounts.create_api_key(auth, body)
+    api_key, key = await ApiKeyService(accounts).create_api_key(auth, body)
     return ApiKeyCreated(**api_key_out(api_key).model_dump(), key=key)
 
 
@@ -413,7 +420,7 @@ async def rotate_api_key(
 ) -> ApiKeyRotated:
     """Replace a key: the new one is shown once; the old one works until the grace period ends."""
     grace = (body or ApiKeyRotate()).grace_period_hours
-    new, key, old = await accounts.rotate_api_key(auth, key_id, grace)
+    new, key, old = await ApiKeyService(accounts).rotate_api_key(auth, key_id, grace)
     assert old.expires_at is not None
     return ApiKeyRotated(
         **api_key_out(new).model_dump(), key=key, previous_key_expires_at=old.expires_at
@@ -426,7 +433,7 @@ async def revoke_api_key(
     auth: Annotated[AuthContext, Depends(require(Permission.API_KEYS_WRITE))],
     accounts: Accounts,
 ) -> Response:
-    await accounts.revoke_api_key(auth, key_id)
+    await ApiKeyService(accounts).revoke_api_key(auth, key_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

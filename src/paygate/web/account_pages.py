@@ -6,7 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter, BackgroundTasks, Request, Response
 
+from paygate.accounts.api_keys import ApiKeyService
 from paygate.accounts.auth import AuthContext
+from paygate.accounts.members import MemberService
 from paygate.accounts.passwords import PasswordService
 from paygate.accounts.permissions import (
     PERMISSION_DESCRIPTIONS,
@@ -23,6 +25,7 @@ from paygate.accounts.schemas import (
     RoleChange,
 )
 from paygate.accounts.service import AccountService
+from paygate.accounts.sessions import SessionService
 from paygate.kit.clock import utcnow
 from paygate.kit.deps import DatabaseDep, OriginDep, SessionDep, SettingsDep
 from paygate.kit.errors import Problem
@@ -158,9 +161,9 @@ async def create_api_key(
             if values["expires_in_days"]:
                 fields["expires_in_days"] = values["expires_in_days"]
             body = parse(ApiKeyCreate, fields)
-            api_key, key = await accounts_of(request, session, settings, origin).create_api_key(
-                auth, body
-            )
+            api_key, key = await ApiKeyService(
+                accounts_of(request, session, settings, origin)
+            ).create_api_key(auth, body)
     except Problem as problem:
         errors = FormErrors.from_problem(
             problem,
@@ -201,9 +204,9 @@ async def rotate_api_key(
         # A savepoint: a refused rotation leaves nothing behind, even in memory.
         async with session.begin_nested():
             body = parse(ApiKeyRotate, {"grace_period_hours": grace} if grace else {})
-            new, key, old = await accounts_of(request, session, settings, origin).rotate_api_key(
-                auth, key_id, body.grace_period_hours
-            )
+            new, key, old = await ApiKeyService(
+                accounts_of(request, session, settings, origin)
+            ).rotate_api_key(auth, key_id, body.grace_period_hours)
     except Problem as problem:
         if problem.status == 404:
             raise
@@ -250,7 +253,9 @@ async def revoke_api_key(
     origin: OriginDep,
 ) -> Response:
     await need(request, auth, Permission.API_KEYS_WRITE)
-    api_key = await accounts_of(request, session, settings, origin).revoke_api_key(auth, key_id)
+    api_key = await ApiKeyService(accounts_of(request, session, settings, origin)).revoke_api_key(
+        auth, key_id
+    )
     if not is_htmx(request):
         flash(request, "api_key_revoked")
         return redirect("/api-keys", request)
@@ -299,9 +304,9 @@ async def invite_member(
         # A savepoint: a refused change leaves nothing behind, even in memory.
         async with session.begin_nested():
             body = parse(InviteRequest, values)
-            invitation, url = await accounts_of(request, session, settings, origin).invite(
-                auth, body
-            )
+            invitation, url = await MemberService(
+                accounts_of(request, session, settings, origin)
+            ).invite(auth, body)
     except Problem as problem:
         errors = FormErrors.from_problem(
             problem, ["email", "role"], labels={"email": "Email", "role": "Role"}
@@ -369,7 +374,7 @@ async def change_role(
         body = parse(RoleChange, {"role": text(form, "role")})
     except Problem as problem:
         raise Problem(400, "bad-request", "Bad request", "Choose one of the roles.") from problem
-    action = accounts_of(request, session, settings, origin).change_role(
+    action = MemberService(accounts_of(request, session, settings, origin)).change_role(
         auth, membership_id, body.role
     )
     return await _member_action(request, auth, session, "member_updated", "Role changed.", action)
@@ -385,7 +390,9 @@ async def remove_member(
     origin: OriginDep,
 ) -> Response:
     await need(request, auth, Permission.MEMBERS_WRITE)
-    action = accounts_of(request, session, settings, origin).remove_member(auth, membership_id)
+    action = MemberService(accounts_of(request, session, settings, origin)).remove_member(
+        auth, membership_id
+    )
     return await _member_action(request, auth, session, "member_removed", "Member removed.", action)
 
 
@@ -399,7 +406,9 @@ async def unlock_member(
     origin: OriginDep,
 ) -> Response:
     await need(request, auth, Permission.MEMBERS_WRITE)
-    action = accounts_of(request, session, settings, origin).unlock_member(auth, membership_id)
+    action = MemberService(accounts_of(request, session, settings, origin)).unlock_member(
+        auth, membership_id
+    )
     return await _member_action(
         request, auth, session, "member_unlocked", "Member unlocked.", action
     )
@@ -415,7 +424,7 @@ async def end_member_sessions(
     origin: OriginDep,
 ) -> Response:
     await need(request, auth, Permission.MEMBERS_WRITE)
-    action = accounts_of(request, session, settings, origin).end_member_sessions(
+    action = MemberService(accounts_of(request, session, settings, origin)).end_member_sessions(
         auth, membership_id
     )
     return await _member_action(
@@ -433,7 +442,9 @@ async def revoke_invitation(
     origin: OriginDep,
 ) -> Response:
     await need(request, auth, Permission.MEMBERS_WRITE)
-    action = accounts_of(request, session, settings, origin).revoke_invitation(auth, invitation_id)
+    action = MemberService(accounts_of(request, session, settings, origin)).revoke_invitation(
+        auth, invitation_id
+    )
     return await _member_action(
         request, auth, session, "invitation_revoked", "Invitation revoked.", action
     )
@@ -445,7 +456,7 @@ async def revoke_invitation(
 async def _sessions_response(
     request: Request, auth: AuthContext, accounts: AccountService, notice: Notice | None = None
 ) -> Response:
-    context = {"sessions": await accounts.my_sessions(auth)}
+    context = {"sessions": await SessionService(accounts).my_sessions(auth)}
     return _section_response(request, auth, "account/sessions", context, notice=notice)
 
 
@@ -457,7 +468,7 @@ async def sessions_page(
     return render(
         request,
         "account/sessions/index.html",
-        {"sessions": await accounts.my_sessions(auth)},
+        {"sessions": await SessionService(accounts).my_sessions(auth)},
         auth=auth,
     )
 
@@ -467,7 +478,7 @@ async def end_other_sessions(
     request: Request, auth: User, session: SessionDep, settings: SettingsDep, origin: OriginDep
 ) -> Response:
     accounts = accounts_of(request, session, settings, origin)
-    ended = await accounts.end_my_other_sessions(auth)
+    ended = await SessionService(accounts).end_my_other_sessions(auth)
     if not is_htmx(request):
         flash(request, "other_sessions_ended")
         return redirect("/account/sessions", request)
@@ -485,7 +496,7 @@ async def end_one_session(
     origin: OriginDep,
 ) -> Response:
     accounts = accounts_of(request, session, settings, origin)
-    await accounts.end_my_session(auth, session_id)
+    await SessionService(accounts).end_my_session(auth, session_id)
     if session_id == auth.session_id:
         # The session in use: this browser is signed out, as with "Sign out".
         end_session(request)
