@@ -25,6 +25,7 @@ from paygate.web import (
     pay_pages,
     payment_pages,
     routing_pages,
+    sandbox_pages,
     webhook_endpoint_pages,
     webhook_pages,
 )
@@ -48,6 +49,7 @@ for module in (
     member_pages,
     key_pages,
     pay_pages,
+    sandbox_pages,
     health_pages,
     failure_pages,
     alert_pages,
