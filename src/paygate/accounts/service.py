@@ -28,6 +28,7 @@ from paygate.kit.errors import FieldError, Problem, conflict, validation_failed
 from paygate.kit.ids import new_id
 from paygate.security import audit
 from paygate.security.audit import Actor
+from paygate.security.audit_actions import AuditAction
 from paygate.security.passwords import (
     hash_password,
     needs_rehash,
@@ -172,7 +173,7 @@ class AccountService:
         database: Database,
         user: User | None,
         email: str,
-        action: str,
+        action: AuditAction,
         outcome: str,
         detail: str,
         *,

@@ -38,6 +38,7 @@ from paygate.gateways.versions import history_of, record_version, secret_paths, 
 from paygate.kit.clock import utcnow
 from paygate.kit.ids import new_id
 from paygate.security import audit
+from paygate.security.audit_actions import AuditAction
 from paygate.security.crypto import Keyring, KeyringError, SealedSecrets
 from paygate.security.history import ConfigVersion
 from paygate.security.ssrf import Resolver, resolve_host
@@ -261,7 +262,7 @@ class GatewayService:
             gateway.enabled = enabled
             gateway.updated_at = utcnow()
             await self.session.flush()
-        action = "gateway.enabled" if enabled else "gateway.disabled"
+        action: AuditAction = "gateway.enabled" if enabled else "gateway.disabled"
         version = await self._record(gateway, before, "enabled" if enabled else "disabled")
         await self.audit_entry(
             action,
@@ -290,7 +291,9 @@ class GatewayService:
             outcome = "archived"
             version = await self._record(gateway, before, "archived: payments refer to it")
         await self.audit_entry(
-            f"gateway.{outcome}", gateway, detail=version.detail() if version else None
+            "gateway.deleted" if outcome == "deleted" else "gateway.archived",
+            gateway,
+            detail=version.detail() if version else None,
         )
         return outcome
 
@@ -311,7 +314,7 @@ class GatewayService:
         )
         return result
 
-    async def audit_entry(self, action: str, gateway: Gateway, **fields: Any) -> None:
+    async def audit_entry(self, action: AuditAction, gateway: Gateway, **fields: Any) -> None:
         await audit.record_by(
             self.session,
             self.auth,
