@@ -15,7 +15,10 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
+from paygate.accounts.api_key_endpoints import router as api_keys_router
 from paygate.accounts.endpoints import router as accounts_router
+from paygate.accounts.member_endpoints import router as members_router
+from paygate.accounts.session_endpoints import router as sessions_router
 from paygate.db import Database, resolve_database_url
 from paygate.gateways.endpoints import router as gateways_router
 from paygate.invoices.endpoints import router as invoices_router
@@ -118,6 +121,9 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.include_router(webhook_receiver_router)
     for router in (
         accounts_router,
+        members_router,
+        sessions_router,
+        api_keys_router,
         gateways_router,
         invoices_router,
         payments_list_router,

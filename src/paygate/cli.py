@@ -311,7 +311,7 @@ def keys_rotate(
     some were busy and it should be run again.
     """
     from paygate.gateways.repository import count_by_key_id
-    from paygate.gateways.service import rewrap_all
+    from paygate.gateways.resealing import rewrap_all
     from paygate.webhooks.outbound.repository import endpoint_count_by_key_id
     from paygate.webhooks.outbound.tasks import rewrap_endpoint_secrets
 

@@ -19,8 +19,9 @@ from paygate.gateways.credentials import (
     secrets_for_verification,
 )
 from paygate.gateways.models import Gateway
+from paygate.gateways.resealing import wipe_expired_previous_credentials
 from paygate.gateways.schemas import GatewayUpdate
-from paygate.gateways.service import GatewayService, wipe_expired_previous_credentials
+from paygate.gateways.service import GatewayService
 from paygate.kit.clock import utcnow
 from paygate.kit.deps import Origin
 from paygate.security.crypto import Keyring, KeyringError, generate_master_key

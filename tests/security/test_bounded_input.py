@@ -17,7 +17,7 @@ from paygate.db import Database
 from paygate.gateways.models import Gateway
 from paygate.invoices.models import Invoice
 from paygate.kit.errors import Problem
-from paygate.web.pay_pages import parse_card
+from paygate.web.pay_forms import parse_card
 from tests.conftest import Tenant
 from tests.web.helpers import new_client, sign_up
 

@@ -1,51 +1,39 @@
-"""The accounts JSON API: auth, me, members, invitations, API keys."""
+"""The accounts JSON API: sign-up, sign-in, passwords, refresh, sign-out, accepting an
+invitation, me, roles and the company's settings. Members and invitations are in
+member_endpoints.py, sign-in sessions in session_endpoints.py, API keys in
+api_key_endpoints.py; they share the `Accounts` dependency defined here."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Body, Depends, Request, Response, status
+from fastapi import APIRouter, BackgroundTasks, Depends, Request, Response, status
 from fastapi.responses import JSONResponse
 
 from paygate.accounts.auth import AuthContext, Authenticated, RevocationsDep, require
-from paygate.accounts.models import ApiKey, AuthSession, Company, Invitation, User
+from paygate.accounts.members import MemberService
+from paygate.accounts.models import Company
 from paygate.accounts.passwords import RESET_REQUESTED, PasswordService
-from paygate.accounts.permissions import Permission, Role
-from paygate.accounts.repository import ApiKeyRepository, InvitationRepository, MembershipRepository
+from paygate.accounts.permissions import Permission, Role, permissions_of
 from paygate.accounts.schemas import (
     Accepted,
     AcceptInvitation,
-    ApiKeyCreate,
-    ApiKeyCreated,
-    ApiKeyOut,
-    ApiKeyRotate,
-    ApiKeyRotated,
     CompanyOut,
     EmbedOrigins,
-    InvitationOut,
-    InviteRequest,
     LoginRequest,
-    MemberOut,
     MembershipSummary,
-    MembersOut,
     MeOut,
     PasswordChange,
     PasswordResetConfirm,
     PasswordResetRequest,
     RefreshRequest,
     RegisterRequest,
-    RoleChange,
-    SessionOut,
-    SessionsEnded,
     TokenPair,
     UserOut,
 )
-from paygate.accounts.service import AccountService, permissions_of
-from paygate.kit.clock import utcnow
+from paygate.accounts.service import AccountService
 from paygate.kit.deps import DatabaseDep, OriginDep, SessionDep, SettingsDep
 from paygate.kit.errors import PROBLEM_RESPONSES, Problem, not_found
-from paygate.kit.ids import ObjectId
 from paygate.security import audit
 from paygate.security.rate_limits import limited, rate_limit
 
@@ -169,7 +157,9 @@ async def accept_invitation(
     # An existing account's password is checked here: sign-in's limits apply.
     await rate_limit(request, "sign_in", account=body.token)
     try:
-        signed_in = await accounts.accept_invitation(body.token, body.password, database)
+        signed_in = await MemberService(accounts).accept_invitation(
+            body.token, body.password, database
+        )
     except Problem as problem:
         if not accounts.outbox.messages:
             raise
@@ -201,233 +191,6 @@ async def me(auth: Authenticated, accounts: Accounts) -> MeOut:
 async def roles(auth: Authenticated) -> dict[str, list[str]]:
     """What each role may do (its permissions are also the API key scopes)."""
     return {role.value: [p.value for p in permissions_of(role)] for role in Role}
-
-
-# --- members ---------------------------------------------------------------------
-
-
-def invitation_out(invitation: Invitation, invite_url: str | None = None) -> InvitationOut:
-    return InvitationOut(
-        id=invitation.id,
-        email=invitation.email,
-        role=Role(invitation.role),
-        created_at=invitation.created_at,
-        expires_at=invitation.expires_at,
-        invite_url=invite_url,
-    )
-
-
-def _locked_until(user: User) -> datetime | None:
-    return user.locked_until if user.locked_until and user.locked_until > utcnow() else None
-
-
-@router.get("/members", response_model=MembersOut)
-async def list_members(
-    auth: Annotated[AuthContext, Depends(require(Permission.MEMBERS_READ))], session: SessionDep
-) -> MembersOut:
-    members = await MembershipRepository(session, auth.company_id).with_users()
-    invitations = await InvitationRepository(session, auth.company_id).pending()
-    return MembersOut(
-        members=[
-            MemberOut(
-                id=m.id,
-                user_id=u.id,
-                email=u.email,
-                role=Role(m.role),
-                created_at=m.created_at,
-                locked_until=_locked_until(u),
-            )
-            for m, u in members
-        ],
-        invitations=[invitation_out(i) for i in invitations],
-    )
-
-
-@router.post("/members", status_code=status.HTTP_201_CREATED, response_model=InvitationOut)
-async def invite_member(
-    body: InviteRequest,
-    auth: Annotated[AuthContext, Depends(require(Permission.MEMBERS_WRITE))],
-    accounts: Accounts,
-) -> InvitationOut:
-    invitation, url = await accounts.invite(auth, body)
-    return invitation_out(invitation, url)
-
-
-@router.delete("/invitations/{invitation_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def revoke_invitation(
-    invitation_id: ObjectId,
-    auth: Annotated[AuthContext, Depends(require(Permission.MEMBERS_WRITE))],
-    accounts: Accounts,
-) -> Response:
-    await accounts.revoke_invitation(auth, invitation_id)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
-
-
-@router.patch("/members/{membership_id}", response_model=MemberOut)
-async def change_member_role(
-    membership_id: ObjectId,
-    body: RoleChange,
-    auth: Annotated[AuthContext, Depends(require(Permission.MEMBERS_WRITE))],
-    accounts: Accounts,
-) -> MemberOut:
-    membership = await accounts.change_role(auth, membership_id, body.role)
-    user = await accounts.users.by_id(membership.user_id)
-    assert user is not None
-    return MemberOut(
-        id=membership.id,
-        user_id=user.id,
-        email=user.email,
-        role=Role(membership.role),
-        created_at=membership.created_at,
-        locked_until=_locked_until(user),
-    )
-
-
-@router.post("/members/{membership_id}/unlock", response_model=MemberOut)
-async def unlock_member(
-    membership_id: ObjectId,
-    auth: Annotated[AuthContext, Depends(require(Permission.MEMBERS_WRITE))],
-    accounts: Accounts,
-) -> MemberOut:
-    """End a member's sign-in lockout now (owners only: members:write is theirs alone)."""
-    membership = await accounts.unlock_member(auth, membership_id)
-    user = await accounts.users.by_id(membership.user_id)
-    assert user is not None
-    return MemberOut(
-        id=membership.id,
-        user_id=user.id,
-        email=user.email,
-        role=Role(membership.role),
-        created_at=membership.created_at,
-    )
-
-
-@router.delete("/members/{membership_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def remove_member(
-    membership_id: ObjectId,
-    auth: Annotated[AuthContext, Depends(require(Permission.MEMBERS_WRITE))],
-    accounts: Accounts,
-) -> Response:
-    await accounts.remove_member(auth, membership_id)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
-
-
-# --- sign-in sessions ---------------------------------------------------------------
-
-
-def session_out(auth_session: AuthSession, auth: AuthContext) -> SessionOut:
-    return SessionOut(
-        id=auth_session.id,
-        created_at=auth_session.created_at,
-        last_used_at=auth_session.last_used_at,
-        expires_at=auth_session.expires_at,
-        ip=auth_session.ip,
-        user_agent=auth_session.user_agent,
-        current=auth_session.id == auth.session_id,
-    )
-
-
-@router.get("/sessions", response_model=list[SessionOut])
-async def list_my_sessions(auth: Authenticated, accounts: Accounts) -> list[SessionOut]:
-    """Where you are signed in to this company (browsers and apps), newest first."""
-    return [session_out(s, auth) for s in await accounts.my_sessions(auth)]
-
-
-@router.post("/sessions/end-others", response_model=SessionsEnded)
-async def end_my_other_sessions(auth: Authenticated, accounts: Accounts) -> SessionsEnded:
-    """Sign out everywhere else: every session of yours in this company but this one."""
-    return SessionsEnded(ended=await accounts.end_my_other_sessions(auth))
-
-
-@router.delete("/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def end_my_session(session_id: ObjectId, auth: Authenticated, accounts: Accounts) -> Response:
-    """End one of your sessions; ending the one in use signs you out."""
-    await accounts.end_my_session(auth, session_id)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
-
-
-@router.get("/members/{membership_id}/sessions", response_model=list[SessionOut])
-async def list_member_sessions(
-    membership_id: ObjectId,
-    auth: Annotated[AuthContext, Depends(require(Permission.MEMBERS_WRITE))],
-    accounts: Accounts,
-) -> list[SessionOut]:
-    """Owners: where a member is signed in to this company."""
-    _, sessions = await accounts.member_sessions(auth, membership_id)
-    return [session_out(s, auth) for s in sessions]
-
-
-@router.delete("/members/{membership_id}/sessions", response_model=SessionsEnded)
-async def end_member_sessions(
-    membership_id: ObjectId,
-    auth: Annotated[AuthContext, Depends(require(Permission.MEMBERS_WRITE))],
-    accounts: Accounts,
-) -> SessionsEnded:
-    """Owners: sign a member out of this company everywhere, at once."""
-    return SessionsEnded(ended=await accounts.end_member_sessions(auth, membership_id))
-
-
-# --- API keys ----------------------------------------------------------------------
-
-
-def api_key_out(key: ApiKey) -> ApiKeyOut:
-    return ApiKeyOut(
-        id=key.id,
-        name=key.name,
-        prefix=key.prefix,
-        scopes=[Permission(s) for s in key.scopes],
-        created_at=key.created_at,
-        last_used_at=key.last_used_at,
-        expires_at=key.expires_at,
-        revoked_at=key.revoked_at,
-        rotated_from=key.rotated_from,
-        replaced_by=key.replaced_by,
-    )
-
-
-@router.get("/api-keys", response_model=list[ApiKeyOut])
-async def list_api_keys(
-    auth: Annotated[AuthContext, Depends(require(Permission.API_KEYS_READ))], session: SessionDep
-) -> list[ApiKeyOut]:
-    return [api_key_out(k) for k in await ApiKeyRepository(session, auth.company_id).active()]
-
-
-@router.post("/api-keys", status_code=status.HTTP_201_CREATED, response_model=ApiKeyCreated)
-async def create_api_key(
-    body: ApiKeyCreate,
-    auth: Annotated[AuthContext, Depends(require(Permission.API_KEYS_WRITE))],
-    accounts: Accounts,
-) -> ApiKeyCreated:
-    api_key, key = await accounts.create_api_key(auth, body)
-    return ApiKeyCreated(**api_key_out(api_key).model_dump(), key=key)
-
-
-@router.post(
-    "/api-keys/{key_id}/rotate", status_code=status.HTTP_201_CREATED, response_model=ApiKeyRotated
-)
-async def rotate_api_key(
-    key_id: ObjectId,
-    auth: Annotated[AuthContext, Depends(require(Permission.API_KEYS_WRITE))],
-    accounts: Accounts,
-    body: Annotated[ApiKeyRotate | None, Body()] = None,
-) -> ApiKeyRotated:
-    """Replace a key: the new one is shown once; the old one works until the grace period ends."""
-    grace = (body or ApiKeyRotate()).grace_period_hours
-    new, key, old = await accounts.rotate_api_key(auth, key_id, grace)
-    assert old.expires_at is not None
-    return ApiKeyRotated(
-        **api_key_out(new).model_dump(), key=key, previous_key_expires_at=old.expires_at
-    )
-
-
-@router.delete("/api-keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def revoke_api_key(
-    key_id: ObjectId,
-    auth: Annotated[AuthContext, Depends(require(Permission.API_KEYS_WRITE))],
-    accounts: Accounts,
-) -> Response:
-    await accounts.revoke_api_key(auth, key_id)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.put("/company/embed-origins", response_model=EmbedOrigins)

@@ -14,6 +14,7 @@ from paygate.kit.errors import FieldError, Problem, forbidden, validation_failed
 from paygate.kit.ids import new_id
 from paygate.security import audit
 from paygate.security.audit import Actor
+from paygate.security.audit_actions import AuditAction
 from paygate.security.passwords import hash_password, verify_password
 from paygate.security.tokens import new_opaque_token, token_digest
 
@@ -57,7 +58,7 @@ class PasswordService:
         user: User,
         company_ids: list[str],
         actor: Actor,
-        action: str,
+        action: AuditAction,
         detail: str | None = None,
     ) -> None:
         # A user belongs to no company of their own: each company they work in sees it.

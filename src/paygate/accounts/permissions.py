@@ -82,3 +82,7 @@ PERMISSION_DESCRIPTIONS: dict[Permission, str] = {
     Permission.WEBHOOKS_WRITE: "Add, change and delete webhook endpoints, rotate their secrets, "
     "redeliver",
 }
+
+
+def permissions_of(role: Role) -> list[Permission]:
+    return sorted(ROLE_PERMISSIONS[role], key=lambda p: p.value)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import procrastinate
 import structlog
 
-from paygate.gateways.service import wipe_expired_previous_credentials
+from paygate.gateways.resealing import wipe_expired_previous_credentials
 from paygate.kit.jobs_context import job_context
 
 logger = structlog.get_logger(__name__)

@@ -18,6 +18,7 @@ from paygate.kit.errors import FieldError, conflict, validation_failed
 from paygate.kit.ids import new_id
 from paygate.kit.money import is_currency
 from paygate.security import audit
+from paygate.security.audit_actions import AuditAction
 
 MAX_TOTAL = 10**15
 
@@ -123,7 +124,7 @@ class InvoiceService:
         )
         return invoice
 
-    async def _audit(self, action: str, invoice: Invoice, **fields: object) -> None:
+    async def _audit(self, action: AuditAction, invoice: Invoice, **fields: object) -> None:
         await audit.record_by(
             self.session,
             self.auth,

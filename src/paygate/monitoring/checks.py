@@ -25,8 +25,8 @@ import structlog
 from sqlalchemy import insert
 
 from paygate.db import Database
+from paygate.gateways.connection import ConnectionResult, probe_connection
 from paygate.gateways.models import Gateway
-from paygate.gateways.service import ConnectionResult, probe_connection
 from paygate.kit.clock import utcnow
 from paygate.monitoring import incidents, tls
 from paygate.monitoring.models import HealthCheck

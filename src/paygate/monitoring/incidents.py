@@ -16,8 +16,8 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from paygate.gateways.connection import ConnectionResult
 from paygate.gateways.models import Gateway
-from paygate.gateways.service import ConnectionResult
 from paygate.kit.ids import new_id
 from paygate.monitoring import alerts
 from paygate.monitoring.models import GatewayMonitor, HealthCheck, Incident

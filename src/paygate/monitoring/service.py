@@ -45,6 +45,7 @@ from paygate.monitoring.status import AlertKind, HealthStatus, uptime_percent
 from paygate.monitoring.system_repository import ensure_monitors
 from paygate.monitoring.tls import https_base_url
 from paygate.security import audit
+from paygate.security.audit_actions import AuditAction
 from paygate.settings import Settings
 
 HEARTBEATS = 90
@@ -335,7 +336,7 @@ class MonitoringService:
 
     async def _audit(
         self,
-        action: str,
+        action: AuditAction,
         object_type: str,
         object_id: str,
         changes: dict[str, Any],

@@ -12,8 +12,8 @@ from cryptography import x509
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paygate.gateways.adapters.base import GatewayType
+from paygate.gateways.connection import adapter_config
 from paygate.gateways.models import Gateway
-from paygate.gateways.service import adapter_config
 from paygate.monitoring import alerts
 from paygate.monitoring.models import GatewayMonitor
 from paygate.monitoring.status import AlertKind

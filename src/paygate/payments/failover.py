@@ -48,10 +48,10 @@ from paygate.gateways.adapters.base import (
     recording_gateway_calls,
 )
 from paygate.gateways.adapters.registry import build_adapter
+from paygate.gateways.connection import CREDENTIALS_UNREADABLE, payable_config
 from paygate.gateways.eligibility import unfit
 from paygate.gateways.models import Gateway
 from paygate.gateways.repository import GatewayRepository
-from paygate.gateways.service import CREDENTIALS_UNREADABLE, payable_config
 from paygate.invoices.models import Invoice
 from paygate.kit.clock import utcnow
 from paygate.kit.errors import Problem

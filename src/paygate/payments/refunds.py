@@ -17,8 +17,8 @@ from paygate.gateways.adapters.base import (
     recording_gateway_calls,
 )
 from paygate.gateways.adapters.registry import build_adapter
+from paygate.gateways.connection import payable_config
 from paygate.gateways.models import Gateway
-from paygate.gateways.service import payable_config
 from paygate.kit.errors import FieldError, conflict, not_found, validation_failed
 from paygate.kit.ids import new_id
 from paygate.kit.money import Money

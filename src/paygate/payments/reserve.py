@@ -14,9 +14,9 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from paygate.gateways.adapters.base import AdapterConfig, GatewayType, PaymentFlow
 from paygate.gateways.adapters.sandbox import SANDBOX_SUCCESS_CARD, sandbox_card
+from paygate.gateways.connection import payable_config
 from paygate.gateways.models import Gateway
 from paygate.gateways.repository import GatewayRepository
-from paygate.gateways.service import payable_config
 from paygate.invoices.models import Invoice
 from paygate.invoices.schemas import InvoiceStatus
 from paygate.kit.clock import utcnow

@@ -10,8 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paygate.gateways.adapters.base import AdapterConfig, GatewayUnavailable
+from paygate.gateways.connection import payable_config
 from paygate.gateways.models import Gateway
-from paygate.gateways.service import payable_config
 from paygate.kit.clock import utcnow
 from paygate.kit.deferral import defer_in_transaction
 from paygate.kit.errors import Problem

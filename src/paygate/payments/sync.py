@@ -22,8 +22,8 @@ from paygate.gateways.adapters.base import (
     recording_gateway_calls,
 )
 from paygate.gateways.adapters.registry import build_adapter
+from paygate.gateways.connection import payable_config
 from paygate.gateways.models import Gateway
-from paygate.gateways.service import payable_config
 from paygate.kit.clock import utcnow
 from paygate.kit.errors import not_found
 from paygate.payments.context import PaymentContext

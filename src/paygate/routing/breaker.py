@@ -105,7 +105,7 @@ async def _transition(
         company_id=company_id,
         actor=audit.SYSTEM,
         origin=None,
-        action=f"gateway.breaker_{'opened' if after == OPEN else 'closed'}",
+        action="gateway.breaker_opened" if after == OPEN else "gateway.breaker_closed",
         object_type="gateway",
         object_id=gateway_id,
         changes={"breaker": {"before": before, "after": after}},

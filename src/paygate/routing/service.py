@@ -38,6 +38,7 @@ from paygate.routing.schemas import (
 from paygate.routing.simulation import Simulation, simulate
 from paygate.routing.validation import check_default, check_rule
 from paygate.security import audit
+from paygate.security.audit_actions import AuditAction
 from paygate.security.history import ConfigHistory, ConfigVersion
 
 HISTORY_TYPE = "routing_rule_set"
@@ -258,7 +259,7 @@ class RoutingService:
         self,
         config: RoutingConfig,
         rules: Sequence[RoutingRule],
-        action: str,
+        action: AuditAction,
         rule_id: str | None,
         summary: str,
         *,

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from paygate.db import Database
 from paygate.kit.deps import Origin
 from paygate.kit.ids import new_id
+from paygate.security.audit_actions import AuditAction
 from paygate.security.models import AuditEntry
 
 CHANGED = "[changed]"  # stands in for a secret value in a diff
@@ -64,7 +65,7 @@ async def record(
     company_id: str | None,
     actor: Actor,
     origin: Origin | None,
-    action: str,
+    action: AuditAction,
     object_type: str | None = None,
     object_id: str | None = None,
     object_name: str | None = None,
@@ -110,7 +111,7 @@ async def record_by(
     session: AsyncSession,
     caller: Caller,
     *,
-    action: str,
+    action: AuditAction,
     object_type: str | None = None,
     object_id: str | None = None,
     object_name: str | None = None,

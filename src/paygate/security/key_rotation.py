@@ -4,7 +4,7 @@ Decision (docs/security.md, "Key management"): an owner's run is company-scoped.
 re-wraps only that company's gateway configurations and shows only their failures, so
 one tenant can neither trigger work on another's rows nor learn anything about them.
 Re-wrapping every company at once stays an operator action (`paygate keys rotate`).
-Both use the one implementation, `gateways.service.rewrap_all`.
+Both use the one implementation, `gateways.resealing.rewrap_all`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from paygate.accounts.auth import AuthContext
 from paygate.db import Database
 from paygate.gateways.repository import count_by_key_id
-from paygate.gateways.service import rewrap_all
+from paygate.gateways.resealing import rewrap_all
 from paygate.kit.clock import utcnow
 from paygate.kit.deferral import defer_in_transaction
 from paygate.kit.errors import conflict

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -13,6 +14,7 @@ from paygate.accounts.permissions import Permission
 from paygate.kit.deps import SessionDep
 from paygate.kit.pagination import PageParams
 from paygate.security.audit import CHANGED
+from paygate.security.audit_actions import AUDIT_ACTIONS
 from paygate.security.models import AuditEntry
 from paygate.security.repository import AuditFilters, AuditRepository
 from paygate.web.forms import FormErrors, day_range
@@ -24,9 +26,8 @@ router = APIRouter(route_class=PageRoute)
 PAGE_SIZE = 50
 Short = Annotated[str, Query(max_length=60)]
 
-# The filters' choices: every object type and action paygate records, by what it is about.
-# A test checks this against the actions written in the code; a value outside these lists
-# (from a link) still filters, and is offered as the selected choice.
+# The object type filter's choices; a value outside them (from a link) still filters, and
+# is offered as the selected choice.
 OBJECT_TYPES: dict[str, str] = {
     "gateway": "Gateway",
     "invoice": "Invoice",
@@ -40,85 +41,47 @@ OBJECT_TYPES: dict[str, str] = {
     "permission": "Permission",
     "key_rotation": "Key rotation",
 }
-ACTIONS: dict[str, tuple[str, ...]] = {
-    "Gateways": (
-        "gateway.created",
-        "gateway.updated",
-        "gateway.enabled",
-        "gateway.disabled",
-        "gateway.tested",
-        "gateway.deleted",
-        "gateway.archived",
-        "gateway.restored",
-        "gateway.credentials_rotated",
-        "gateway.previous_credentials_wiped",
-        "gateway.credentials_undecryptable",
-    ),
-    "Invoices and payments": (
-        "invoice.created",
-        "invoice.finalized",
-        "invoice.voided",
-        "payment.created",
-        "payment.reviewed",
-        "refund.created",
-    ),
-    "API keys": (
-        "api_key.created",
-        "api_key.rotated",
-        "api_key.revoked",
-        "api_key.expiry_notice_sent",
-    ),
-    "Members": (
-        "member.invited",
-        "member.joined",
-        "member.role_changed",
-        "member.unlocked",
-        "member.removed",
-        "member.sessions_ended",
-        "member.invitation_revoked",
-    ),
-    "Sign-in and sessions": (
-        "auth.sign_in",
-        "auth.sign_out",
-        "auth.account_locked",
-        "auth.session_ended",
-        "auth.other_sessions_ended",
-        "auth.refresh_token_reused",
-        "auth.password_changed",
-        "auth.password_reset_requested",
-        "auth.password_reset",
-        "authorization.denied",
-    ),
-    "Gateway health and webhooks": (
-        "gateway.monitoring_updated",
-        "gateway.webhook_registered",
-        "gateway.down",
-        "gateway.up",
-    ),
-    "Reported by gateways": (
-        "payment.processing",
-        "payment.requires_action",
-        "payment.succeeded",
-        "payment.failed",
-        "payment.updated",
-        "payment.refunded",
-        "payment.disputed",
-        "payment.dispute_updated",
-        "invoice.paid",
-        "refund.succeeded",
-        "refund.failed",
-        "refund.updated",
-        "refund.reported_by_gateway",
-    ),
-    "Company and keys": (
-        "account.registered",
-        "company.embed_origins_changed",
-        "keys.rotation_started",
-        "keys.rotation_finished",
-        "keys.rotation_failed",
-    ),
+# The action filter offers every action the code records: AUDIT_ACTIONS, the one list
+# every `audit.record` call is checked against (security/audit_actions.py), grouped here
+# by namespace (the part before the dot) under a heading. A test checks each namespace
+# has one. A value outside them (from a link) still filters, and is offered as chosen.
+ACTION_GROUPS: dict[str, str] = {
+    "gateway": "Gateways",
+    "routing_rule": "Routing",
+    "routing_rules": "Routing",
+    "routing_default": "Routing",
+    "retry_policy": "Routing",
+    "invoice": "Invoices and payments",
+    "payment": "Invoices and payments",
+    "refund": "Invoices and payments",
+    "webhook": "Webhooks from gateways",
+    "webhook_event": "Webhooks from gateways",
+    "webhook_endpoint": "Webhook endpoints",
+    "webhook_delivery": "Webhook endpoints",
+    "alert_recipient": "Health alerts",
+    "monitoring": "Health alerts",
+    "api_key": "API keys",
+    "member": "Members",
+    "auth": "Sign-in and sessions",
+    "authorization": "Sign-in and sessions",
+    "account": "Company and keys",
+    "company": "Company and keys",
+    "keys": "Company and keys",
 }
-KNOWN_ACTIONS = frozenset(a for group in ACTIONS.values() for a in group)
+OTHER_ACTIONS = "Other"
+
+
+def grouped_actions(actions: Iterable[str]) -> dict[str, tuple[str, ...]]:
+    """{heading: actions}, headings and actions in the order the actions are listed."""
+    groups: dict[str, list[str]] = {}
+    for action in actions:
+        heading = ACTION_GROUPS.get(action.split(".", 1)[0], OTHER_ACTIONS)
+        groups.setdefault(heading, []).append(action)
+    return {heading: tuple(codes) for heading, codes in groups.items()}
+
+
+ACTIONS = grouped_actions(AUDIT_ACTIONS)
+KNOWN_ACTIONS = frozenset(AUDIT_ACTIONS)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
 
+from paygate.accounts.members import MemberService
 from paygate.accounts.passwords import INVALID_RESET, PasswordService
 from paygate.accounts.repository import UserRepository, invitation_by_token
 from paygate.accounts.schemas import (
@@ -192,7 +193,9 @@ async def accept_invitation(
         async with session.begin_nested():
             await rate_limit(request, "sign_in", account=token)
             body = parse(AcceptInvitation, {"token": token, "password": text(form, "password")})
-            signed_in = await accounts.accept_invitation(body.token, body.password, database)
+            signed_in = await MemberService(accounts).accept_invitation(
+                body.token, body.password, database
+            )
     except Problem as problem:
         # A lockout notice, when this wrong password locked the account.
         accounts.outbox.send_after_response(background, settings)

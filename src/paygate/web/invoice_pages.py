@@ -3,75 +3,54 @@ refunds and a timeline; finalize, void, refund and sync.
 
 No rules live here. Invoices go through `InvoiceService`, payments and refunds through
 `PaymentService` (a refund under an idempotency key, exactly like the JSON API), reads
-through the repositories. This module only turns form fields into the API's shapes
-(amounts typed as 12.50 become integers in the currency's minor unit) and back.
+through the repositories. The form fields become the API's shapes in invoice_forms.py;
+what the detail page shows is gathered in invoice_views.py.
 """
 
 from __future__ import annotations
 
 import re
-import secrets
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
-from starlette.datastructures import FormData
 
 from paygate.accounts.auth import AuthContext
 from paygate.accounts.permissions import Permission
 from paygate.db import Database
-from paygate.gateways.repository import GatewayRepository
-from paygate.invoices.endpoints import pay_url
-from paygate.invoices.models import Invoice
 from paygate.invoices.repository import InvoiceFilters, InvoiceRepository
-from paygate.invoices.schemas import InvoiceCreate, InvoiceStatus
+from paygate.invoices.schemas import InvoiceStatus
 from paygate.invoices.service import InvoiceService
 from paygate.kit.deps import DatabaseDep, KeyringDep, SessionDep, SettingsDep
 from paygate.kit.errors import FieldError, Problem, validation_failed
 from paygate.kit.ids import ObjectId
-from paygate.kit.money import Money, exponent, is_currency
+from paygate.kit.money import exponent, is_currency
 from paygate.kit.pagination import PageParams
 from paygate.payments.endpoints import caller_of, payment_views
-from paygate.payments.gateway_reports import dispute_marks
 from paygate.payments.idempotency import Answer, request_fingerprint, run_once
 from paygate.payments.repository import PaymentRepository
 from paygate.payments.schemas import PaymentOut, RefundCreate, RefundOut
 from paygate.payments.service import PaymentService
-from paygate.payments.state import OPEN_STATUSES, PaymentStatus
-from paygate.security.models import AuditEntry
-from paygate.security.repository import AuditFilters, AuditRepository
 from paygate.settings import Settings
-from paygate.web.forms import FormErrors, day_range, parse, text, texts
+from paygate.web.forms import FormErrors, day_range, parse, text
+from paygate.web.invoice_forms import (
+    MAX_LINES,
+    InvoiceFormValues,
+    LineValues,
+    invoice_known_fields,
+    invoice_labels,
+    invoice_request,
+    to_minor_units,
+)
+from paygate.web.invoice_views import STATUS_LABELS, RefundForm, detail_context, money
 from paygate.web.render import Notice, PageRoute, is_htmx, redirect, render
 from paygate.web.session import User, need
 
 router = APIRouter(route_class=PageRoute)
 
 PAGE_SIZE = 25
-MAX_LINES = 100
 Short = Annotated[str, Query(max_length=320)]
-
-STATUS_LABELS = {
-    "draft": "Draft",
-    "open": "Open",
-    "partially_paid": "Partially paid",
-    "paid": "Paid",
-    "void": "Void",
-}
-PAYMENT_LABELS = {
-    "processing": "Processing",
-    "requires_action": "Action required",
-    "succeeded": "Succeeded",
-    "failed": "Failed",
-    "canceled": "Canceled",
-    "requires_review": "In review",
-    "pending": "Pending",
-}
 
 # Shown once after a redirect (?notice=...): keys, never free text from the URL.
 NOTICES: dict[str, tuple[str, str]] = {
@@ -83,211 +62,6 @@ NOTICES: dict[str, tuple[str, str]] = {
     "refund_replayed": ("info", "This refund was already submitted: nothing was refunded twice."),
     "synced": ("info", "Payment status checked with the gateway."),
 }
-
-LINE_LABELS = {"description": "Description", "quantity": "Quantity", "unit_amount": "Unit price"}
-INVOICE_LABELS = {
-    "customer.name": "Customer name",
-    "customer.email": "Customer email",
-    "currency": "Currency",
-    "due_date": "Due date",
-    "memo": "Memo",
-    "number": "Invoice number",
-    "line_items": "Line items",
-    "allow_partial_payments": "Partial payments",
-}
-
-
-def money(amount: int, currency: str) -> str:
-    if is_currency(currency):
-        return Money(amount, currency).format()
-    return f"{amount:,} {currency}"
-
-
-# --- amounts typed by people -------------------------------------------------------------
-
-AMOUNT = re.compile(r"\d{1,15}(\.\d*)?|\.\d+")
-
-
-def to_minor_units(raw: str, currency: str | None) -> int | str:
-    """12.50 USD -> 1250, 1200 JPY -> 1200; a message (str) when it cannot be read.
-
-    `currency` None (not a known code) checks only that it is a number.
-    """
-    cleaned = raw.strip().replace(",", "").replace(" ", "")
-    if not cleaned:
-        return "is required"
-    if not AMOUNT.fullmatch(cleaned):
-        return "must be an amount like 12.50"
-    try:
-        value = Decimal(cleaned)
-    except InvalidOperation:
-        return "must be an amount like 12.50"
-    if currency is None:
-        return int(value.scaleb(2).to_integral_value())
-    digits = exponent(currency)
-    scaled = value.scaleb(digits)
-    if scaled != scaled.to_integral_value():
-        if digits == 0:
-            return f"must be a whole number: {currency} has no decimals"
-        return f"may have at most {digits} decimals in {currency}"
-    return int(scaled)
-
-
-def minor_to_input(amount: int, currency: str) -> str:
-    """The other way, for a form shown again: 1250 USD -> 12.50."""
-    digits = exponent(currency) if is_currency(currency) else 2
-    return f"{Decimal(amount).scaleb(-digits):.{digits}f}"
-
-
-# --- the new-invoice form -------------------------------------------------------------
-
-
-@dataclass
-class LineValues:
-    description: str = ""
-    quantity: str = "1"
-    unit_price: str = ""
-
-    @property
-    def blank(self) -> bool:
-        return not (self.description.strip() or self.unit_price.strip()) and (
-            self.quantity.strip() in ("", "1")
-        )
-
-
-@dataclass
-class InvoiceFormValues:
-    customer_name: str = ""
-    customer_email: str = ""
-    currency: str = "USD"
-    due_date: str = ""
-    memo: str = ""
-    number: str = ""
-    allow_partial_payments: bool = False
-    lines: list[LineValues] = field(default_factory=lambda: [LineValues()])
-
-    @classmethod
-    def from_form(cls, form: FormData) -> InvoiceFormValues:
-        descriptions = texts(form, "line_description")
-        quantities = texts(form, "line_quantity")
-        prices = texts(form, "line_unit_price")
-        count = min(max(len(descriptions), len(quantities), len(prices)), MAX_LINES + 1)
-
-        def at(values: list[str], index: int, default: str = "") -> str:
-            return values[index] if index < len(values) else default
-
-        lines = [
-            LineValues(at(descriptions, i), at(quantities, i, "1"), at(prices, i))
-            for i in range(count)
-        ]
-        return cls(
-            customer_name=text(form, "customer.name"),
-            customer_email=text(form, "customer.email"),
-            currency=text(form, "currency").strip().upper(),
-            due_date=text(form, "due_date").strip(),
-            memo=text(form, "memo"),
-            number=text(form, "number"),
-            allow_partial_payments=text(form, "allow_partial_payments") == "on",
-            lines=lines,
-        )
-
-
-def _quantity(raw: str) -> int | str:
-    raw = raw.strip().replace(",", "")
-    return int(raw) if re.fullmatch(r"\d{1,9}", raw) else raw
-
-
-FRIENDLY = {
-    "missing": "is required",
-    "string_too_short": "is required",
-    "string_too_long": "is too long",
-    "int_type": "must be a whole number",
-    "int_parsing": "must be a whole number",
-    "date_from_datetime_parsing": "must be a date (YYYY-MM-DD)",
-    "date_parsing": "must be a date (YYYY-MM-DD)",
-    "date_type": "must be a date (YYYY-MM-DD)",
-}
-
-
-def _friendly(error: FieldError) -> FieldError:
-    """Pydantic's wording, said the way the rest of the page speaks."""
-    message = FRIENDLY.get(error.code)
-    if error.field == "customer.email" and error.code in ("value_error", "string_too_long"):
-        message = "is not a valid email address"
-    elif error.field.endswith(".quantity") and error.code.startswith(("greater", "less")):
-        message = "must be between 1 and 1,000,000"
-    elif error.field.endswith(".unit_amount") and error.code.startswith(("greater", "less")):
-        message = "is out of range"
-    elif error.field == "line_items" and error.code == "too_short":
-        message = "Add at least one line."
-    elif error.field == "line_items" and error.code == "too_long":
-        message = f"An invoice has at most {MAX_LINES} lines."
-    return FieldError(error.field, message or error.message, error.code)
-
-
-def invoice_request(values: InvoiceFormValues) -> InvoiceCreate:
-    """The API's InvoiceCreate from the form; a Problem with every field error at once."""
-    currency = values.currency or ""
-    known = currency if is_currency(currency) else None
-    lines = [line for line in values.lines if not line.blank]
-    own: list[FieldError] = []
-    if currency and known is None:
-        # The service says the same; said here too so every error shows at once.
-        own.append(FieldError("currency", "is not an ISO 4217 currency code", "unsupported"))
-    items: list[dict[str, Any]] = []
-    for index, line in enumerate(lines):
-        amount = to_minor_units(line.unit_price, known)
-        if isinstance(amount, str):
-            own.append(FieldError(f"line_items.{index}.unit_amount", amount, "bad_amount"))
-            amount = 0
-        items.append(
-            {
-                "description": line.description,
-                "quantity": _quantity(line.quantity),
-                "unit_amount": amount,
-            }
-        )
-    if values.due_date:
-        try:
-            date.fromisoformat(values.due_date)
-        except ValueError:
-            own.append(FieldError("due_date", "must be a date (YYYY-MM-DD)", "date_parsing"))
-    data: dict[str, Any] = {
-        "customer": {"name": values.customer_name, "email": values.customer_email.strip()},
-        "currency": currency,
-        "line_items": items,
-        "due_date": values.due_date or None,
-        "memo": values.memo.strip() or None,
-        "number": values.number.strip() or None,
-        "allow_partial_payments": values.allow_partial_payments,
-        "draft": True,
-    }
-    if own:
-        data["due_date"] = None if any(e.field == "due_date" for e in own) else data["due_date"]
-    try:
-        request = parse(InvoiceCreate, data)
-    except Problem as problem:
-        mine = {e.field for e in own}
-        errors = own + [_friendly(e) for e in problem.errors if e.field not in mine]
-        raise validation_failed(errors) from None
-    if own:
-        raise validation_failed(own)
-    return request
-
-
-def invoice_known_fields(values: InvoiceFormValues) -> list[str]:
-    names = list(INVOICE_LABELS)
-    for index in range(len(values.lines)):
-        names.extend(f"line_items.{index}.{name}" for name in LINE_LABELS)
-    return names
-
-
-def invoice_labels(values: InvoiceFormValues) -> dict[str, str]:
-    labels = dict(INVOICE_LABELS)
-    for index in range(len(values.lines)):
-        for name, label in LINE_LABELS.items():
-            labels[f"line_items.{index}.{name}"] = label
-    return labels
 
 
 async def _form_page(
@@ -412,160 +186,6 @@ async def create_invoice(request: Request, auth: User, session: SessionDep) -> R
 
 
 # --- the detail page -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TimelineItem:
-    at: datetime
-    kind: str  # payment, refund, invoice
-    title: str
-    detail: str
-    actor: str
-    tone: str  # success, danger, warning, info, neutral
-
-
-@dataclass
-class PaymentRow:
-    payment: PaymentOut
-    gateway_name: str
-    refundable: int
-    nonce: str
-    can_sync: bool
-
-
-@dataclass
-class RefundForm:
-    """A refused refund: shown again under its payment with the error inline."""
-
-    payment_id: str
-    amount: str
-    reason: str
-    errors: FormErrors
-
-
-def _audit_title(entry: AuditEntry) -> str:
-    titles = {
-        "invoice.created": "Invoice created",
-        "invoice.finalized": "Invoice finalized",
-        "invoice.voided": "Invoice voided",
-    }
-    return titles.get(entry.action, entry.action)
-
-
-def _tone(status: str) -> str:
-    return {
-        "succeeded": "success",
-        "failed": "danger",
-        "canceled": "neutral",
-        "requires_review": "warning",
-        "requires_action": "warning",
-        "processing": "info",
-        "pending": "info",
-    }.get(status, "neutral")
-
-
-def timeline(
-    invoice: Invoice, payments: Sequence[PaymentOut], audit: Sequence[AuditEntry]
-) -> list[TimelineItem]:
-    items: list[TimelineItem] = []
-    for entry in audit:
-        items.append(
-            TimelineItem(
-                entry.occurred_at,
-                "invoice",
-                _audit_title(entry),
-                entry.detail or "",
-                entry.actor_label or entry.actor_type,
-                "danger" if entry.action == "invoice.voided" else "neutral",
-            )
-        )
-    for payment in payments:
-        amount = money(payment.amount, payment.currency)
-        for event in payment.events:
-            label = PAYMENT_LABELS.get(event.to_status, event.to_status)
-            title = (
-                f"Payment of {amount} started ({label.lower()})"
-                if event.from_status is None
-                else f"Payment of {amount}: {label.lower()}"
-            )
-            items.append(
-                TimelineItem(
-                    event.occurred_at,
-                    "payment",
-                    title,
-                    event.cause,
-                    payment.id,
-                    _tone(event.to_status),
-                )
-            )
-        for refund in payment.refunds:
-            detail = refund.reason or ""
-            if refund.failure_message:
-                detail = f"{detail} {refund.failure_message}".strip()
-            items.append(
-                TimelineItem(
-                    refund.created_at,
-                    "refund",
-                    f"Refund of {money(refund.amount, refund.currency)}: "
-                    f"{PAYMENT_LABELS.get(refund.status, refund.status).lower()}",
-                    detail,
-                    refund.id,
-                    "warning" if refund.status == "succeeded" else _tone(refund.status),
-                )
-            )
-    items.sort(key=lambda item: item.at)
-    return items
-
-
-async def detail_context(
-    session: AsyncSession,
-    settings: Settings,
-    auth: AuthContext,
-    invoice_id: ObjectId,
-    refund_form: RefundForm | None = None,
-) -> dict[str, Any]:
-    """Everything the detail page shows."""
-    invoice = await InvoiceRepository(session, auth.company_id).get(invoice_id)
-    payments_repo = PaymentRepository(session, auth.company_id)
-    rows = await payments_repo.of_invoice(invoice.id)
-    views = await payment_views(session, auth.company_id, rows)
-    pending = {p.id: await payments_repo.pending_refund_amount(p.id) for p in rows}
-    gateways = {g.id: g.name for g in await GatewayRepository(session, auth.company_id).listing()}
-    audit, _ = await AuditRepository(session, auth.company_id).search(
-        AuditFilters(object_type="invoice", object_id=invoice.id), PageParams(limit=200)
-    )
-    payments = [
-        PaymentRow(
-            payment=view,
-            gateway_name=gateways.get(view.gateway_id, view.gateway_id),
-            refundable=max(view.amount - view.amount_refunded - pending[view.id], 0)
-            if view.status == PaymentStatus.SUCCEEDED
-            else 0,
-            nonce=secrets.token_urlsafe(24),
-            can_sync=view.status in OPEN_STATUSES,
-        )
-        for view in reversed(views)
-    ]
-    status = invoice.status
-    return {
-        "invoice": invoice,
-        "status_label": STATUS_LABELS.get(status, status),
-        "pay_url": pay_url(settings, invoice),
-        "payments": payments,
-        "gateway_names": gateways,
-        "timeline": list(reversed(timeline(invoice, views, audit))),
-        "can_write": auth.can(Permission.INVOICES_WRITE),
-        "can_pay_write": auth.can(Permission.PAYMENTS_WRITE),
-        "can_finalize": status == InvoiceStatus.DRAFT,
-        # The service decides (open payments refuse it too); this only hides a sure refusal.
-        "can_void": status != InvoiceStatus.VOID and invoice.amount_paid <= invoice.amount_refunded,
-        "money": money,
-        "payment_labels": PAYMENT_LABELS,
-        # The disputed mark a gateway's webhook set (payments/gateway_reports.py).
-        "disputes": await dispute_marks(session, auth.company_id, [p.id for p in rows]),
-        "refund_form": refund_form,
-        "minor_to_input": minor_to_input,
-    }
 
 
 async def _detail(

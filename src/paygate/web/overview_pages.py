@@ -24,7 +24,7 @@ from paygate.kit.deps import SessionDep
 from paygate.kit.pagination import PageParams
 from paygate.payments.listing import PaymentListing
 from paygate.security.repository import AuditFilters, AuditRepository
-from paygate.web.invoice_pages import PAYMENT_LABELS, money
+from paygate.web.invoice_views import PAYMENT_LABELS, money
 from paygate.web.render import PageRoute, render
 from paygate.web.session import User
 

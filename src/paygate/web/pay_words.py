@@ -1,12 +1,15 @@
 """What the customer reads on the payment page: gateways by their public label, never by the
-team's internal name, and why a payment failed in plain words (modelled on Stripe's
-customer-facing decline messages), never a provider's own message or code."""
+team's internal name, why a payment failed in plain words (modelled on Stripe's
+customer-facing decline messages), never a provider's own message or code, and the
+service's refusals said to the customer instead of to an API client."""
 
 from __future__ import annotations
 
 from paygate.gateways.adapters.base import GatewayType
 from paygate.gateways.adapters.registry import spec_for
+from paygate.gateways.connection import CREDENTIALS_UNREADABLE
 from paygate.gateways.models import Gateway
+from paygate.kit.errors import FieldError, Problem
 
 METHOD_LABELS = {"card": "Card", "paypal": "PayPal"}
 
@@ -59,3 +62,30 @@ DEFAULT_FAILURE = "The payment did not go through. Please try again, or choose a
 
 def customer_failure(failure_code: str | None) -> str:
     return CUSTOMER_FAILURES.get(failure_code or "", DEFAULT_FAILURE)
+
+
+# The service speaks to API clients (minor units, field names): say it to the customer.
+CUSTOMER_WORDS = {
+    "too_large": "That is more than what is due now.",
+    "partial_not_allowed": "Please pay the full amount due.",
+    "ineligible": "This way to pay is not available for this invoice. Please choose another.",
+    CREDENTIALS_UNREADABLE: (
+        "This way to pay is not available right now. Please choose another, or try again later."
+    ),
+}
+
+
+def customer_words(problem: Problem) -> Problem:
+    if problem.status == 404 and problem.detail == "No such gateway.":
+        return Problem(422, "ineligible", "Not available", CUSTOMER_WORDS["ineligible"])
+    if problem.slug == CREDENTIALS_UNREADABLE:
+        # The merchant's key trouble is theirs to fix: the customer only learns to pay otherwise.
+        return Problem(problem.status, problem.slug, "Not available", CUSTOMER_WORDS[problem.slug])
+    if problem.slug == "no-eligible-gateway":
+        return Problem(422, problem.slug, problem.title, CUSTOMER_WORDS["ineligible"])
+    if not problem.errors:
+        return problem
+    errors = [
+        FieldError(e.field, CUSTOMER_WORDS.get(e.code, e.message), e.code) for e in problem.errors
+    ]
+    return Problem(problem.status, problem.slug, problem.title, problem.detail, errors=errors)

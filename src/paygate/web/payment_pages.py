@@ -29,7 +29,8 @@ from paygate.payments.schemas import ReviewDecision
 from paygate.payments.service import PaymentService
 from paygate.payments.state import PaymentStatus
 from paygate.web.forms import FormErrors, day_range, parse, text
-from paygate.web.invoice_pages import PAYMENT_LABELS, money, to_minor_units
+from paygate.web.invoice_forms import to_minor_units
+from paygate.web.invoice_views import PAYMENT_LABELS, money
 from paygate.web.render import Notice, PageRoute, redirect, render
 from paygate.web.session import User, flash, need
 

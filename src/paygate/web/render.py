@@ -179,6 +179,20 @@ def render(
     return HTMLResponse(body, status_code=status_code, headers=dict(headers or {}))
 
 
+def section_response(
+    request: Request,
+    auth: AuthContext,
+    folder: str,
+    context: dict[str, Any],
+    *,
+    status_code: int = 200,
+    notice: Notice | None = None,
+) -> Response:
+    """htmx swaps just the page's section; a plain form post gets the whole page."""
+    template = f"{folder}/_section.html" if is_htmx(request) else f"{folder}/index.html"
+    return render(request, template, context, auth=auth, status_code=status_code, notice=notice)
+
+
 def redirect(url: str, request: Request) -> Response:
     """A redirect that also works for htmx (which would otherwise follow it into a fragment)."""
     if is_htmx(request):

@@ -27,7 +27,7 @@ from paygate.routing.service import RoutingService
 from paygate.routing.status_map import SOFT_DECLINE_CODES, TECHNICAL_FAILURES
 from paygate.security.history_schemas import VersionNumber
 from paygate.web.forms import FormErrors, parse, text
-from paygate.web.pay_pages import parse_amount
+from paygate.web.pay_forms import parse_amount
 from paygate.web.render import Notice, PageRoute, redirect, render
 from paygate.web.routing_forms import (
     PolicyFormValues,

@@ -1,47 +1,33 @@
 """The webhooks pages: endpoints (added with the secret shown once), one endpoint's settings,
 secret rotation, history with restore, test event and delivery log with redelivery. They
-call the same services as the JSON API (webhooks/outbound/service.py, versions.py)."""
+call the same services as the JSON API (webhooks/outbound/service.py, versions.py); the
+form fields are read in webhook_endpoint_forms.py, the pages' contents gathered in
+webhook_endpoint_views.py."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from starlette.datastructures import FormData
 
 from paygate.accounts.auth import AuthContext
 from paygate.accounts.permissions import Permission
-from paygate.kit.clock import utcnow
 from paygate.kit.deps import KeyringDep, ResolverDep, SessionDep, SettingsDep
 from paygate.kit.errors import Problem
 from paygate.kit.ids import ObjectId
-from paygate.kit.pagination import PageParams
 from paygate.security.history_schemas import VersionNumber
-from paygate.web.forms import FormErrors, parse, text, texts
+from paygate.web.forms import parse, text
 from paygate.web.render import Notice, PageRoute, is_htmx, redirect, render
 from paygate.web.session import User, need
-from paygate.webhooks.outbound.events import EVENT_DESCRIPTIONS, EventType
-from paygate.webhooks.outbound.models import WebhookEndpoint
+from paygate.web.webhook_endpoint_forms import form_errors, form_values
+from paygate.web.webhook_endpoint_views import STATUSES, endpoint_context, list_context
 from paygate.webhooks.outbound.schemas import EndpointCreate, EndpointUpdate, SecretRotate
-from paygate.webhooks.outbound.service import EndpointService, previous_until
+from paygate.webhooks.outbound.service import EndpointService
 from paygate.webhooks.outbound.versions import EndpointVersions
 
 PAGES = "webhook_endpoints"  # the templates folder of these pages
 router = APIRouter(route_class=PageRoute)
-
-FIELDS = ["url", "description", "event_types", "enabled", "secret"]
-LABELS = {"url": "URL", "description": "Description", "event_types": "Events"}
-STATUSES = {"pending": "Pending", "succeeded": "Delivered", "failed": "Failed"}
-PAGE_SIZE = 25
-GRACE_CHOICES = [
-    ("24", "24 hours"),
-    ("1", "1 hour"),
-    ("72", "3 days"),
-    ("168", "7 days"),
-    ("0", "Not at all: stop the old secret now (after a leak)"),
-]
 
 
 async def endpoint_service(
@@ -59,58 +45,7 @@ async def endpoint_service(
 Endpoints = Annotated[EndpointService, Depends(endpoint_service)]
 
 
-def _form_values(form: FormData | None, endpoint: WebhookEndpoint | None = None) -> dict[str, Any]:
-    if form is not None:
-        return {
-            "url": text(form, "url").strip(),
-            "description": text(form, "description").strip(),
-            "event_types": texts(form, "event_types"),
-            "enabled": text(form, "enabled") == "on",
-        }
-    if endpoint is not None:
-        return {
-            "url": endpoint.url,
-            "description": endpoint.description or "",
-            "event_types": list(endpoint.event_types),
-            "enabled": endpoint.enabled,
-        }
-    return {"url": "", "description": "", "event_types": [], "enabled": True}
-
-
-def _errors(problem: Problem) -> FormErrors:
-    errors = FormErrors.from_problem(problem, FIELDS, labels=LABELS)
-    # "event_types.2" (an unknown type) belongs next to the checkboxes.
-    for message in list(errors.general):
-        if message.lower().startswith(("event_types", "events")):
-            errors.general.remove(message)
-            errors.fields.setdefault("event_types", []).append(message)
-    return errors
-
-
-def _common() -> dict[str, Any]:
-    return {
-        "event_types": list(EventType),
-        "event_descriptions": EVENT_DESCRIPTIONS,
-        "now": utcnow(),
-        "previous_until": previous_until,
-        "statuses": STATUSES,
-        "grace_choices": GRACE_CHOICES,
-    }
-
-
 # --- the endpoints list ------------------------------------------------------------------
-
-
-async def _list_context(endpoints: EndpointService, **extra: Any) -> dict[str, Any]:
-    context: dict[str, Any] = {
-        **_common(),
-        "endpoints": await endpoints.list_all(),
-        "errors": FormErrors(),
-        "values": _form_values(None),
-        "created": None,
-    }
-    context.update(extra)
-    return context
 
 
 def _list_response(
@@ -129,9 +64,7 @@ def _list_response(
 
 @router.get("/webhook-endpoints")
 async def webhooks_page(request: Request, auth: User, endpoints: Endpoints) -> Response:
-    return render(
-        request, "webhook_endpoints/index.html", await _list_context(endpoints), auth=auth
-    )
+    return render(request, "webhook_endpoints/index.html", await list_context(endpoints), auth=auth)
 
 
 @router.post("/webhook-endpoints")
@@ -140,7 +73,7 @@ async def create_endpoint(
 ) -> Response:
     await need(request, auth, Permission.WEBHOOKS_WRITE)
     form = await request.form()
-    values = _form_values(form)
+    values = form_values(form)
     try:
         # A savepoint: a refused endpoint leaves nothing behind, even in memory.
         async with session.begin_nested():
@@ -156,49 +89,15 @@ async def create_endpoint(
     except Problem as problem:
         if problem.status != 422:
             raise
-        context = await _list_context(endpoints, errors=_errors(problem), values=values)
+        context = await list_context(endpoints, errors=form_errors(problem), values=values)
         return _list_response(request, auth, context, status_code=422)
     # The secret is rendered this once, into a no-store response; only its mask is kept.
-    context = await _list_context(endpoints, created={"endpoint": endpoint, "secret": secret})
+    context = await list_context(endpoints, created={"endpoint": endpoint, "secret": secret})
     notice = Notice("success", "Endpoint added. Copy its signing secret now.")
     return _list_response(request, auth, context, notice=notice)
 
 
 # --- one endpoint ---------------------------------------------------------------------------
-
-
-async def _endpoint_context(
-    endpoints: EndpointService,
-    endpoint: WebhookEndpoint,
-    *,
-    status: str | None = None,
-    cursor: str | None = None,
-    **extra: Any,
-) -> dict[str, Any]:
-    deliveries, next_cursor = await endpoints.deliveries_of(
-        endpoint.id, PageParams(limit=PAGE_SIZE, cursor=cursor), status=status
-    )
-    filters = {"status": status} if status else {}
-    context: dict[str, Any] = {
-        **_common(),
-        "endpoint": endpoint,
-        "deliveries": deliveries,
-        "attempts": await endpoints.attempts_of(deliveries),
-        "payloads": await endpoints.payloads_of(deliveries),
-        "status": status,
-        "next_url": (
-            f"/webhook-endpoints/{endpoint.id}?{urlencode({**filters, 'cursor': next_cursor})}"
-            if next_cursor
-            else None
-        ),
-        "first_url": f"/webhook-endpoints/{endpoint.id}?{urlencode(filters)}" if cursor else None,
-        "errors": FormErrors(),
-        "values": _form_values(None, endpoint),
-        "rotated": None,
-        "versions": (await EndpointVersions(endpoints).versions(endpoint.id))[1],
-    }
-    context.update(extra)
-    return context
 
 
 def _endpoint_response(
@@ -227,7 +126,7 @@ async def endpoint_page(
 ) -> Response:
     endpoint = await endpoints.get(endpoint_id)
     chosen = status if status in STATUSES else None
-    context = await _endpoint_context(endpoints, endpoint, status=chosen, cursor=cursor)
+    context = await endpoint_context(endpoints, endpoint, status=chosen, cursor=cursor)
     template = (
         "webhook_endpoints/_deliveries.html"
         if is_htmx(request)
@@ -242,7 +141,7 @@ async def update_endpoint(
 ) -> Response:
     await need(request, auth, Permission.WEBHOOKS_WRITE)
     form = await request.form()
-    values = _form_values(form)
+    values = form_values(form)
     try:
         async with session.begin_nested():
             body = parse(
@@ -259,11 +158,11 @@ async def update_endpoint(
         if problem.status != 422:
             raise
         endpoint = await endpoints.get(endpoint_id)
-        context = await _endpoint_context(
-            endpoints, endpoint, errors=_errors(problem), values=values
+        context = await endpoint_context(
+            endpoints, endpoint, errors=form_errors(problem), values=values
         )
         return _endpoint_response(request, auth, context, "_endpoint.html", status_code=422)
-    context = await _endpoint_context(endpoints, endpoint)
+    context = await endpoint_context(endpoints, endpoint)
     notice = Notice("success", "Endpoint saved.")
     return _endpoint_response(request, auth, context, "_endpoint.html", notice=notice)
 
@@ -284,12 +183,12 @@ async def rotate_secret(
         if problem.status != 422:
             raise
         endpoint = await endpoints.get(endpoint_id)
-        context = await _endpoint_context(endpoints, endpoint)
+        context = await endpoint_context(endpoints, endpoint)
         notice = Notice("error", "Choose how long the old secret keeps signing: 0 to 168 hours.")
         return _endpoint_response(
             request, auth, context, "_endpoint.html", status_code=422, notice=notice
         )
-    context = await _endpoint_context(endpoints, endpoint, rotated=secret)
+    context = await endpoint_context(endpoints, endpoint, rotated=secret)
     notice = Notice("success", "New signing secret created. Copy it now.")
     return _endpoint_response(request, auth, context, "_endpoint.html", notice=notice)
 
@@ -312,13 +211,13 @@ async def restore_version(
     except Problem as problem:
         if problem.status != 422:
             raise
-        context = await _endpoint_context(endpoints, await endpoints.get(endpoint_id))
+        context = await endpoint_context(endpoints, await endpoints.get(endpoint_id))
         reason = problem.detail or problem.title
         notice = Notice("error", f"Version {version} was not restored. {reason}")
         return _endpoint_response(
             request, auth, context, "_endpoint.html", status_code=422, notice=notice
         )
-    context = await _endpoint_context(endpoints, restored.target)
+    context = await endpoint_context(endpoints, restored.target)
     notice = Notice(
         "success",
         f"Version {version} restored as version {restored.version.version}. {restored.note}",
@@ -331,7 +230,7 @@ async def _switch(
 ) -> Response:
     await need(request, auth, Permission.WEBHOOKS_WRITE)
     endpoint = await endpoints.set_enabled(endpoint_id, on)
-    context = await _endpoint_context(endpoints, endpoint)
+    context = await endpoint_context(endpoints, endpoint)
     if on:
         notice = Notice("success", "Endpoint enabled: new events are sent to it again.")
     else:
@@ -372,7 +271,7 @@ async def _queue_delivery(
             raise
         notice = Notice("error", problem.detail or problem.title)
     endpoint = await endpoints.get(endpoint_id)
-    context = await _endpoint_context(endpoints, endpoint)
+    context = await endpoint_context(endpoints, endpoint)
     return _endpoint_response(request, auth, context, "_deliveries.html", notice=notice)
 
 

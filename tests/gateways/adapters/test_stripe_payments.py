@@ -37,7 +37,7 @@ from paygate.gateways.adapters.base import (
 )
 from paygate.gateways.adapters.registry import build_adapter
 from paygate.gateways.adapters.stripe import SPEC, StripeAdapter, stripe_decline
-from paygate.gateways.service import check_configuration
+from paygate.gateways.configuration import check_configuration
 from paygate.kit.errors import Problem
 from paygate.web.render import templates
 from tests.fakes.stripe_checkout import StripeCheckoutEmulator

@@ -4,18 +4,22 @@ whole schedule failing (the endpoint disabled and its owners mailed), manual red
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import datetime, timedelta
+from typing import Any
 
 import httpx
 
 from paygate.db import Database
+from paygate.settings import Settings
 from paygate.webhooks.outbound.dispatch import Dispatcher
 from paygate.webhooks.outbound.enqueue import enqueue_event
 from paygate.webhooks.outbound.schedule import JITTER, RETRY_SCHEDULE
 from tests.conftest import Tenant
 from tests.fakes.mail import Mailbox, body_of
 from tests.gateways.helpers import audit_entries
+from tests.web.helpers import csrf_of, new_client
 from tests.webhooks.outbound.conftest import (
     Clock,
     create_endpoint,
@@ -140,6 +144,8 @@ async def test_a_whole_failing_schedule_disables_the_endpoint_and_mails_the_owne
     timed_dispatcher: Dispatcher,
     clock: Clock,
     mailbox: Mailbox,
+    app: Any,
+    settings: Settings,
 ) -> None:
     endpoint = await create_endpoint(client, tenant, receiver.url())
     receiver.secrets.append(endpoint["signing_secret"])
@@ -169,6 +175,24 @@ async def test_a_whole_failing_schedule_disables_the_endpoint_and_mails_the_owne
     assert "webhook endpoint disabled" in str(mail["Subject"])
     assert receiver.url() in body_of(mail)
     assert endpoint["signing_secret"] not in body_of(mail)
+    # The mail's link is the endpoint's page, with its delivery log, as its owner sees it.
+    link = re.search(rf"{re.escape(settings.base_url)}(/\S*)", body_of(mail))
+    assert link is not None
+    assert link.group(1) == f"/webhook-endpoints/{endpoint['id']}"
+    async with new_client(app) as browser:
+        login = await browser.get("/login")
+        signed_in = await browser.post(
+            "/login",
+            data={
+                "email": tenant.email,
+                "password": tenant.password,
+                "csrf_token": csrf_of(login.text),
+            },
+        )
+        assert signed_in.status_code == 303, signed_in.text
+        page = await browser.get(link.group(1))
+    assert page.status_code == 200, page.text
+    assert receiver.url() in page.text
     disabled = [
         e
         for e in await audit_entries(client, tenant, object_id=endpoint["id"])

@@ -24,8 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from paygate.db import Database
 from paygate.gateways.adapters.base import GatewayError, PaymentResult, RefundResult
+from paygate.gateways.connection import adapter_config
 from paygate.gateways.models import Gateway
-from paygate.gateways.service import adapter_config
 from paygate.kit.clock import utcnow
 from paygate.kit.ids import new_id
 from paygate.payments.gateway_reports import (

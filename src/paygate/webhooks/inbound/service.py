@@ -19,6 +19,7 @@ from paygate.kit.errors import FieldError, Problem, conflict, validation_failed
 from paygate.kit.ids import new_id
 from paygate.kit.pagination import PageParams
 from paygate.security import audit
+from paygate.security.audit_actions import AuditAction
 from paygate.security.crypto import Keyring
 from paygate.settings import Settings
 from paygate.webhooks.inbound.models import WebhookEvent, WebhookEventAttempt, WebhookReplay
@@ -164,7 +165,9 @@ class WebhookEventService:
     async def latest_bulk_replay(self) -> WebhookReplay | None:
         return await self.replays.latest()
 
-    async def _audit(self, action: str, object_type: str, object_id: str, detail: str) -> None:
+    async def _audit(
+        self, action: AuditAction, object_type: str, object_id: str, detail: str
+    ) -> None:
         await audit.record_by(
             self.session,
             self.auth,

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
+from paygate.gateways.connection import adapter_config
 from paygate.gateways.credentials import accepted_previous_until, open_envelope
 from paygate.gateways.models import Gateway
-from paygate.gateways.service import adapter_config
 from paygate.kit.logging import REDACTED
 from paygate.security.crypto import Keyring, KeyringError
 from paygate.settings import Settings

@@ -292,7 +292,7 @@ class Dispatcher:
                 "Events that happen while it is disabled are not queued for it. Fix the "
                 "endpoint, enable it again, then redeliver the failed deliveries you need "
                 f"from its delivery log:\n\n"
-                f"  {self.settings.base_url}/webhooks/{endpoint.id}\n\n"
+                f"  {self.settings.base_url}/webhook-endpoints/{endpoint.id}\n\n"
                 "You receive this because you are an owner of the company in paygate.\n"
             ),
         )

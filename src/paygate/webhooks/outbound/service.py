@@ -16,6 +16,7 @@ from paygate.kit.errors import FieldError, Problem, validation_failed
 from paygate.kit.ids import new_id
 from paygate.kit.pagination import PageParams
 from paygate.security import audit
+from paygate.security.audit_actions import AuditAction
 from paygate.security.crypto import Keyring, KeyringError
 from paygate.security.history import ConfigVersion
 from paygate.security.ssrf import Resolver, UnsafeURL, check_outbound_url, resolve_host
@@ -325,7 +326,9 @@ class EndpointService:
         )
         return await self.deliveries.get(delivery_id)
 
-    async def audit_entry(self, action: str, endpoint: WebhookEndpoint, **fields: Any) -> None:
+    async def audit_entry(
+        self, action: AuditAction, endpoint: WebhookEndpoint, **fields: Any
+    ) -> None:
         await audit.record_by(
             self.session,
             self.auth,
