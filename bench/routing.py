@@ -189,6 +189,9 @@ def main() -> None:
     parser.add_argument("--loadgen", choices=["auto", "wrk", "httpx"], default="auto")
     parser.add_argument("--profile", help="py-spy the server during each load run into PATH.*")
     parser.add_argument("--profile-format", default="raw", help="py-spy format: raw, flamegraph")
+    parser.add_argument(
+        "--profile-gil", action="store_true", help="py-spy: only samples holding the GIL"
+    )
     parser.add_argument("--py-spy", default=str(Path(sys.executable).parent / "py-spy"))
     args = parser.parse_args()
     if urlsplit(args.database_url).hostname not in ("127.0.0.1", "localhost", None):
