@@ -111,10 +111,12 @@ def serve(
         serve_workers(settings.host, settings.port, workers)
     else:
         from paygate.app import create_app
+        from paygate.server import tune_garbage_collector
 
         config = uvicorn.Config(
             create_app(settings), host=settings.host, port=settings.port, log_level="warning"
         )
+        tune_garbage_collector()
         _ServerWithBanner(config, banner).run()
 
 
