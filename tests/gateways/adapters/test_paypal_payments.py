@@ -18,19 +18,20 @@ from paygate.gateways.adapters.base import (
     AdapterConfig,
     DeclineCode,
     Environment,
-    GatewayCallRecord,
-    GatewayMisconfigured,
     GatewayPaymentStatus,
     GatewayRefundStatus,
-    GatewayRejected,
-    GatewayTimeout,
     GatewayType,
-    GatewayUnavailable,
     PaymentFlow,
     PaymentRequest,
     RefundRequest,
-    recording_gateway_calls,
 )
+from paygate.gateways.adapters.base_errors import (
+    GatewayMisconfigured,
+    GatewayRejected,
+    GatewayTimeout,
+    GatewayUnavailable,
+)
+from paygate.gateways.adapters.base_http import GatewayCallRecord, recording_gateway_calls
 from paygate.gateways.adapters.paypal import PayPalAdapter
 from tests.fakes.paypal import PayPalEmulator
 

@@ -23,17 +23,19 @@ from paygate.gateways.adapters.base import (
     AdapterConfig,
     DeclineCode,
     Environment,
-    GatewayDeclined,
-    GatewayMisconfigured,
     GatewayPaymentStatus,
     GatewayRefundStatus,
-    GatewayRejected,
-    GatewayTimeout,
     GatewayType,
-    GatewayUnavailable,
     PaymentFlow,
     PaymentRequest,
     RefundRequest,
+)
+from paygate.gateways.adapters.base_errors import (
+    GatewayDeclined,
+    GatewayMisconfigured,
+    GatewayRejected,
+    GatewayTimeout,
+    GatewayUnavailable,
 )
 from paygate.gateways.adapters.registry import build_adapter
 from paygate.gateways.adapters.stripe import SPEC, StripeAdapter, stripe_decline

@@ -25,24 +25,24 @@ from paygate.gateways.adapters.base import (
     Environment,
     FieldKind,
     FieldSpec,
-    GatewayDeclined,
-    GatewayError,
-    GatewayMisconfigured,
     GatewayPaymentStatus,
     GatewayRefundStatus,
-    GatewayRejected,
     GatewayType,
     GatewayTypeSpec,
-    GatewayUnavailable,
     NextAction,
     PaymentRequest,
     PaymentResult,
     RefundRequest,
     RefundResult,
-    call_gateway,
-    http_client,
-    record_response,
 )
+from paygate.gateways.adapters.base_errors import (
+    GatewayDeclined,
+    GatewayError,
+    GatewayMisconfigured,
+    GatewayRejected,
+    GatewayUnavailable,
+)
+from paygate.gateways.adapters.base_http import call_gateway, http_client, record_response
 
 SPEC = GatewayTypeSpec(
     type=GatewayType.CUSTOM,

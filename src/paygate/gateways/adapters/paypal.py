@@ -48,24 +48,24 @@ from paygate.gateways.adapters.base import (
     Environment,
     FieldKind,
     FieldSpec,
-    GatewayDeclined,
-    GatewayMisconfigured,
     GatewayPaymentStatus,
     GatewayRefundStatus,
-    GatewayRejected,
-    GatewayTimeout,
     GatewayType,
     GatewayTypeSpec,
-    GatewayUnavailable,
     NextAction,
     PaymentRequest,
     PaymentResult,
     RefundRequest,
     RefundResult,
-    call_gateway,
-    http_client,
-    record_response,
 )
+from paygate.gateways.adapters.base_errors import (
+    GatewayDeclined,
+    GatewayMisconfigured,
+    GatewayRejected,
+    GatewayTimeout,
+    GatewayUnavailable,
+)
+from paygate.gateways.adapters.base_http import call_gateway, http_client, record_response
 from paygate.kit.money import exponent
 
 T = TypeVar("T")

@@ -38,25 +38,25 @@ from paygate.gateways.adapters.base import (
     Environment,
     FieldKind,
     FieldSpec,
-    GatewayDeclined,
-    GatewayError,
-    GatewayMisconfigured,
     GatewayPaymentStatus,
     GatewayRefundStatus,
-    GatewayRejected,
     GatewayType,
     GatewayTypeSpec,
-    GatewayUnavailable,
     NextAction,
     PaymentFlow,
     PaymentRequest,
     PaymentResult,
     RefundRequest,
     RefundResult,
-    call_gateway,
-    http_client,
-    record_response,
 )
+from paygate.gateways.adapters.base_errors import (
+    GatewayDeclined,
+    GatewayError,
+    GatewayMisconfigured,
+    GatewayRejected,
+    GatewayUnavailable,
+)
+from paygate.gateways.adapters.base_http import call_gateway, http_client, record_response
 
 T = TypeVar("T")
 

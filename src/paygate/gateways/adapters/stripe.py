@@ -48,25 +48,26 @@ from paygate.gateways.adapters.base import (
     Environment,
     FieldKind,
     FieldSpec,
-    GatewayDeclined,
-    GatewayError,
-    GatewayMisconfigured,
     GatewayPaymentStatus,
     GatewayRefundStatus,
-    GatewayRejected,
-    GatewayTimeout,
     GatewayType,
     GatewayTypeSpec,
-    GatewayUnavailable,
     NextAction,
     PaymentFlow,
     PaymentRequest,
     PaymentResult,
     RefundRequest,
     RefundResult,
-    call_gateway,
-    record_response,
 )
+from paygate.gateways.adapters.base_errors import (
+    GatewayDeclined,
+    GatewayError,
+    GatewayMisconfigured,
+    GatewayRejected,
+    GatewayTimeout,
+    GatewayUnavailable,
+)
+from paygate.gateways.adapters.base_http import call_gateway, record_response
 from paygate.security.ssrf import GuardedTransport, OutboundRefused, Resolver
 
 T = TypeVar("T")

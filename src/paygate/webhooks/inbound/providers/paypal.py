@@ -23,12 +23,14 @@ from paygate.gateways.adapters.base import (
     AdapterConfig,
     Decline,
     DeclineCode,
-    GatewayError,
-    GatewayMisconfigured,
     GatewayPaymentStatus,
     GatewayRefundStatus,
-    GatewayRejected,
     GatewayType,
+)
+from paygate.gateways.adapters.base_errors import (
+    GatewayError,
+    GatewayMisconfigured,
+    GatewayRejected,
     GatewayUnavailable,
 )
 from paygate.gateways.adapters.paypal import PayPalAdapter, _from_money, _refusal

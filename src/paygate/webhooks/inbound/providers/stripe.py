@@ -25,9 +25,9 @@ from paygate.gateways.adapters.base import (
     AdapterConfig,
     GatewayPaymentStatus,
     GatewayRefundStatus,
-    GatewayRejected,
     GatewayType,
 )
+from paygate.gateways.adapters.base_errors import GatewayRejected
 from paygate.gateways.adapters.stripe import StripeAdapter, stripe_decline
 from paygate.payments.gateway_reports import DisputeStatus
 from paygate.webhooks.inbound.providers.base import (
