@@ -38,7 +38,9 @@ from paygate.gateways.adapters.base_errors import (
     GatewayUnavailable,
 )
 from paygate.gateways.adapters.registry import build_adapter
-from paygate.gateways.adapters.stripe import SPEC, StripeAdapter, stripe_decline
+from paygate.gateways.adapters.stripe import StripeAdapter
+from paygate.gateways.adapters.stripe_declines import stripe_decline
+from paygate.gateways.adapters.stripe_spec import SPEC
 from paygate.gateways.configuration import check_configuration
 from paygate.kit.errors import Problem
 from paygate.web.render import templates
