@@ -47,10 +47,10 @@ from paygate.gateways.adapters.base import (
     AdapterConfig,
     Environment,
     GatewayType,
-    GatewayUnavailable,
     PaymentRequest,
     PaymentResult,
 )
+from paygate.gateways.adapters.base_errors import GatewayUnavailable
 from paygate.kit.ids import new_id
 from paygate.kit.logging import configure_logging
 from paygate.payments.failover import attempt_once

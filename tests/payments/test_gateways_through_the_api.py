@@ -34,7 +34,7 @@ import pytest
 from sqlalchemy import text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from paygate.gateways.adapters import paypal as paypal_module
+from paygate.gateways.adapters.paypal_calls import clear_token_cache
 from paygate.gateways.adapters.sandbox import SANDBOX_CARDS, SandboxOutcome
 from paygate.kit.jobs_context import JobContext
 from paygate.payments.tasks import sweep_pending_refunds
@@ -449,7 +449,7 @@ def driver(request: pytest.FixtureRequest) -> Iterator[Driver]:
             request.getfixturevalue("localstripe_url"),
         )
     elif name == "paypal":
-        paypal_module.clear_token_cache()
+        clear_token_cache()
         built = PayPalDriver(name, request.getfixturevalue("paypal_emulator"))
     elif name.startswith("square"):
         built = SquareDriver(name, request.getfixturevalue("square_emulator"))
@@ -459,7 +459,7 @@ def driver(request: pytest.FixtureRequest) -> Iterator[Driver]:
     yield built
     if isinstance(built, CustomDriver):
         built.late.delay = 0.0
-    paypal_module.clear_token_cache()
+    clear_token_cache()
 
 
 def flows(*names: str) -> pytest.MarkDecorator:

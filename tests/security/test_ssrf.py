@@ -17,12 +17,8 @@ from sqlalchemy import func, select
 
 from paygate.app import create_app
 from paygate.db import Database
-from paygate.gateways.adapters.base import (
-    AdapterConfig,
-    Environment,
-    GatewayMisconfigured,
-    GatewayType,
-)
+from paygate.gateways.adapters.base import AdapterConfig, Environment, GatewayType
+from paygate.gateways.adapters.base_errors import GatewayMisconfigured
 from paygate.gateways.adapters.custom import CustomGatewayAdapter
 from paygate.gateways.adapters.stripe import StripeAdapter
 from paygate.gateways.models import Gateway

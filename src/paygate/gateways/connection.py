@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import structlog
 
-from paygate.gateways.adapters.base import AdapterConfig, Environment, GatewayError, GatewayType
+from paygate.gateways.adapters.base import AdapterConfig, Environment, GatewayType
+from paygate.gateways.adapters.base_errors import GatewayError
 from paygate.gateways.adapters.registry import build_adapter
 from paygate.gateways.credentials import Envelope, open_envelope
 from paygate.gateways.models import Gateway

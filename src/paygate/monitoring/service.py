@@ -46,6 +46,7 @@ from paygate.monitoring.system_repository import ensure_monitors
 from paygate.monitoring.tls import https_base_url
 from paygate.security import audit
 from paygate.security.audit_actions import AuditAction
+from paygate.security.audit_object_types import AuditObjectType
 from paygate.settings import Settings
 
 HEARTBEATS = 90
@@ -337,7 +338,7 @@ class MonitoringService:
     async def _audit(
         self,
         action: AuditAction,
-        object_type: str,
+        object_type: AuditObjectType,
         object_id: str,
         changes: dict[str, Any],
         detail: str | None = None,

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from paygate.gateways.adapters.base import (
+from paygate.gateways.adapters.base import GatewayPaymentStatus, PaymentResult, RefundResult
+from paygate.gateways.adapters.base_errors import (
     GatewayDeclined,
     GatewayError,
     GatewayMisconfigured,
-    GatewayPaymentStatus,
     GatewayRejected,
     GatewayUnavailable,
-    PaymentResult,
-    RefundResult,
 )
 from paygate.payments.models import Payment
 from paygate.payments.retry_queue import RetryScheduled

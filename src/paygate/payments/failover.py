@@ -36,17 +36,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from paygate.gateways.adapters.base import (
     AdapterConfig,
-    GatewayCallRecord,
-    GatewayDeclined,
-    GatewayError,
-    GatewayMisconfigured,
     GatewayPaymentStatus,
-    GatewayUnavailable,
     PaymentFlow,
     PaymentRequest,
     PaymentResult,
-    recording_gateway_calls,
 )
+from paygate.gateways.adapters.base_errors import (
+    GatewayDeclined,
+    GatewayError,
+    GatewayMisconfigured,
+    GatewayUnavailable,
+)
+from paygate.gateways.adapters.base_http import GatewayCallRecord, recording_gateway_calls
 from paygate.gateways.adapters.registry import build_adapter
 from paygate.gateways.connection import CREDENTIALS_UNREADABLE, payable_config
 from paygate.gateways.eligibility import unfit

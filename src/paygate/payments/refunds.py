@@ -9,13 +9,9 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paygate.gateways.adapters.base import (
-    GatewayCallRecord,
-    GatewayError,
-    RefundRequest,
-    RefundResult,
-    recording_gateway_calls,
-)
+from paygate.gateways.adapters.base import RefundRequest, RefundResult
+from paygate.gateways.adapters.base_errors import GatewayError
+from paygate.gateways.adapters.base_http import GatewayCallRecord, recording_gateway_calls
 from paygate.gateways.adapters.registry import build_adapter
 from paygate.gateways.connection import payable_config
 from paygate.gateways.models import Gateway

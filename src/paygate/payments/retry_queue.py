@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from paygate.db import Base
-from paygate.gateways.adapters.base import GatewayError, GatewayUnavailable
+from paygate.gateways.adapters.base_errors import GatewayError, GatewayUnavailable
 from paygate.kit.clock import utcnow
 from paygate.kit.columns import CompanyRef, CreatedAt, Timestamp
 from paygate.kit.deferral import defer_in_transaction

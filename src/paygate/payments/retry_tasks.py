@@ -9,7 +9,8 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paygate.gateways.adapters.base import AdapterConfig, GatewayUnavailable
+from paygate.gateways.adapters.base import AdapterConfig
+from paygate.gateways.adapters.base_errors import GatewayUnavailable
 from paygate.gateways.connection import payable_config
 from paygate.gateways.models import Gateway
 from paygate.kit.clock import utcnow

@@ -21,11 +21,8 @@ from dataclasses import replace
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paygate.db import Database
-from paygate.gateways.adapters.base import (
-    GatewayError,
-    PaymentResult,
-    RefundResult,
-)
+from paygate.gateways.adapters.base import PaymentResult, RefundResult
+from paygate.gateways.adapters.base_errors import GatewayError
 from paygate.kit.errors import conflict
 from paygate.kit.writes import writes_deferred
 from paygate.payments import refunds, sync

@@ -16,16 +16,14 @@ from dataclasses import dataclass
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paygate.gateways.adapters.base import (
-    GatewayCallRecord,
+from paygate.gateways.adapters.base import GatewayRefundStatus, PaymentResult, RefundResult
+from paygate.gateways.adapters.base_errors import (
     GatewayDeclined,
     GatewayError,
-    GatewayRefundStatus,
     GatewayRejected,
     GatewayUnavailable,
-    PaymentResult,
-    RefundResult,
 )
+from paygate.gateways.adapters.base_http import GatewayCallRecord
 from paygate.invoices.rules import follow_totals
 from paygate.invoices.schemas import InvoiceStatus
 from paygate.kit.clock import utcnow

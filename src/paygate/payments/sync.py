@@ -13,14 +13,9 @@ from datetime import timedelta
 from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paygate.gateways.adapters.base import (
-    GatewayAdapter,
-    GatewayCallRecord,
-    GatewayError,
-    GatewayRejected,
-    PaymentRequest,
-    recording_gateway_calls,
-)
+from paygate.gateways.adapters.base import GatewayAdapter, PaymentRequest
+from paygate.gateways.adapters.base_errors import GatewayError, GatewayRejected
+from paygate.gateways.adapters.base_http import GatewayCallRecord, recording_gateway_calls
 from paygate.gateways.adapters.registry import build_adapter
 from paygate.gateways.connection import payable_config
 from paygate.gateways.models import Gateway

@@ -17,6 +17,7 @@ from paygate.db import Database
 from paygate.kit.deps import Origin
 from paygate.kit.ids import new_id
 from paygate.security.audit_actions import AuditAction
+from paygate.security.audit_object_types import AuditObjectType
 from paygate.security.models import AuditEntry
 
 CHANGED = "[changed]"  # stands in for a secret value in a diff
@@ -66,7 +67,7 @@ async def record(
     actor: Actor,
     origin: Origin | None,
     action: AuditAction,
-    object_type: str | None = None,
+    object_type: AuditObjectType | None = None,
     object_id: str | None = None,
     object_name: str | None = None,
     outcome: str = "success",
@@ -112,7 +113,7 @@ async def record_by(
     caller: Caller,
     *,
     action: AuditAction,
-    object_type: str | None = None,
+    object_type: AuditObjectType | None = None,
     object_id: str | None = None,
     object_name: str | None = None,
     outcome: str = "success",

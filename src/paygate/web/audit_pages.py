@@ -15,6 +15,7 @@ from paygate.kit.deps import SessionDep
 from paygate.kit.pagination import PageParams
 from paygate.security.audit import CHANGED
 from paygate.security.audit_actions import AUDIT_ACTIONS
+from paygate.security.audit_object_types import AUDIT_OBJECT_TYPES, AuditObjectType
 from paygate.security.models import AuditEntry
 from paygate.security.repository import AuditFilters, AuditRepository
 from paygate.web.forms import FormErrors, day_range
@@ -26,20 +27,33 @@ router = APIRouter(route_class=PageRoute)
 PAGE_SIZE = 50
 Short = Annotated[str, Query(max_length=60)]
 
-# The object type filter's choices; a value outside them (from a link) still filters, and
-# is offered as the selected choice.
-OBJECT_TYPES: dict[str, str] = {
+# The object type filter offers every type the code records on: AUDIT_OBJECT_TYPES, the
+# one list every `audit.record` call is checked against (security/audit_object_types.py),
+# in its order, each under the label given here (a test checks each type has one). A value
+# outside them (from a link) still filters, and is offered as the selected choice.
+OBJECT_TYPE_LABELS: dict[AuditObjectType, str] = {
     "gateway": "Gateway",
+    "routing_rule": "Routing rule",
+    "routing_rule_set": "Routing rule set",
+    "retry_policy": "Retry policy",
     "invoice": "Invoice",
     "payment": "Payment",
+    "webhook_event": "Webhook event",
+    "webhook_replay": "Webhook replay",
+    "webhook_endpoint": "Webhook endpoint",
+    "webhook_delivery": "Webhook delivery",
+    "alert_recipient": "Alert recipient",
     "api_key": "API key",
     "member": "Member",
     "invitation": "Invitation",
     "user": "User",
     "session": "Session",
-    "company": "Company",
     "permission": "Permission",
+    "company": "Company",
     "key_rotation": "Key rotation",
+}
+OBJECT_TYPES: dict[str, str] = {
+    kind: OBJECT_TYPE_LABELS.get(kind, kind) for kind in AUDIT_OBJECT_TYPES
 }
 # The action filter offers every action the code records: AUDIT_ACTIONS, the one list
 # every `audit.record` call is checked against (security/audit_actions.py), grouped here

@@ -10,7 +10,7 @@ from typing import Any
 
 from structlog.testing import capture_logs
 
-from paygate.gateways.adapters.base import GatewayCallRecord, recording_gateway_calls
+from paygate.gateways.adapters.base_http import GatewayCallRecord, recording_gateway_calls
 
 
 class Recorded:

@@ -15,15 +15,12 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from paygate.gateways.adapters.base import (
-    AdapterConfig,
-    Environment,
-    GatewayAdapter,
+from paygate.gateways.adapters.base import AdapterConfig, Environment, GatewayAdapter, GatewayType
+from paygate.gateways.adapters.base_errors import (
     GatewayError,
     GatewayMisconfigured,
     GatewayRejected,
     GatewayTimeout,
-    GatewayType,
     GatewayUnavailable,
 )
 from paygate.gateways.adapters.registry import ADAPTERS, all_specs, build_adapter, spec_for

@@ -20,16 +20,18 @@ from paygate.gateways.adapters.base import (
     AdapterConfig,
     DeclineCode,
     Environment,
-    GatewayDeclined,
-    GatewayMisconfigured,
     GatewayPaymentStatus,
     GatewayRefundStatus,
-    GatewayRejected,
-    GatewayTimeout,
     GatewayType,
-    GatewayUnavailable,
     PaymentRequest,
     RefundRequest,
+)
+from paygate.gateways.adapters.base_errors import (
+    GatewayDeclined,
+    GatewayMisconfigured,
+    GatewayRejected,
+    GatewayTimeout,
+    GatewayUnavailable,
 )
 from paygate.gateways.adapters.custom import CustomGatewayAdapter
 from paygate.gateways.adapters.registry import build_adapter

@@ -13,25 +13,26 @@ from urllib.parse import parse_qsl, urljoin, urlsplit
 import httpx
 import pytest
 
-from paygate.gateways.adapters import paypal as paypal_module
 from paygate.gateways.adapters.base import (
     AdapterConfig,
     DeclineCode,
     Environment,
-    GatewayCallRecord,
-    GatewayMisconfigured,
     GatewayPaymentStatus,
     GatewayRefundStatus,
-    GatewayRejected,
-    GatewayTimeout,
     GatewayType,
-    GatewayUnavailable,
     PaymentFlow,
     PaymentRequest,
     RefundRequest,
-    recording_gateway_calls,
 )
+from paygate.gateways.adapters.base_errors import (
+    GatewayMisconfigured,
+    GatewayRejected,
+    GatewayTimeout,
+    GatewayUnavailable,
+)
+from paygate.gateways.adapters.base_http import GatewayCallRecord, recording_gateway_calls
 from paygate.gateways.adapters.paypal import PayPalAdapter
+from paygate.gateways.adapters.paypal_calls import clear_token_cache
 from tests.fakes.paypal import PayPalEmulator
 
 CANARY = "CANARY5e1d"
@@ -41,9 +42,9 @@ CANCEL_URL = "https://shop.example.com/pay/cancel?attempt=att_1"
 
 @pytest.fixture(autouse=True)
 def _fresh_token_cache() -> Iterator[None]:
-    paypal_module.clear_token_cache()
+    clear_token_cache()
     yield
-    paypal_module.clear_token_cache()
+    clear_token_cache()
 
 
 @pytest.fixture

@@ -17,20 +17,21 @@ from paygate.gateways.adapters.base import (
     AdapterConfig,
     DeclineCode,
     Environment,
-    GatewayCallRecord,
-    GatewayDeclined,
-    GatewayMisconfigured,
     GatewayPaymentStatus,
     GatewayRefundStatus,
-    GatewayRejected,
-    GatewayTimeout,
     GatewayType,
-    GatewayUnavailable,
     PaymentFlow,
     PaymentRequest,
     RefundRequest,
-    recording_gateway_calls,
 )
+from paygate.gateways.adapters.base_errors import (
+    GatewayDeclined,
+    GatewayMisconfigured,
+    GatewayRejected,
+    GatewayTimeout,
+    GatewayUnavailable,
+)
+from paygate.gateways.adapters.base_http import GatewayCallRecord, recording_gateway_calls
 from paygate.gateways.adapters.square import SquareAdapter
 from tests.fakes.square import SquareEmulator
 

@@ -23,20 +23,24 @@ from paygate.gateways.adapters.base import (
     AdapterConfig,
     DeclineCode,
     Environment,
-    GatewayDeclined,
-    GatewayMisconfigured,
     GatewayPaymentStatus,
     GatewayRefundStatus,
-    GatewayRejected,
-    GatewayTimeout,
     GatewayType,
-    GatewayUnavailable,
     PaymentFlow,
     PaymentRequest,
     RefundRequest,
 )
+from paygate.gateways.adapters.base_errors import (
+    GatewayDeclined,
+    GatewayMisconfigured,
+    GatewayRejected,
+    GatewayTimeout,
+    GatewayUnavailable,
+)
 from paygate.gateways.adapters.registry import build_adapter
-from paygate.gateways.adapters.stripe import SPEC, StripeAdapter, stripe_decline
+from paygate.gateways.adapters.stripe import StripeAdapter
+from paygate.gateways.adapters.stripe_declines import stripe_decline
+from paygate.gateways.adapters.stripe_spec import SPEC
 from paygate.gateways.configuration import check_configuration
 from paygate.kit.errors import Problem
 from paygate.web.render import templates

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from paygate.db import Database
-from paygate.gateways.adapters import paypal as paypal_module
+from paygate.gateways.adapters.paypal_calls import clear_token_cache
 from paygate.kit.jobs_context import JobContext
 from paygate.settings import Settings
 from tests.conftest import Tenant
@@ -152,7 +152,7 @@ async def test_square_rotation_keeps_the_old_key_during_its_grace(
 async def paypal(
     client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant, paypal_emulator: PayPalEmulator
 ) -> dict[str, Any]:
-    paypal_module.clear_token_cache()
+    clear_token_cache()
     return await create_gateway(
         client,
         tenant,

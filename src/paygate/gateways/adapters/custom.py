@@ -6,6 +6,9 @@ each POST with the attempt's (or the refund's) `Idempotency-Key`. A create's bod
 only from the request, so re-sending it with the same key (which `fetch_payment(request,
 None)` and `fetch_refund(request, None)` do after a timeout) replays the first answer
 instead of charging or refunding again, as the contract requires.
+
+How the gateway's answers (payments, refunds, errors) read in paygate's terms is in
+custom_answers.py.
 """
 
 from __future__ import annotations
@@ -14,34 +17,27 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-import httpx
-
 from paygate.gateways.adapters.base import (
-    DECLINE_MESSAGES,
     AdapterConfig,
     ConnectionCheck,
-    Decline,
-    DeclineCode,
     Environment,
     FieldKind,
     FieldSpec,
-    GatewayDeclined,
-    GatewayError,
-    GatewayMisconfigured,
-    GatewayPaymentStatus,
-    GatewayRefundStatus,
-    GatewayRejected,
     GatewayType,
     GatewayTypeSpec,
-    GatewayUnavailable,
-    NextAction,
     PaymentRequest,
     PaymentResult,
     RefundRequest,
     RefundResult,
-    call_gateway,
-    http_client,
-    record_response,
+)
+from paygate.gateways.adapters.base_errors import GatewayDeclined, GatewayRejected
+from paygate.gateways.adapters.base_http import call_gateway, http_client
+from paygate.gateways.adapters.custom_answers import (
+    REFUND_REASONS,
+    _json_object,
+    _map_health_error,
+    _payment_answer,
+    _refund_answer,
 )
 
 SPEC = GatewayTypeSpec(
@@ -268,233 +264,3 @@ class CustomGatewayAdapter:
         return await call_gateway(
             self.config, operation, send, request_summary={"payment_id": payment_id}
         )
-
-
-# --- payments: answers ---------------------------------------------------------------
-
-REFUND_REASONS = frozenset({"requested_by_customer", "duplicate", "fraudulent"})
-
-# The contract's decline codes and whether each is hard (section 5).
-_DECLINES: dict[str, tuple[DeclineCode, bool]] = {
-    "card_declined": (DeclineCode.CARD_DECLINED, True),
-    "insufficient_funds": (DeclineCode.INSUFFICIENT_FUNDS, False),
-    "expired_card": (DeclineCode.EXPIRED_CARD, True),
-    "incorrect_cvc": (DeclineCode.INCORRECT_CVC, True),
-    "processing_error": (DeclineCode.PROCESSING_ERROR, False),
-    "fraud_suspected": (DeclineCode.FRAUD_SUSPECTED, True),
-}
-
-
-_STATUSES = {
-    "succeeded": GatewayPaymentStatus.SUCCEEDED,
-    "failed": GatewayPaymentStatus.FAILED,
-    "requires_action": GatewayPaymentStatus.REQUIRES_ACTION,
-    "processing": GatewayPaymentStatus.PROCESSING,
-}
-
-_REFUND_STATUSES = {
-    "succeeded": GatewayRefundStatus.SUCCEEDED,
-    "pending": GatewayRefundStatus.PENDING,
-    "failed": GatewayRefundStatus.FAILED,
-}
-
-
-def custom_decline(code: str | None) -> Decline:
-    """paygate's reading of the contract's decline code (unknown: card_declined, hard)."""
-    mapped, hard = _DECLINES.get(code or "", (DeclineCode.CARD_DECLINED, True))
-    return Decline(code=mapped, message=DECLINE_MESSAGES[mapped], hard=hard, gateway_code=code)
-
-
-def _payment_answer(response: httpx.Response) -> PaymentResult:
-    """A payment object answer as a result (inside `send`: records the answer)."""
-    body = _json_object(response)
-    if response.status_code not in (200, 201):
-        record_response(response.status_code, _error_summary(body))
-        raise _map_payment_error(response, body)
-    record_response(response.status_code, _payment_summary(body))
-    return _payment_result(body)
-
-
-def _payment_result(body: dict[str, Any]) -> PaymentResult:
-    payment_id = body.get("id")
-    status = _STATUSES.get(str(body.get("status")))
-    amount = body.get("amount")
-    currency = body.get("currency")
-    if (
-        not isinstance(payment_id, str)
-        or status is None
-        or not isinstance(amount, int)
-        or isinstance(amount, bool)
-        or not isinstance(currency, str)
-    ):
-        # Something answered, but not with the contract's payment object: the outcome is
-        # unknown, so it is not read as a failure.
-        raise GatewayUnavailable("The custom gateway answered without a valid payment object.")
-    next_action = None
-    decline = None
-    if status is GatewayPaymentStatus.REQUIRES_ACTION:
-        redirect_url = body.get("redirect_url")
-        if not isinstance(redirect_url, str) or not redirect_url:
-            raise GatewayUnavailable(
-                "The custom gateway asked for a customer action without a redirect_url."
-            )
-        next_action = NextAction(type="redirect", redirect_url=redirect_url)
-    elif status is GatewayPaymentStatus.FAILED:
-        code = body.get("decline_code")
-        decline = custom_decline(code if isinstance(code, str) else None)
-    return PaymentResult(
-        gateway_reference=payment_id,
-        status=status,
-        amount=amount,
-        currency=currency.upper(),
-        next_action=next_action,
-        decline=decline,
-        raw_status=str(body.get("status")),
-    )
-
-
-def _refund_answer(response: httpx.Response) -> RefundResult:
-    """A refund object answer as a result (inside `send`: records the answer)."""
-    body = _json_object(response)
-    if response.status_code not in (200, 201):
-        record_response(response.status_code, _error_summary(body))
-        raise _map_payment_error(response, body)
-    record_response(response.status_code, _refund_summary(body))
-    return _refund_result(body)
-
-
-def _refund_result(body: dict[str, Any]) -> RefundResult:
-    refund_id = body.get("id")
-    status = _REFUND_STATUSES.get(str(body.get("status")))
-    amount = body.get("amount")
-    currency = body.get("currency")
-    if (
-        not isinstance(refund_id, str)
-        or status is None
-        or not isinstance(amount, int)
-        or isinstance(amount, bool)
-        or not isinstance(currency, str)
-    ):
-        raise GatewayUnavailable("The custom gateway answered without a valid refund object.")
-    return RefundResult(
-        gateway_reference=refund_id,
-        status=status,
-        amount=amount,
-        currency=currency.upper(),
-        raw_status=str(body.get("status")),
-    )
-
-
-def _map_payment_error(response: httpx.Response, body: dict[str, Any]) -> GatewayError:
-    """A non-2xx answer to a payment or refund call. The gateway's message is not reused."""
-    status = response.status_code
-    code = _error_type(body)
-    if status in (401, 403):
-        return GatewayMisconfigured(
-            f"The custom gateway rejected the API key (HTTP {status}).", gateway_code=code
-        )
-    if status == 429 or status >= 500:
-        # The contract: a gateway answers 429 or 503 only when it did nothing.
-        return GatewayUnavailable(
-            f"The custom gateway answered with HTTP {status}.",
-            gateway_code=code,
-            refused=status in (429, 503),
-        )
-    if status == 404 and code is None:
-        # Not the contract's error body: something else answers at this base URL.
-        return GatewayMisconfigured(
-            "The custom gateway has no payments endpoint at this base URL (HTTP 404)."
-        )
-    param = _error_param(body)
-    detail = f" (HTTP {status}, {code}" + (f", param {param})" if param else ")")
-    if status == 404:
-        return GatewayRejected("The custom gateway has no such payment" + detail, gateway_code=code)
-    if code == "idempotency_conflict":
-        return GatewayRejected(
-            "The custom gateway saw this idempotency key with a different request" + detail,
-            gateway_code=code,
-        )
-    return GatewayRejected("The custom gateway refused the request" + detail, gateway_code=code)
-
-
-def _error_param(body: dict[str, Any]) -> str | None:
-    error = body.get("error")
-    if isinstance(error, dict) and isinstance(error.get("param"), str):
-        return str(error["param"])
-    return None
-
-
-# --- redacted summaries: ids, amounts, statuses and codes only -----------------------
-
-
-def _payment_summary(body: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": body.get("id"),
-        "status": body.get("status"),
-        "amount": body.get("amount"),
-        "currency": body.get("currency"),
-        "amount_refunded": body.get("amount_refunded"),
-        "decline_code": body.get("decline_code"),
-        "redirect": bool(body.get("redirect_url")),
-    }
-
-
-def _refund_summary(body: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": body.get("id"),
-        "payment_id": body.get("payment_id"),
-        "status": body.get("status"),
-        "amount": body.get("amount"),
-        "currency": body.get("currency"),
-    }
-
-
-def _error_summary(body: dict[str, Any]) -> dict[str, Any]:
-    return {"error_type": _error_type(body), "param": _error_param(body)}
-
-
-def _json_object(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
-def _error_type(body: dict[str, Any]) -> str | None:
-    # The contract's error body: {"error": {"type": ..., "message": ..., "param": ...}}.
-    error = body.get("error")
-    if isinstance(error, dict) and isinstance(error.get("type"), str):
-        return str(error["type"])
-    return None
-
-
-def _map_health_error(response: httpx.Response, body: dict[str, Any]) -> GatewayError:
-    status = response.status_code
-    code = _error_type(body)
-    if status in (401, 403):
-        return GatewayMisconfigured(
-            f"The custom gateway rejected the API key (HTTP {status}).", gateway_code=code
-        )
-    if status == 200:
-        reported = body.get("status")
-        if isinstance(reported, str):
-            return GatewayUnavailable(
-                f"The custom gateway reports its status as {reported!r}, not 'ok'.",
-                gateway_code=reported,
-            )
-        return GatewayMisconfigured(
-            "The base URL answered /health without the contract's JSON "
-            '{"status": "ok"}: check the base URL.'
-        )
-    if status == 429 or status >= 500:
-        return GatewayUnavailable(
-            f"The custom gateway answered with HTTP {status}.", gateway_code=code
-        )
-    if status in (404, 405):
-        return GatewayMisconfigured(
-            f"The custom gateway has no /health endpoint at this base URL (HTTP {status})."
-        )
-    return GatewayRejected(
-        f"The custom gateway refused the health check (HTTP {status}).", gateway_code=code
-    )

@@ -19,11 +19,8 @@ from paygate.gateways.adapters.base import (
     ConnectionCheck,
     Decline,
     DeclineCode,
-    GatewayDeclined,
     GatewayPaymentStatus,
     GatewayRefundStatus,
-    GatewayRejected,
-    GatewayTimeout,
     GatewayType,
     GatewayTypeSpec,
     NextAction,
@@ -32,9 +29,9 @@ from paygate.gateways.adapters.base import (
     PaymentResult,
     RefundRequest,
     RefundResult,
-    call_gateway,
-    record_response,
 )
+from paygate.gateways.adapters.base_errors import GatewayDeclined, GatewayRejected, GatewayTimeout
+from paygate.gateways.adapters.base_http import call_gateway, record_response
 
 
 class SandboxOutcome(StrEnum):

@@ -23,7 +23,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paygate.db import Database
-from paygate.gateways.adapters.base import GatewayError, PaymentResult, RefundResult
+from paygate.gateways.adapters.base import PaymentResult, RefundResult
+from paygate.gateways.adapters.base_errors import GatewayError
 from paygate.gateways.connection import adapter_config
 from paygate.gateways.models import Gateway
 from paygate.kit.clock import utcnow

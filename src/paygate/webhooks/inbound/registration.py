@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from paygate.gateways.adapters.base import GatewayError
+from paygate.gateways.adapters.base_errors import GatewayError
 from paygate.gateways.models import Gateway
 from paygate.gateways.schemas import GatewayUpdate
 from paygate.gateways.service import GatewayService

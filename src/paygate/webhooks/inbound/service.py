@@ -20,6 +20,7 @@ from paygate.kit.ids import new_id
 from paygate.kit.pagination import PageParams
 from paygate.security import audit
 from paygate.security.audit_actions import AuditAction
+from paygate.security.audit_object_types import AuditObjectType
 from paygate.security.crypto import Keyring
 from paygate.settings import Settings
 from paygate.webhooks.inbound.models import WebhookEvent, WebhookEventAttempt, WebhookReplay
@@ -166,7 +167,7 @@ class WebhookEventService:
         return await self.replays.latest()
 
     async def _audit(
-        self, action: AuditAction, object_type: str, object_id: str, detail: str
+        self, action: AuditAction, object_type: AuditObjectType, object_id: str, detail: str
     ) -> None:
         await audit.record_by(
             self.session,

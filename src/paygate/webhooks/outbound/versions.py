@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from paygate.kit.errors import field_errors_from_pydantic, validation_failed
 from paygate.security import audit
+from paygate.security.audit_object_types import AuditObjectType
 from paygate.security.history import ConfigHistory, ConfigVersion, Restored, summary_of_edits
 from paygate.webhooks.outbound.models import WebhookEndpoint
 from paygate.webhooks.outbound.schemas import EndpointUpdate
@@ -27,7 +28,8 @@ from paygate.webhooks.outbound.schemas import EndpointUpdate
 if TYPE_CHECKING:
     from paygate.webhooks.outbound.service import EndpointService
 
-OBJECT_TYPE = "webhook_endpoint"
+# Also the object type of its audit entries.
+OBJECT_TYPE: AuditObjectType = "webhook_endpoint"
 KEPT = ["signing_secret"]
 KEPT_NOTE = "Versions hold no secrets: the current signing secret was kept."
 _WORDS = {"url": "URL", "description": "description", "event_types": "events"}

@@ -28,9 +28,9 @@ from paygate.gateways.adapters.base import (
     DeclineCode,
     GatewayPaymentStatus,
     GatewayRefundStatus,
-    GatewayRejected,
     GatewayType,
 )
+from paygate.gateways.adapters.base_errors import GatewayRejected
 from paygate.payments.gateway_reports import DisputeStatus
 from paygate.webhooks.inbound.providers.base import (
     ConfigSource,

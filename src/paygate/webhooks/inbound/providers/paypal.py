@@ -23,15 +23,18 @@ from paygate.gateways.adapters.base import (
     AdapterConfig,
     Decline,
     DeclineCode,
-    GatewayError,
-    GatewayMisconfigured,
     GatewayPaymentStatus,
     GatewayRefundStatus,
-    GatewayRejected,
     GatewayType,
+)
+from paygate.gateways.adapters.base_errors import (
+    GatewayError,
+    GatewayMisconfigured,
+    GatewayRejected,
     GatewayUnavailable,
 )
-from paygate.gateways.adapters.paypal import PayPalAdapter, _from_money, _refusal
+from paygate.gateways.adapters.paypal import PayPalAdapter
+from paygate.gateways.adapters.paypal_answers import _from_money, _refusal
 from paygate.payments.gateway_reports import DisputeStatus
 from paygate.webhooks.inbound.providers.base import (
     ConfigSource,

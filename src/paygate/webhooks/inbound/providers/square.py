@@ -28,10 +28,11 @@ from paygate.gateways.adapters.base import (
     DeclineCode,
     GatewayPaymentStatus,
     GatewayRefundStatus,
-    GatewayRejected,
     GatewayType,
 )
-from paygate.gateways.adapters.square import _NO_RETRIES, SquareAdapter
+from paygate.gateways.adapters.base_errors import GatewayRejected
+from paygate.gateways.adapters.square import SquareAdapter
+from paygate.gateways.adapters.square_calls import _NO_RETRIES
 from paygate.payments.gateway_reports import DisputeStatus
 from paygate.webhooks.inbound.providers.base import (
     ConfigSource,

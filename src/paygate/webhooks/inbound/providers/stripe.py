@@ -25,10 +25,11 @@ from paygate.gateways.adapters.base import (
     AdapterConfig,
     GatewayPaymentStatus,
     GatewayRefundStatus,
-    GatewayRejected,
     GatewayType,
 )
-from paygate.gateways.adapters.stripe import StripeAdapter, stripe_decline
+from paygate.gateways.adapters.base_errors import GatewayRejected
+from paygate.gateways.adapters.stripe import StripeAdapter
+from paygate.gateways.adapters.stripe_declines import stripe_decline
 from paygate.payments.gateway_reports import DisputeStatus
 from paygate.webhooks.inbound.providers.base import (
     ConfigSource,
