@@ -115,6 +115,11 @@ async def test_a_down_gateway_fails_over_to_the_next_with_one_charge(
         None,
     )
     assert any("failing over to B" in e["cause"] for e in payment["events"])
+    # The answer's path was built from what the request wrote: the payment's own view,
+    # read afterwards, shows the same attempts and events.
+    shown = await client.get(f"/api/v1/payments/{payment['id']}", headers=tenant.headers)
+    assert shown.json()["attempts"] == payment["attempts"]
+    assert shown.json()["events"] == payment["events"]
     assert (await get_invoice(client, tenant, invoice["id"]))["status"] == "paid"
     async with database.transaction() as session:
         breaker = await session.get(GatewayBreaker, a_id)
@@ -137,6 +142,11 @@ async def test_a_gateway_answering_503_fails_over_with_one_charge(
     payment = await pay_api(client, tenant, invoice["id"])
     assert payment["status"] == "succeeded"
     assert [a["gateway_id"] for a in payment["attempts"]] == [a_id, b_id]
+    shown = await client.get(f"/api/v1/payments/{payment['id']}", headers=tenant.headers)
+    assert (shown.json()["attempts"], shown.json()["events"]) == (
+        payment["attempts"],
+        payment["events"],
+    )
     assert posts(custom_gateway_emulator) == 1
     assert made(custom_gateway_emulator, payment["id"]) == []
     assert charges(payment["id"], custom_gateway_emulator, emulator_b) == 1

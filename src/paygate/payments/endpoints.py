@@ -102,23 +102,26 @@ async def payment_views(
 async def settled_view(settled: Settled) -> PaymentOut:
     """The view of a payment `pay` just settled, from the rows its transaction holds.
 
-    Settled by this request, the payment has no refund (a refund needs the succeeded
-    payment's row lock, which this transaction holds), the one attempt it locked and a
-    history of the event that opened it and those settling recorded, unless it failed over
-    (then its attempts and history are read). Settled meanwhile by sync or the sweeper:
-    read like any payment.
+    Reserved and settled by this request, the payment has no refund (a refund needs the
+    succeeded payment's row lock, which this transaction holds); its attempts are those its
+    failovers closed and the one settled, its history the event that opened it, the
+    failovers' and settle's: all known, none read. Settled meanwhile by sync or the
+    sweeper: read like any payment.
     """
     payment = settled.payment
     if not settled.first:
         return (await payment_views(settled.session, payment.company_id, [payment]))[0]
     repository = PaymentRepository(settled.session, payment.company_id)
-    attempts: Sequence[PaymentAttempt] = [settled.attempt]
-    if settled.failed_over:
+    if settled.opening_event is None:  # reserved earlier (a queued retry's payment)
         attempts = await repository.attempts([payment.id])
-    if settled.failed_over or settled.opening_event is None:
-        events: Sequence[PaymentEvent] = await repository.events([payment.id])
+        events = await repository.events([payment.id])
     else:
-        events = [settled.opening_event, *recorded_events(settled.session, payment.id)]
+        attempts = [*settled.closed_attempts, settled.attempt]
+        events = [
+            settled.opening_event,
+            *settled.failover_events,
+            *recorded_events(settled.session, payment.id),
+        ]
     key = settled.public_config.get("publishable_key")
     return _view(payment, attempts, events, [], key if isinstance(key, str) else None)
 

@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, replace
 import structlog
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from paygate.gateways.adapters.base import (
     AdapterConfig,
@@ -59,7 +60,7 @@ from paygate.kit.errors import Problem
 from paygate.kit.ids import new_id
 from paygate.kit.sql import HotStatement, run
 from paygate.payments.context import PaymentContext
-from paygate.payments.models import Payment, PaymentAttempt
+from paygate.payments.models import Payment, PaymentAttempt, PaymentEvent
 from paygate.payments.repository import PaymentRepository
 from paygate.payments.reserve import Reserved, storable_method
 from paygate.payments.retry_queue import can_queue, enqueue
@@ -87,6 +88,10 @@ class Tried:
     attempt_id: str
     gateway: Gateway
     failed_over: bool
+    # What this call's failovers wrote, as written: the attempts they closed and their
+    # events (the answer shows the payment's path without reading it back).
+    closed_attempts: tuple[PaymentAttempt, ...] = ()
+    failover_events: tuple[PaymentEvent, ...] = ()
 
 
 def customer_present(context: PaymentContext) -> bool:
@@ -160,12 +165,16 @@ async def call_with_failover(
     tried: list[str] = [gateway.id]
     attempts = reserved.attempts  # the payment's attempts (None: counted when needed)
     failed_over = False
+    closed: list[PaymentAttempt] = []
+    events: list[PaymentEvent] = []
     while True:
         outcome, calls = await attempt_once(config, payment_request)
         decline = decline_of(outcome)
         technical = is_technical(outcome)
         if not technical and decline is None:
-            return Tried(outcome, calls, attempt_id, gateway, failed_over)
+            return Tried(
+                outcome, calls, attempt_id, gateway, failed_over, tuple(closed), tuple(events)
+            )
         company_id = context.caller.company_id
         async with context.database.transaction() as session:
             payments = PaymentRepository(session, company_id)
@@ -197,10 +206,12 @@ async def call_with_failover(
             if found is not None:
                 assert attempts is not None
                 attempts += 1
-                next_attempt_id = await _fail_over(
+                next_attempt_id, event = await _fail_over(
                     session, payment, attempt, outcome, calls, found[0], payment_request,
                     policy, attempts,
                 )  # fmt: skip
+                closed.append(attempt)
+                events.append(event)
             elif can_queue(
                 outcome, customer_present=customer_present(context), retries_done=retries_done
             ):
@@ -220,7 +231,9 @@ async def call_with_failover(
                     policy=policy,
                 )  # fmt: skip
         if found is None:
-            return Tried(outcome, calls, attempt_id, gateway, failed_over)
+            return Tried(
+                outcome, calls, attempt_id, gateway, failed_over, tuple(closed), tuple(events)
+            )
         gateway, config = found
         tried.append(gateway.id)
         attempt_id = next_attempt_id
@@ -298,8 +311,9 @@ _FAIL_OVER = HotStatement(
             SET gateway_id = :next_gateway_id, payment_method = :payment_method, updated_at = :now
             WHERE id = :payment_id
         ), event AS (
-            INSERT INTO payment_events (id, company_id, payment_id, from_status, to_status, cause)
-            VALUES (:event_id, :company_id, :payment_id, :status, :status, :cause)
+            INSERT INTO payment_events (id, company_id, payment_id, from_status, to_status, cause,
+                                        occurred_at)
+            VALUES (:event_id, :company_id, :payment_id, :status, :status, :cause, :now)
         )
         INSERT INTO gateway_calls (id, company_id, gateway_id, payment_id, operation, outcome,
                                    http_status, latency_ms, request, response, error)
@@ -323,15 +337,30 @@ async def _fail_over(
     payment_request: PaymentRequest,
     policy: Policy,
     number: int,
-) -> str:
+) -> tuple[str, PaymentEvent]:
     """Close the failed attempt and open the next one, the payment's attempt `number`, on
     the next gateway (the payment row is locked by the caller); the payment stays
-    `processing`, its path recorded. Returns the new attempt's id."""
+    `processing`, its path recorded. Returns the new attempt's id and the step's event;
+    `attempt` is left holding what was written."""
     failure = failure_of(outcome)
     next_attempt_id = new_id("att")
     latency = attempt.latency_ms
     if calls:
         latency = round((latency or 0) + sum(c.latency_ms for c in calls), 1)
+    now = utcnow()
+    event = PaymentEvent(
+        id=new_id("pev"),
+        company_id=payment.company_id,
+        payment_id=payment.id,
+        from_status=payment.status,
+        to_status=payment.status,
+        cause=(
+            f"attempt {number - 1} at {attempt.gateway_id} failed ({failure['error_code']}):"
+            f" failing over to {next_gateway.name} ({next_gateway.id}), attempt {number}"
+            f" of at most {policy.max_attempts}"
+        ),
+        occurred_at=now,
+    )
     await run(
         session,
         _FAIL_OVER,
@@ -339,7 +368,7 @@ async def _fail_over(
             **failure,
             "attempt_id": attempt.id,
             "latency_ms": latency,
-            "now": utcnow(),
+            "now": now,
             "next_attempt_id": next_attempt_id,
             "company_id": payment.company_id,
             "payment_id": payment.id,
@@ -347,15 +376,16 @@ async def _fail_over(
             "next_gateway_id": next_gateway.id,
             "status": payment.status,
             "payment_method": storable_method(next_gateway, payment_request.payment_method),
-            "event_id": new_id("pev"),
-            "cause": (
-                f"attempt {number - 1} at {attempt.gateway_id} failed ({failure['error_code']}):"
-                f" failing over to {next_gateway.name} ({next_gateway.id}), attempt {number}"
-                f" of at most {policy.max_attempts}"
-            ),
+            "event_id": event.id,
+            "cause": event.cause,
             "calls": json.dumps([{"id": new_id("gcl"), **asdict(call)} for call in calls]),
         },
     )
+    # The closed attempt as the statement left it (coalesce: a decline's reference wins).
+    written = {**failure, "status": "failed", "latency_ms": latency, "finished_at": now}
+    written["gateway_reference"] = failure["gateway_reference"] or attempt.gateway_reference
+    for attribute, value in written.items():
+        set_committed_value(attempt, attribute, value)
     logger.info(
         "payment_failed_over",
         payment_id=payment.id,
@@ -364,7 +394,7 @@ async def _fail_over(
         reason=failure["error_code"],
         attempt=number,
     )
-    return next_attempt_id
+    return next_attempt_id, event
 
 
 def failure_of(outcome: Outcome) -> dict[str, str | None]:

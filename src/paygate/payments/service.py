@@ -119,6 +119,8 @@ class PaymentService:
                             public_config,
                             tried.failed_over,
                             reserved.opening_event,
+                            tried.closed_attempts,
+                            tried.failover_events,
                         )
                     )
         return payment.id

@@ -54,8 +54,11 @@ class Settled:
     public_config: Mapping[str, object]  # the gateway's non-secret configuration
     # This request failed over: the payment has earlier attempts besides `attempt`.
     failed_over: bool = False
-    # The event that opened the payment, when this request reserved it.
+    # The event that opened the payment, when this request reserved it, and what its
+    # failovers wrote (the attempts they closed, their events).
     opening_event: PaymentEvent | None = None
+    closed_attempts: tuple[PaymentAttempt, ...] = ()
+    failover_events: tuple[PaymentEvent, ...] = ()
 
 
 async def settle_payment(
