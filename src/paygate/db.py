@@ -155,11 +155,15 @@ def resolve_database_url(settings: Settings) -> str:
     return start_embedded_postgres(settings.data_dir)
 
 
-def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
     return create_async_engine(
         sqlalchemy_url(url),
+        # Up to `pool_size` connections, opened as needed and then kept: an "overflow"
+        # connection is closed whenever more than the pool's size sit idle, and under a
+        # steady load (requests holding a connection only around their gateway call)
+        # that opened and closed a PostgreSQL backend many times a second.
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=0,
         # No ping round trip per checkout on the hot path; connections are recycled instead.
         pool_recycle=1800,
     )
