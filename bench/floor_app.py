@@ -25,11 +25,10 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from paygate.db import sqlalchemy_url
+from paygate.db import create_engine
 from paygate.kit.ids import new_id
 
 LOCK = text(
@@ -61,12 +60,7 @@ WEBHOOK = text(
 
 
 def create_app() -> FastAPI:
-    engine = create_async_engine(
-        sqlalchemy_url(os.environ["FLOOR_DATABASE_URL"]),
-        pool_size=10,
-        max_overflow=10,
-        pool_recycle=1800,
-    )
+    engine = create_engine(os.environ["FLOOR_DATABASE_URL"])  # paygate's pool, as the issue asks
     app = FastAPI()
 
     @app.get("/healthz")
