@@ -106,7 +106,9 @@ def worker(concurrency: Annotated[int, typer.Option(help="Jobs run at once")] = 
     """Run a background job worker (for scaling out; `serve` runs one in-process by default)."""
     from paygate.jobs import run_worker
     from paygate.kit.logging import configure_logging
+    from paygate.server import tune_garbage_collector
 
+    tune_garbage_collector()
     settings = _settings()
     configure_logging(json_logs=settings.json_logs, level=settings.log_level)
     database = Database(_database_url(settings))
