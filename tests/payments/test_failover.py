@@ -5,6 +5,7 @@ A is the session's emulator, B a second one; routing sends payments to A first.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -395,3 +396,24 @@ async def test_a_queued_payment_fails_when_its_retries_run_out(
     async with database.transaction() as session:
         assert await session.get(PaymentRetry, payment["id"]) is None
     assert emulator_b.requests == []
+
+
+async def test_a_gateway_disabled_during_the_first_call_is_not_failed_over_to(
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    custom_gateway_emulator: CustomGatewayEmulator,
+    emulator_b: CustomGatewayEmulator,
+) -> None:
+    """The failover reads the next gateway as it is now (with the payment's lock), not as
+    routing saw it when the payment was reserved."""
+    a_id, b_id = await a_then_b(client, tenant, custom_gateway_emulator, emulator_b)
+    custom_gateway_emulator.knobs.fail_status = 503
+    custom_gateway_emulator.knobs.delay_seconds = 1.0
+    invoice = await create_invoice(client, tenant)
+    paying = asyncio.create_task(pay_api(client, tenant, invoice["id"]))
+    await asyncio.sleep(0.3)  # A is still answering
+    disabled = await client.post(f"/api/v1/gateways/{b_id}/disable", headers=tenant.headers)
+    assert disabled.status_code == 200
+    payment = await asyncio.wait_for(paying, timeout=30)
+    assert [a["gateway_id"] for a in payment["attempts"]] == [a_id]
+    assert made(emulator_b, payment["id"]) == []

@@ -178,7 +178,12 @@ async def call_with_failover(
         company_id = context.caller.company_id
         async with context.database.transaction() as session:
             payments = PaymentRepository(session, company_id)
-            payment, attempt = await payments.lock_with_attempt(reserved.payment.id, attempt_id)
+            # With routing's order known, the gateways still to try are read with the lock.
+            ahead = [g.id for g in route.gateways if g.id not in tried] if route else []
+            payment, attempt, found_now = await payments.lock_for_failover(
+                reserved.payment.id, attempt_id, ahead
+            )
+            current = {gateway_id: found_now.get(gateway_id) for gateway_id in ahead}
             policy = route.policy if route is not None else await load_policy(session, company_id)
             step = (
                 after_decline(decline[0], hard=decline[1], retry_codes=policy.retry_decline_codes)
@@ -201,7 +206,9 @@ async def call_with_failover(
                             company_id,
                             await routing_input_of(session, payment, payment_request),
                         )
-                    found = await _next_gateway(session, context, payment, route, gateway, tried)
+                    found = await _next_gateway(
+                        session, context, payment, route, gateway, tried, current
+                    )
             detail = outcome.message if isinstance(outcome, GatewayError) else ""
             if found is not None:
                 assert attempts is not None
@@ -266,17 +273,20 @@ async def _next_gateway(
     route: Route,
     current: Gateway,
     tried: list[str],
+    read: dict[str, Gateway | None],
 ) -> tuple[Gateway, AdapterConfig] | None:
     """The next gateway in the payment's routing order that was not tried, can take what
     the customer gave the last one, still takes this payment and whose secrets open.
 
     The order is not decided again (it was made moments ago, for this payment); the
-    candidate's row is read again, so a gateway disabled or edited since counts as it is."""
+    candidate's row is read again (`read`: with the payment's lock), so a gateway disabled
+    or edited since counts as it is."""
     gateways = GatewayRepository(session, payment.company_id)
     for planned in route.gateways:
         if planned.id in tried or not can_reuse(payment.flow, current, planned):
             continue
-        candidate = await gateways.current(planned.id)
+        # Read with the payment's lock (None: archived meanwhile), else read now.
+        candidate = read[planned.id] if planned.id in read else await gateways.current(planned.id)
         if candidate is None or unfit(
             candidate, payment.currency, payment.amount, payment.payment_method_type
         ):

@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import make_transient_to_detached
 
+from paygate.gateways.models import Gateway
 from paygate.invoices.models import Invoice
 from paygate.kit.errors import not_found
 from paygate.kit.pagination import PageParams
@@ -57,6 +58,26 @@ _LOCK_WITH_ATTEMPT_AND_INVOICE = HotStatement(
     )
 )
 _LOCK_WITH_ATTEMPT = HotStatement(_LOCK_PAYMENT_AND_ATTEMPT)
+# A failover's first read: the payment and its attempt locked, and the gateways it may go
+# on to as they are now (one row per gateway found; the gateways are read, not locked).
+_LOCK_WITH_ATTEMPT_AND_GATEWAYS = HotStatement(
+    select(*labelled(Payment, "p_"), *labelled(PaymentAttempt, "a_"), *labelled(Gateway, "g_"))
+    .join(PaymentAttempt, PaymentAttempt.payment_id == Payment.id)
+    .outerjoin(
+        Gateway,
+        and_(
+            Gateway.company_id == Payment.company_id,
+            Gateway.id == func.any(bindparam("gateway_ids")),
+            Gateway.archived_at.is_(None),
+        ),
+    )
+    .where(
+        Payment.company_id == bindparam("company_id"),
+        Payment.id == bindparam("payment_id"),
+        PaymentAttempt.id == bindparam("attempt_id"),
+    )
+    .with_for_update(of=[Payment.__table__, PaymentAttempt.__table__])
+)
 
 
 _ATTEMPTS = HotStatement(
@@ -140,6 +161,25 @@ class PaymentRepository(TenantRepository[Payment]):
             invoice = attach(self.session, Invoice, rows[0], prefix="i_")
             self._locked_invoices()[invoice.id] = invoice
         return payment, attempt
+
+    async def lock_for_failover(
+        self, payment_id: str, attempt_id: str, gateway_ids: Sequence[str]
+    ) -> tuple[Payment, PaymentAttempt, dict[str, Gateway]]:
+        """`lock_with_attempt`, and in the same round trip the gateways among `gateway_ids`
+        as they are now (archived ones left out), by id."""
+        params = {
+            "company_id": self.company_id,
+            "payment_id": payment_id,
+            "attempt_id": attempt_id,
+            "gateway_ids": list(gateway_ids),
+        }
+        rows = await run(self.session, _LOCK_WITH_ATTEMPT_AND_GATEWAYS, params)
+        if not rows:
+            raise not_found(self.what)
+        payment = attach(self.session, Payment, rows[0], prefix="p_")
+        attempt = attach(self.session, PaymentAttempt, rows[0], prefix="a_")
+        gateways = [attach(self.session, Gateway, row, prefix="g_") for row in rows if row.g_id]
+        return payment, attempt, {gateway.id: gateway for gateway in gateways}
 
     async def of_invoice(self, invoice_id: str) -> Sequence[Payment]:
         statement = self.scoped().where(Payment.invoice_id == invoice_id).order_by(Payment.id)
