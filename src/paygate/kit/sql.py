@@ -13,8 +13,9 @@ most of paygate's time (decisions.md §23). There a statement is a `HotStatement
   rollback). `run` only sends the compiled text on that same connection, so it sees and
   is part of what the session did before.
 - Before it is sent, the session's pending ORM changes are flushed, as the ORM's own
-  statements autoflush; a statement that cannot depend on them says `sees_pending=False`
-  (a hot path keeps its rows for one `write_together` then).
+  statements autoflush (not inside `session.no_autoflush`); a statement that cannot
+  depend on them says `sees_pending=False` (a hot path keeps its rows for one
+  `write_together` then).
 - `attach` turns a row into a persistent ORM object of the session, as a query would
   have, for rows the caller goes on to change through the ORM.
 """
@@ -42,6 +43,7 @@ _Processor = Callable[[Any], Any]
 class _Compiled(NamedTuple):
     sql: str
     processors: tuple[tuple[str, _Processor], ...]
+    defaults: dict[str, Any]  # values the statement carries itself (a LIMIT's, say)
 
 
 class HotStatement:
@@ -70,7 +72,8 @@ def compile_for_driver(statement: Executable, dialect: Dialect) -> _Compiled:
         processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
         if processor is not None:
             processors.append((name, processor))
-    return _Compiled(compiled.string, tuple(processors))
+    defaults = {name: bind.value for name, bind in compiled.binds.items() if not bind.required}
+    return _Compiled(compiled.string, tuple(processors), defaults)
 
 
 async def driver_connection(session: AsyncSession) -> AsyncConnection[Any]:
@@ -117,11 +120,12 @@ async def run(
     """Send the statement in the session's transaction; its rows (named tuples), if any.
     `sees_pending=False`: the statement reads or writes nothing the session has pending,
     which then stays pending."""
-    if sees_pending and (session.new or session.dirty or session.deleted):
+    sync = session.sync_session
+    if sees_pending and sync.autoflush and (sync.new or sync.dirty or sync.deleted):
         await session.flush()
     connection = await driver_connection(session)
     compiled = statement.compiled(session.get_bind().dialect)
-    values = dict(params) if params else {}
+    values = {**compiled.defaults, **params} if params else dict(compiled.defaults)
     for name, processor in compiled.processors:
         if name in values:
             values[name] = processor(values[name])

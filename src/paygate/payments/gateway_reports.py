@@ -20,7 +20,18 @@ from enum import StrEnum
 from typing import cast
 
 import structlog
-from sqlalchemy import Column, ColumnElement, DateTime, String, Table, or_, select, update
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    DateTime,
+    String,
+    Table,
+    bindparam,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paygate.db import Database
@@ -29,6 +40,7 @@ from paygate.kit.clock import utcnow
 from paygate.kit.ids import new_id
 from paygate.kit.money import Money
 from paygate.kit.signals import Signal
+from paygate.kit.sql import HotStatement, attach, labelled, run
 from paygate.payments.models import Payment, Refund
 from paygate.payments.service import Caller, PaymentService
 from paygate.payments.state import PaymentStatus
@@ -114,6 +126,22 @@ class ReportRefused(Exception):
 # --- finding what an event is about --------------------------------------------------
 
 
+# Every gateway report (a webhook, a customer coming back) starts by finding its payment.
+_PAYMENT_BY_REFERENCE = HotStatement(
+    select(*labelled(Payment))
+    .where(
+        Payment.company_id == bindparam("company_id"),
+        Payment.gateway_id == bindparam("gateway_id"),
+        or_(
+            Payment.gateway_reference == func.any(bindparam("refs")),
+            Payment.id == bindparam("paygate_id"),
+        ),
+    )
+    .order_by(Payment.created_at.desc())
+    .limit(1)
+)
+
+
 async def find_payment(
     session: AsyncSession,
     company_id: str,
@@ -124,20 +152,16 @@ async def find_payment(
     """The company's payment at this gateway known by one of the gateway's references, or
     by paygate's own id as the gateway echoes it."""
     refs = [r for r in references if r]
-    clauses: list[ColumnElement[bool]] = []
-    if refs:
-        clauses.append(Payment.gateway_reference.in_(refs))
-    if paygate_id:
-        clauses.append(Payment.id == paygate_id)
-    if not clauses:
+    if not refs and not paygate_id:
         return None
-    statement = (
-        select(Payment)
-        .where(Payment.company_id == company_id, Payment.gateway_id == gateway_id, or_(*clauses))
-        .order_by(Payment.created_at.desc())
-        .limit(1)
-    )
-    return (await session.execute(statement)).scalar_one_or_none()
+    params = {
+        "company_id": company_id,
+        "gateway_id": gateway_id,
+        "refs": refs,
+        "paygate_id": paygate_id or None,
+    }
+    rows = await run(session, _PAYMENT_BY_REFERENCE, params)
+    return attach(session, Payment, rows[0]) if rows else None
 
 
 async def find_refund(

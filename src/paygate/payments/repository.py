@@ -88,6 +88,15 @@ _ATTEMPTS = HotStatement(
     )
     .order_by(PaymentAttempt.id)
 )
+_LATEST_ATTEMPT = HotStatement(
+    select(*labelled(PaymentAttempt))
+    .where(
+        PaymentAttempt.company_id == bindparam("company_id"),
+        PaymentAttempt.payment_id == bindparam("payment_id"),
+    )
+    .order_by(PaymentAttempt.id.desc())
+    .limit(1)
+)
 _EVENTS = HotStatement(
     select(*labelled(PaymentEvent))
     .where(
@@ -192,16 +201,10 @@ class PaymentRepository(TenantRepository[Payment]):
         return [attach(self.session, PaymentAttempt, row) for row in rows]
 
     async def latest_attempt(self, payment_id: str) -> PaymentAttempt | None:
-        statement = (
-            select(PaymentAttempt)
-            .where(
-                PaymentAttempt.company_id == self.company_id,
-                PaymentAttempt.payment_id == payment_id,
-            )
-            .order_by(PaymentAttempt.id.desc())
-            .limit(1)
-        )
-        return (await self.session.execute(statement)).scalar_one_or_none()
+        """The payment's newest attempt (the one a gateway's report is about)."""
+        params = {"company_id": self.company_id, "payment_id": payment_id}
+        rows = await run(self.session, _LATEST_ATTEMPT, params)
+        return attach(self.session, PaymentAttempt, rows[0]) if rows else None
 
     async def events(self, payment_ids: Sequence[str]) -> Sequence[PaymentEvent]:
         """The payments' histories (every payment's answer shows its own)."""

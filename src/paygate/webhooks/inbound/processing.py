@@ -29,6 +29,7 @@ from paygate.gateways.connection import adapter_config
 from paygate.gateways.models import Gateway
 from paygate.kit.clock import utcnow
 from paygate.kit.ids import new_id
+from paygate.kit.writes import write_together
 from paygate.payments.gateway_reports import (
     DisputeReport,
     GatewayReports,
@@ -142,6 +143,7 @@ async def process_event(
             attempt.result = applied.result
             attempt.detail = applied.detail
         attempt.finished_at = utcnow()
+        await write_together(session)  # the event, its attempt and what processing changed
         logger.info(
             "webhook_processed",
             event_id=event.id,

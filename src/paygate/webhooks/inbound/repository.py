@@ -231,15 +231,17 @@ async def _verified_copy(
     return (await session.execute(statement)).scalar_one_or_none()
 
 
+_LOCK_EVENT = HotStatement(
+    select(*labelled(WebhookEvent))
+    .where(WebhookEvent.id == bindparam("event_id"))
+    .with_for_update(skip_locked=True)
+)
+
+
 async def lock_event(session: AsyncSession, event_id: str) -> WebhookEvent | None:
-    """The event, row-locked for processing; None when another worker holds it."""
-    statement = (
-        select(WebhookEvent)
-        .where(WebhookEvent.id == event_id)
-        .with_for_update(skip_locked=True)
-        .execution_options(populate_existing=True)
-    )
-    return (await session.execute(statement)).scalar_one_or_none()
+    """The event, row-locked for processing (read fresh); None when another worker holds it."""
+    rows = await run(session, _LOCK_EVENT, {"event_id": event_id})
+    return attach(session, WebhookEvent, rows[0]) if rows else None
 
 
 async def due_event_ids(session: AsyncSession, now: datetime, limit: int) -> list[str]:
