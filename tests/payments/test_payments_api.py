@@ -123,6 +123,33 @@ async def test_the_same_idempotency_key_charges_once(
     assert missing.status_code == 400
 
 
+async def test_a_key_used_on_another_companys_invoice_claims_nothing(
+    client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant, database: Database
+) -> None:
+    """The key is claimed and the invoice locked in one statement: an invoice the caller's
+    company does not have answers 404 and leaves the key free."""
+    await sandbox_gateway(client, tenant)
+    theirs = await create_invoice(client, other_tenant)
+    mine = await create_invoice(client, tenant)
+    key = secrets.token_hex(8)
+    refused = await client.post(
+        f"/api/v1/invoices/{theirs['id']}/payments",
+        json={"payment_method": SUCCESS_CARD},
+        headers={**tenant.headers, "Idempotency-Key": key},
+    )
+    assert refused.status_code == 404
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    assert await count_payments(database, theirs["id"]) == 0
+    paid = await client.post(
+        f"/api/v1/invoices/{mine['id']}/payments",
+        json={"payment_method": SUCCESS_CARD},
+        headers={**tenant.headers, "Idempotency-Key": key},
+    )
+    assert paid.status_code == 201
+    assert "idempotent-replayed" not in paid.headers
+    assert paid.json()["status"] == "succeeded"
+
+
 async def test_a_key_in_use_is_409_and_keys_are_per_company(
     client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant, database: Database
 ) -> None:

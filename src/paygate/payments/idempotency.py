@@ -21,7 +21,7 @@ from paygate.db import Database
 from paygate.kit.clock import utcnow
 from paygate.kit.errors import Problem
 from paygate.payments.models import IdempotencyKey
-from paygate.payments.repository import IdempotencyRepository
+from paygate.payments.repository import IdempotencyRepository, PaymentRepository
 
 KEEP_FOR = timedelta(hours=24)
 MAX_KEY_LENGTH = 255
@@ -93,9 +93,13 @@ def _earlier_answer(existing: IdempotencyKey, fingerprint: str) -> Answer:
     return Answer(existing.response_status, existing.response_body, replayed=True)
 
 
-async def claim_in(session: AsyncSession, claim: Claim) -> int | None:
+async def claim_in(
+    session: AsyncSession, claim: Claim, *, invoice_id: str | None = None
+) -> int | None:
     """Claim the key in the caller's transaction, before its first write; the claim's row id
-    (None in the rare case the key was taken by a request that then rolled back).
+    (None in the rare case the key was taken by a request that then rolled back). With
+    `invoice_id`, the invoice the work pays is locked in the same round trip (404 if the
+    company has no such invoice).
 
     Raises Replay with the first answer, or the 409/422 Problem, when the key is taken. The
     claim commits with the work it guards: when that transaction rolls back (a refused
@@ -103,7 +107,13 @@ async def claim_in(session: AsyncSession, claim: Claim) -> int | None:
     same key waits on the uncommitted claim, then sees it taken.
     """
     keys = IdempotencyRepository(session, claim.company_id)
-    claim_id = await keys.reserve(claim.key, claim.fingerprint, utcnow() + KEEP_FOR)
+    expires_at = utcnow() + KEEP_FOR
+    if invoice_id is None:
+        claim_id = await keys.reserve(claim.key, claim.fingerprint, expires_at)
+    else:
+        claim_id = await PaymentRepository(session, claim.company_id).claim_key_and_lock_invoice(
+            claim.key, claim.fingerprint, expires_at, invoice_id
+        )
     if claim_id is not None:
         return claim_id
     existing = await keys.get(claim.key)

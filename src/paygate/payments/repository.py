@@ -190,6 +190,25 @@ class PaymentRepository(TenantRepository[Payment]):
         gateways = [attach(self.session, Gateway, row, prefix="g_") for row in rows if row.g_id]
         return payment, attempt, {gateway.id: gateway for gateway in gateways}
 
+    async def claim_key_and_lock_invoice(
+        self, key: str, request_hash: str, expires_at: datetime, invoice_id: str
+    ) -> int | None:
+        """`IdempotencyRepository.reserve` and `lock_invoice` in one round trip: the claim's
+        row id (None: the key is taken); the invoice is then held for the transaction."""
+        params = {
+            "company_id": self.company_id,
+            "key": key,
+            "request_hash": request_hash,
+            "expires_at": expires_at,
+            "invoice_id": invoice_id,
+        }
+        rows = await run(self.session, _CLAIM_KEY_AND_LOCK_INVOICE, params)
+        if not rows:
+            raise not_found("invoice")
+        invoice = attach(self.session, Invoice, rows[0], prefix="i_")
+        self._locked_invoices()[invoice.id] = invoice
+        return int(rows[0].claim_id) if rows[0].claim_id is not None else None
+
     async def of_invoice(self, invoice_id: str) -> Sequence[Payment]:
         statement = self.scoped().where(Payment.invoice_id == invoice_id).order_by(Payment.id)
         return (await self.session.execute(statement)).scalars().all()
@@ -264,7 +283,7 @@ class PaymentRepository(TenantRepository[Payment]):
         return rows[: params.limit], cursor
 
 
-_CLAIM_KEY = HotStatement(
+_CLAIM = (
     insert(IdempotencyKey)
     .values(
         company_id=bindparam("company_id"),
@@ -274,6 +293,15 @@ _CLAIM_KEY = HotStatement(
     )
     .on_conflict_do_nothing(index_elements=["company_id", "key"])
     .returning(IdempotencyKey.id)
+)
+_CLAIM_KEY = HotStatement(_CLAIM)
+# An API payment's first statement: its key claimed and its invoice locked. Invoices are
+# never deleted, so no row means no such invoice (and the claim rolls back with the 404).
+_CLAIMED = _CLAIM.cte("claimed")
+_CLAIM_KEY_AND_LOCK_INVOICE = HotStatement(
+    select(select(_CLAIMED.c.id).scalar_subquery().label("claim_id"), *labelled(Invoice, "i_"))
+    .where(Invoice.company_id == bindparam("company_id"), Invoice.id == bindparam("invoice_id"))
+    .with_for_update(of=Invoice.__table__)
 )
 
 
