@@ -80,13 +80,12 @@ async def driver_connection(session: AsyncSession) -> AsyncConnection[Any]:
     """The psycopg connection of the session's transaction (checked out if it has none),
     remembered for the rest of that transaction. Keyed by the innermost transaction: a
     savepoint (`begin_nested`) is begun by asking the session for its connection."""
-    transaction = _innermost(session)
-    held = session.info.get(_DRIVER)
-    if held is not None and transaction is not None and held[0] is transaction:
-        return held[1]  # type: ignore[no-any-return]
-    connection = await session.connection()
+    held: AsyncConnection[Any] | None = _memo(session, _DRIVER, _innermost(session)).get("")
+    if held is not None:
+        return held
+    connection = await session.connection()  # may begin the transaction it belongs to
     driver: AsyncConnection[Any] = connection.sync_connection.connection.driver_connection  # type: ignore[union-attr,assignment]
-    session.info[_DRIVER] = (_innermost(session), driver)
+    _memo(session, _DRIVER, _innermost(session))[""] = driver
     return driver
 
 
@@ -94,7 +93,10 @@ def transaction_memo(session: AsyncSession, name: str) -> dict[str, Any]:
     """A dict kept on the session for its current transaction only (the next transaction
     starts with an empty one): for what a transaction must keep referenced, which the
     identity map (it holds objects weakly) may forget."""
-    transaction = session.sync_session.get_transaction()
+    return _memo(session, name, session.sync_session.get_transaction())
+
+
+def _memo(session: AsyncSession, name: str, transaction: object) -> dict[str, Any]:
     held = session.info.get(name)
     if held is None or held[0] is not transaction:
         held = session.info[name] = (transaction, {})
@@ -134,15 +136,20 @@ async def run(
         return await cursor.fetchall() if cursor.description is not None else []
 
 
-# Per mapped class: (attribute, column name) of its own columns.
-_ATTRIBUTES: dict[Mapper[Any], tuple[tuple[str, str], ...]] = {}
+class _Mapped(NamedTuple):
+    columns: tuple[tuple[str, str], ...]  # (attribute, column name) of its own columns
+    key: tuple[str, ...]  # the primary key's attributes
 
 
-def _attributes(mapper: Mapper[Any]) -> tuple[tuple[str, str], ...]:
-    found = _ATTRIBUTES.get(mapper)
+_MAPPED: dict[Mapper[Any], _Mapped] = {}
+
+
+def _mapped(mapper: Mapper[Any]) -> _Mapped:
+    found = _MAPPED.get(mapper)
     if found is None:
-        found = _ATTRIBUTES[mapper] = tuple(
-            (prop.key, prop.columns[0].name) for prop in mapper.column_attrs
+        found = _MAPPED[mapper] = _Mapped(
+            tuple((prop.key, prop.columns[0].name) for prop in mapper.column_attrs),
+            tuple(mapper.get_property_by_column(column).key for column in mapper.primary_key),
         )
     return found
 
@@ -153,10 +160,10 @@ def attach(session: AsyncSession, model: type[ModelT], row: Any, *, prefix: str 
     the row may have been read under a lock), or a new one. `prefix` selects the row's
     columns labelled `<prefix><column>` (several tables in one row)."""
     mapper: Mapper[ModelT] = inspect(model)
+    mapped = _mapped(mapper)
     values = row._asdict()
-    columns = {attribute: values[prefix + name] for attribute, name in _attributes(mapper)}
-    identity = tuple(columns[mapper.get_property_by_column(c).key] for c in mapper.primary_key)
-    key = mapper.identity_key_from_primary_key(identity)
+    columns = {attribute: values[prefix + name] for attribute, name in mapped.columns}
+    key = mapper.identity_key_from_primary_key(tuple(columns[a] for a in mapped.key))
     held = session.sync_session.identity_map.get(key)
     if held is not None:
         if inspect(held).modified:
