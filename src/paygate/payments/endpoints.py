@@ -209,7 +209,7 @@ async def create_payment(
 
     async def claim_key(session: AsyncSession) -> None:
         # In the reserve transaction: a refused request rolls the claim back with it.
-        claimed.append(await claim_in(session, claim, invoice_id=invoice_id))
+        claimed.append(await claim_in(session, claim, invoice_id))
 
     async def answer(settled: Settled) -> None:
         # In the settle transaction: the payment's outcome and its replayable answer commit

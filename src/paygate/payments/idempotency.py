@@ -93,30 +93,23 @@ def _earlier_answer(existing: IdempotencyKey, fingerprint: str) -> Answer:
     return Answer(existing.response_status, existing.response_body, replayed=True)
 
 
-async def claim_in(
-    session: AsyncSession, claim: Claim, *, invoice_id: str | None = None
-) -> int | None:
-    """Claim the key in the caller's transaction, before its first write; the claim's row id
-    (None in the rare case the key was taken by a request that then rolled back). With
-    `invoice_id`, the invoice the work pays is locked in the same round trip (404 if the
-    company has no such invoice).
+async def claim_in(session: AsyncSession, claim: Claim, invoice_id: str) -> int | None:
+    """Claim the key in the caller's transaction, before its first write, and lock the
+    invoice the work pays in the same round trip (404 if the company has no such invoice);
+    the claim's row id (None in the rare case the key was taken by a request that then
+    rolled back).
 
     Raises Replay with the first answer, or the 409/422 Problem, when the key is taken. The
     claim commits with the work it guards: when that transaction rolls back (a refused
     request), the key is free again for a corrected retry. A concurrent request with the
     same key waits on the uncommitted claim, then sees it taken.
     """
-    keys = IdempotencyRepository(session, claim.company_id)
-    expires_at = utcnow() + KEEP_FOR
-    if invoice_id is None:
-        claim_id = await keys.reserve(claim.key, claim.fingerprint, expires_at)
-    else:
-        claim_id = await PaymentRepository(session, claim.company_id).claim_key_and_lock_invoice(
-            claim.key, claim.fingerprint, expires_at, invoice_id
-        )
+    claim_id = await PaymentRepository(session, claim.company_id).claim_key_and_lock_invoice(
+        claim.key, claim.fingerprint, utcnow() + KEEP_FOR, invoice_id
+    )
     if claim_id is not None:
         return claim_id
-    existing = await keys.get(claim.key)
+    existing = await IdempotencyRepository(session, claim.company_id).get(claim.key)
     if existing is not None:
         raise Replay(_earlier_answer(existing, claim.fingerprint))
     return None

@@ -195,14 +195,10 @@ class PaymentRepository(TenantRepository[Payment]):
     ) -> int | None:
         """`IdempotencyRepository.reserve` and `lock_invoice` in one round trip: the claim's
         row id (None: the key is taken); the invoice is then held for the transaction."""
-        params = {
-            "company_id": self.company_id,
-            "key": key,
-            "request_hash": request_hash,
-            "expires_at": expires_at,
-            "invoice_id": invoice_id,
-        }
-        rows = await run(self.session, _CLAIM_KEY_AND_LOCK_INVOICE, params)
+        params = claim_params(self.company_id, key, request_hash, expires_at)
+        rows = await run(
+            self.session, _CLAIM_KEY_AND_LOCK_INVOICE, {**params, "invoice_id": invoice_id}
+        )
         if not rows:
             raise not_found("invoice")
         invoice = attach(self.session, Invoice, rows[0], prefix="i_")
@@ -295,6 +291,20 @@ _CLAIM = (
     .returning(IdempotencyKey.id)
 )
 _CLAIM_KEY = HotStatement(_CLAIM)
+
+
+def claim_params(
+    company_id: str, key: str, request_hash: str, expires_at: datetime
+) -> dict[str, object]:
+    """The parameters of `_CLAIM` (alone, or inside the invoice-locking statement)."""
+    return {
+        "company_id": company_id,
+        "key": key,
+        "request_hash": request_hash,
+        "expires_at": expires_at,
+    }
+
+
 # An API payment's first statement: its key claimed and its invoice locked. Invoices are
 # never deleted, so no row means no such invoice (and the claim rolls back with the 404).
 _CLAIMED = _CLAIM.cte("claimed")
@@ -312,12 +322,7 @@ class IdempotencyRepository:
 
     async def reserve(self, key: str, request_hash: str, expires_at: datetime) -> int | None:
         """Claim `key` for this request: the claim's row id, None when it is taken."""
-        params = {
-            "company_id": self.company_id,
-            "key": key,
-            "request_hash": request_hash,
-            "expires_at": expires_at,
-        }
+        params = claim_params(self.company_id, key, request_hash, expires_at)
         rows = await run(self.session, _CLAIM_KEY, params)
         return int(rows[0].id) if rows else None
 
