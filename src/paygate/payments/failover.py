@@ -180,10 +180,9 @@ async def call_with_failover(
             payments = PaymentRepository(session, company_id)
             # With routing's order known, the gateways still to try are read with the lock.
             ahead = [g.id for g in route.gateways if g.id not in tried] if route else []
-            payment, attempt, found_now = await payments.lock_for_failover(
+            payment, attempt, current = await payments.lock_for_failover(
                 reserved.payment.id, attempt_id, ahead
             )
-            current = {gateway_id: found_now.get(gateway_id) for gateway_id in ahead}
             policy = route.policy if route is not None else await load_policy(session, company_id)
             step = (
                 after_decline(decline[0], hard=decline[1], retry_codes=policy.retry_decline_codes)

@@ -173,9 +173,9 @@ class PaymentRepository(TenantRepository[Payment]):
 
     async def lock_for_failover(
         self, payment_id: str, attempt_id: str, gateway_ids: Sequence[str]
-    ) -> tuple[Payment, PaymentAttempt, dict[str, Gateway]]:
-        """`lock_with_attempt`, and in the same round trip the gateways among `gateway_ids`
-        as they are now (archived ones left out), by id."""
+    ) -> tuple[Payment, PaymentAttempt, dict[str, Gateway | None]]:
+        """`lock_with_attempt`, and in the same round trip each of `gateway_ids` as it is
+        now (None: archived or gone)."""
         params = {
             "company_id": self.company_id,
             "payment_id": payment_id,
@@ -187,8 +187,10 @@ class PaymentRepository(TenantRepository[Payment]):
             raise not_found(self.what)
         payment = attach(self.session, Payment, rows[0], prefix="p_")
         attempt = attach(self.session, PaymentAttempt, rows[0], prefix="a_")
-        gateways = [attach(self.session, Gateway, row, prefix="g_") for row in rows if row.g_id]
-        return payment, attempt, {gateway.id: gateway for gateway in gateways}
+        found = {
+            row.g_id: attach(self.session, Gateway, row, prefix="g_") for row in rows if row.g_id
+        }
+        return payment, attempt, {gateway_id: found.get(gateway_id) for gateway_id in gateway_ids}
 
     async def claim_key_and_lock_invoice(
         self, key: str, request_hash: str, expires_at: datetime, invoice_id: str
