@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, select
+from sqlalchemy import and_, bindparam, func, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm import aliased, make_transient_to_detached
 
 from paygate.gateways.models import Gateway
 from paygate.invoices.models import Invoice
@@ -77,6 +77,37 @@ _LOCK_WITH_ATTEMPT_AND_GATEWAYS = HotStatement(
         PaymentAttempt.id == bindparam("attempt_id"),
     )
     .with_for_update(of=[Payment.__table__, PaymentAttempt.__table__])
+)
+
+
+# A gateway's report (a webhook) names its payment by the gateway's reference or by
+# paygate's own id echoed back: the payment and its invoice locked, with its newest attempt
+# (the one the report is about), in one round trip.
+_NEWER = aliased(PaymentAttempt)
+_NEWEST_ATTEMPT_ID = (
+    select(_NEWER.id)
+    .where(_NEWER.company_id == Payment.company_id, _NEWER.payment_id == Payment.id)
+    .order_by(_NEWER.id.desc())
+    .limit(1)
+    .correlate(Payment)
+    .scalar_subquery()
+)
+_LOCK_REPORTED = HotStatement(
+    select(*labelled(Payment, "p_"), *labelled(PaymentAttempt, "a_"), *labelled(Invoice, "i_"))
+    .select_from(Payment)
+    .join(PaymentAttempt, PaymentAttempt.id == _NEWEST_ATTEMPT_ID)
+    .join(Invoice, and_(Invoice.company_id == Payment.company_id, Invoice.id == Payment.invoice_id))
+    .where(
+        Payment.company_id == bindparam("company_id"),
+        Payment.gateway_id == bindparam("gateway_id"),
+        or_(
+            Payment.gateway_reference == func.any(bindparam("refs")),
+            Payment.id == bindparam("paygate_id"),
+        ),
+    )
+    .order_by(Payment.created_at.desc())
+    .limit(1)
+    .with_for_update(of=[Payment.__table__, Invoice.__table__])
 )
 
 
@@ -191,6 +222,29 @@ class PaymentRepository(TenantRepository[Payment]):
             row.g_id: attach(self.session, Gateway, row, prefix="g_") for row in rows if row.g_id
         }
         return payment, attempt, {gateway_id: found.get(gateway_id) for gateway_id in gateway_ids}
+
+    async def lock_reported(
+        self, gateway_id: str, references: Sequence[str], paygate_id: str | None
+    ) -> tuple[Payment, PaymentAttempt] | None:
+        """The company's payment at this gateway known by one of the gateway's references
+        (or paygate's id as the gateway echoes it), row-locked with its invoice (settling
+        then reads none), and its newest attempt; None when there is no such payment."""
+        refs = [r for r in references if r]
+        if not refs and not paygate_id:
+            return None
+        params = {
+            "company_id": self.company_id,
+            "gateway_id": gateway_id,
+            "refs": refs,
+            "paygate_id": paygate_id or None,
+        }
+        rows = await run(self.session, _LOCK_REPORTED, params)
+        if not rows:
+            return None
+        invoice = attach(self.session, Invoice, rows[0], prefix="i_")
+        self._locked_invoices()[invoice.id] = invoice
+        payment = attach(self.session, Payment, rows[0], prefix="p_")
+        return payment, attach(self.session, PaymentAttempt, rows[0], prefix="a_")
 
     async def claim_key_and_lock_invoice(
         self, key: str, request_hash: str, expires_at: datetime, invoice_id: str

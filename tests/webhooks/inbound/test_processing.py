@@ -10,9 +10,11 @@ import copy
 from datetime import timedelta
 
 from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from paygate.kit.clock import utcnow
 from paygate.payments.gateway_reports import DisputeStatus, dispute_marks
+from paygate.payments.signals import PaymentChange, payment_settled
 from paygate.webhooks.inbound.models import WebhookEvent
 from paygate.webhooks.inbound.processing import MAX_ATTEMPTS
 from paygate.webhooks.inbound.tasks import sweep_due_events
@@ -206,3 +208,43 @@ async def test_disputes_mark_the_payment_and_never_reopen_after_closing(scene: S
     actions = [e["action"] for e in audit.json()["data"]]
     assert "payment.disputed" in actions
     assert "payment.dispute_updated" in actions
+
+
+async def test_a_run_that_breaks_after_settling_began_keeps_nothing_and_retries(
+    scene: Scene,
+) -> None:
+    """Processing is one transaction: a run that fails halfway (here a listener of the
+    settle announcement) leaves the payment and invoice as they were, and its attempt and
+    backoff are still recorded."""
+
+    async def broken(session: AsyncSession, change: PaymentChange) -> None:
+        raise RuntimeError("a listener broke")
+
+    scene.emulator.settle(scene.reference, "succeeded")
+    stored = (await scene.deliver(scene.emulator.outbox[-1])).json()["id"]
+    payment_settled.connect(broken)
+    try:
+        assert await scene.process() == ["pending"]
+    finally:
+        payment_settled.disconnect(broken)
+    payment = await scene.payment_now()
+    assert payment["status"] == "processing"
+    assert [e["to_status"] for e in payment["events"]] == ["processing"]
+    invoice = await scene.client.get(
+        f"/api/v1/invoices/{payment['invoice_id']}", headers=scene.tenant.headers
+    )
+    assert (invoice.json()["status"], invoice.json()["amount_paid"]) == ("open", 0)
+    event = await scene.event(stored)
+    assert (event["status"], event["attempts"]) == ("pending", 1)
+    assert [(a["result"], a["detail"]) for a in event["history"]] == [
+        ("error", "processing stopped with RuntimeError")
+    ]
+    # The retry, once due, applies it.
+    async with scene.database.transaction() as session:
+        await session.execute(
+            text("UPDATE webhook_events SET next_attempt_at = :t WHERE id = :id"),
+            {"t": utcnow() - timedelta(seconds=1), "id": stored},
+        )
+    assert await sweep_due_events() == 1
+    assert (await scene.payment_now())["status"] == "succeeded"
+    assert [a["result"] for a in (await scene.event(stored))["history"]] == ["error", "processed"]

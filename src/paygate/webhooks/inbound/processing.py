@@ -1,9 +1,10 @@
 """Processing a stored event: what it says, applied through the one settle path.
 
-A payment's status moves only through `PaymentService.report`, a known refund's only
-through `PaymentService.report_refund` (both never move anything backwards and send a
-mismatched amount or currency to review); refunds made at the gateway and disputes go
-through `payments.gateway_reports`. An event about an object paygate does not know is
+A payment's status moves only through `settle_payment`, in the event's own transaction
+(the payment and its invoice locked in one round trip), a known refund's only through
+`PaymentService.report_refund` (both never move anything backwards and send a mismatched
+amount or currency to review); refunds made at the gateway and disputes go through
+`payments.gateway_reports`. An event about an object paygate does not know is
 kept and marked `unmatched`.
 
 The event's row is locked for the whole run (SKIP LOCKED: a second worker leaves it
@@ -15,8 +16,10 @@ Processing twice is harmless: reporting the same status again changes nothing.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import TypeVar
 
 import structlog
 from sqlalchemy import select
@@ -29,7 +32,7 @@ from paygate.gateways.connection import adapter_config
 from paygate.gateways.models import Gateway
 from paygate.kit.clock import utcnow
 from paygate.kit.ids import new_id
-from paygate.kit.writes import write_together
+from paygate.kit.writes import write_together, writes_deferred
 from paygate.payments.gateway_reports import (
     DisputeReport,
     GatewayReports,
@@ -38,8 +41,10 @@ from paygate.payments.gateway_reports import (
     find_payment,
     find_refund,
 )
-from paygate.payments.models import Payment, Refund
+from paygate.payments.models import Payment, PaymentAttempt, Refund
+from paygate.payments.repository import PaymentRepository
 from paygate.payments.service import Caller
+from paygate.payments.settle import settle_payment
 from paygate.security import audit
 from paygate.security.crypto import Keyring, KeyringError
 from paygate.settings import Settings
@@ -58,6 +63,8 @@ from paygate.webhooks.inbound.providers.base import (
 from paygate.webhooks.inbound.repository import lock_event
 
 logger = structlog.get_logger(__name__)
+
+_Found = TypeVar("_Found")
 
 # Attempt n failed: the next one after BACKOFF[n-1]; after MAX_ATTEMPTS the event failed.
 BACKOFF = (
@@ -98,62 +105,113 @@ async def process_event(
     context: ProcessingContext, event_id: str, *, trigger: str, actor: str | None = None
 ) -> str | None:
     """Run processing once; returns the event's status after it (None: locked elsewhere,
-    unknown, or nothing to do). `trigger`: received, retry, replay or bulk_replay."""
+    unknown, or nothing to do). `trigger`: received, retry, replay or bulk_replay.
+
+    A run is one transaction: the event locked, what it says applied, the event and its
+    attempt written with what settling wrote (one statement). A run that fails keeps
+    nothing it did; its attempt and the backoff are then recorded on their own.
+    """
+    started = utcnow()
+    try:
+        async with context.database.transaction() as session:
+            event = await _claim(session, event_id, trigger)
+            if event is None:
+                return None
+            if event.status in FINAL_STATUSES and trigger in ("received", "retry"):
+                return event.status  # a job run twice: done already
+            async with writes_deferred(session):
+                applied = await _apply_event(context, session, event)
+                attempt = _new_attempt(session, event, trigger, actor, started)
+                event.status = applied.result
+                event.outcome = applied.detail
+                event.last_error = None
+                event.next_attempt_at = None
+                event.processed_at = utcnow()
+                event.payment_id = applied.payment_id or event.payment_id
+                event.refund_id = applied.refund_id or event.refund_id
+                attempt.result = applied.result
+                attempt.detail = applied.detail
+                attempt.finished_at = utcnow()
+    except RetryLater as exc:
+        return await _record_failure(context, event_id, trigger, actor, started, str(exc))
+    except (CannotApply, MalformedEvent) as exc:
+        return await _record_failure(
+            context, event_id, trigger, actor, started, str(exc), final=True
+        )
+    except Exception as exc:
+        logger.exception("webhook_processing_crashed", event_id=event_id)
+        reason = f"processing stopped with {type(exc).__name__}"
+        return await _record_failure(context, event_id, trigger, actor, started, reason)
+    _log_processed(event, trigger)
+    return event.status
+
+
+async def _claim(session: AsyncSession, event_id: str, trigger: str) -> WebhookEvent | None:
+    """The event, locked for this run; None when it is not one to process."""
+    event = await lock_event(session, event_id)
+    if event is None or not event.verified:
+        return None
+    return event
+
+
+def _new_attempt(
+    session: AsyncSession,
+    event: WebhookEvent,
+    trigger: str,
+    actor: str | None,
+    started: datetime,
+) -> WebhookEventAttempt:
+    event.attempts += 1
+    attempt = WebhookEventAttempt(
+        id=new_id("wha"),
+        company_id=event.company_id,
+        event_id=event.id,
+        number=event.attempts,
+        trigger=trigger,
+        actor=actor,
+        started_at=started,
+        result="error",
+    )
+    session.add(attempt)
+    return attempt
+
+
+async def _record_failure(
+    context: ProcessingContext,
+    event_id: str,
+    trigger: str,
+    actor: str | None,
+    started: datetime,
+    reason: str,
+    *,
+    final: bool = False,
+) -> str | None:
+    """The failed run's attempt, and the event's retry (or its end), in a transaction of
+    their own: the run's own changes were rolled back with it."""
     async with context.database.transaction() as session:
-        event = await lock_event(session, event_id)
-        if event is None or not event.verified:
+        event = await _claim(session, event_id, trigger)
+        if event is None:
             return None
         if event.status in FINAL_STATUSES and trigger in ("received", "retry"):
-            return event.status  # a job run twice: done already
-        event.attempts += 1
-        now = utcnow()
-        attempt = WebhookEventAttempt(
-            id=new_id("wha"),
-            company_id=event.company_id,
-            event_id=event.id,
-            number=event.attempts,
-            trigger=trigger,
-            actor=actor,
-            started_at=now,
-            result="error",
-        )
-        session.add(attempt)
-        try:
-            applied = await _apply_event(context, session, event)
-        except RetryLater as exc:
-            _failed_attempt(event, attempt, str(exc), final=event.attempts >= MAX_ATTEMPTS)
-        except (CannotApply, MalformedEvent) as exc:
-            _failed_attempt(event, attempt, str(exc), final=True)
-        except Exception as exc:
-            logger.exception("webhook_processing_crashed", event_id=event.id)
-            _failed_attempt(
-                event,
-                attempt,
-                f"processing stopped with {type(exc).__name__}",
-                final=event.attempts >= MAX_ATTEMPTS,
-            )
-        else:
-            event.status = applied.result
-            event.outcome = applied.detail
-            event.last_error = None
-            event.next_attempt_at = None
-            event.processed_at = utcnow()
-            event.payment_id = applied.payment_id or event.payment_id
-            event.refund_id = applied.refund_id or event.refund_id
-            attempt.result = applied.result
-            attempt.detail = applied.detail
+            return event.status  # processed meanwhile by another run
+        attempt = _new_attempt(session, event, trigger, actor, started)
+        _failed_attempt(event, attempt, reason, final=final or event.attempts >= MAX_ATTEMPTS)
         attempt.finished_at = utcnow()
-        await write_together(session)  # the event, its attempt and what processing changed
-        logger.info(
-            "webhook_processed",
-            event_id=event.id,
-            gateway_id=event.gateway_id,
-            event_type=event.event_type,
-            status=event.status,
-            attempt=event.attempts,
-            trigger=trigger,
-        )
-        return event.status
+        await write_together(session)
+    _log_processed(event, trigger)
+    return event.status
+
+
+def _log_processed(event: WebhookEvent, trigger: str) -> None:
+    logger.info(
+        "webhook_processed",
+        event_id=event.id,
+        gateway_id=event.gateway_id,
+        event_type=event.event_type,
+        status=event.status,
+        attempt=event.attempts,
+        trigger=trigger,
+    )
 
 
 def _failed_attempt(
@@ -238,14 +296,19 @@ class _Applier:
         return await self._dispute(notice)
 
     async def _find(self, ref: ObjectRef) -> Payment | None:
+        return await self._found_by(ref, self._lookup)
+
+    async def _found_by(
+        self, ref: ObjectRef, lookup: Callable[[ObjectRef], Awaitable[_Found | None]]
+    ) -> _Found | None:
         if not ref:
             return None
-        found = await self._lookup(ref)
+        found = await lookup(ref)
         if found is not None:
             return found
         # Known under another of the gateway's names? Ask the gateway (read only).
         expanded = await self._expand(ref)
-        return await self._lookup(expanded) if expanded != ref else None
+        return await lookup(expanded) if expanded != ref else None
 
     async def _lookup(self, ref: ObjectRef) -> Payment | None:
         return await find_payment(
@@ -255,6 +318,11 @@ class _Applier:
             ref.references,
             ref.paygate_id,
         )
+
+    async def _lock(self, ref: ObjectRef) -> tuple[Payment, PaymentAttempt] | None:
+        """The payment, locked with its invoice for settling, and its newest attempt."""
+        payments = PaymentRepository(self.session, self.event.company_id)
+        return await payments.lock_reported(self.event.gateway_id, ref.references, ref.paygate_id)
 
     async def _expand(self, ref: ObjectRef) -> ObjectRef:
         provider = provider_for(self.event.provider)
@@ -276,9 +344,10 @@ class _Applier:
         return Applied("unmatched", f"No {what} of this gateway is known as {names or '?'}.")
 
     async def _payment(self, notice: PaymentNotice) -> Applied:
-        payment = await self._find(notice.payment)
-        if payment is None:
+        found = await self._found_by(notice.payment, self._lock)
+        if found is None:
             return self._unmatched("payment", notice.payment)
+        payment, attempt = found
         before = payment.status
         result = PaymentResult(
             # The reference paygate keeps (a Checkout session, a PayPal order) stays.
@@ -289,8 +358,8 @@ class _Applier:
             decline=notice.decline,
             raw_status=notice.raw_status,
         )
-        reported = await self.reports.payments.report(payment.id, result, cause=self.cause)
-        change = f"{before} -> {reported.status}" if reported.status != before else before
+        await settle_payment(self.session, payment, attempt, result, (), self.cause)
+        change = f"{before} -> {payment.status}" if payment.status != before else before
         return Applied(
             "processed",
             f"Payment {payment.id}: the gateway says {notice.status.value} ({change}).",
