@@ -46,6 +46,7 @@ from paygate.web.pages import router as web_router
 from paygate.web.render import templates
 from paygate.webhooks.inbound.endpoints import receiver_router as webhook_receiver_router
 from paygate.webhooks.inbound.endpoints import router as webhook_events_router
+from paygate.webhooks.inbound.receive import GatewaysAsRead
 from paygate.webhooks.outbound.endpoints import router as webhook_endpoints_router
 
 STATIC_DIR = Path(__file__).parent / "web" / "static"
@@ -103,6 +104,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.state.settings = settings
     app.state.keyring = keyring
     app.state.rate_limits = RateLimits(settings)
+    app.state.webhook_gateways = GatewaysAsRead()
     # One Redis client per app (when redis_url is set), closed by the lifespan.
     app.state.revocations = RevocationList.from_settings(settings)
     if database is not None:

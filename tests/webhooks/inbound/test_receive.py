@@ -19,7 +19,7 @@ from paygate.kit.clock import utcnow
 from paygate.kit.deferral import DEFER_FUNCTION, defer_in_transaction, deferral_sql
 from paygate.settings import Settings
 from paygate.webhooks.inbound.receive import QUEUE, TASK_NAME
-from paygate.webhooks.inbound.repository import Stored, store_verified
+from paygate.webhooks.inbound.repository import Stored, gateway_for_webhook, store_verified
 from tests.conftest import Tenant
 from tests.fakes.custom_gateway import CustomGatewayEmulator
 from tests.gateways.helpers import create_gateway, sandbox_payload
@@ -226,14 +226,19 @@ async def test_a_duplicate_racing_the_first_copy_answers_with_its_id(
             "next_attempt_at": None,
         }
 
+    async with database.autocommit() as session:
+        read = await gateway_for_webhook(session, gateway["id"])
+        assert read is not None
     async with database.transaction() as first:
-        assert await store_verified(first, row("evt_first"), TASK_NAME, QUEUE) == Stored(
-            "evt_first", duplicate=False
-        )
+        assert await store_verified(
+            first, row("evt_first"), read.version, TASK_NAME, QUEUE
+        ) == Stored("evt_first", duplicate=False)
 
-        async def second() -> Stored:
+        async def second() -> Stored | None:
             async with database.autocommit() as session:
-                return await store_verified(session, row("evt_second"), TASK_NAME, QUEUE)
+                return await store_verified(
+                    session, row("evt_second"), read.version, TASK_NAME, QUEUE
+                )
 
         racing = asyncio.create_task(second())
         # The second copy waits on the unique index until the first commits; its statement's
@@ -243,7 +248,7 @@ async def test_a_duplicate_racing_the_first_copy_answers_with_its_id(
                 waiting = await watcher.execute(
                     text(
                         "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                        " AND query LIKE 'WITH stored AS%'"
+                        " AND query LIKE 'WITH current_gateway AS%'"
                     )
                 )
                 if waiting.scalar_one():

@@ -17,6 +17,7 @@ from paygate.kit.clock import utcnow
 from paygate.settings import Settings
 from tests.conftest import Tenant
 from tests.fakes.stripe_checkout import StripeCheckoutEmulator
+from tests.statements import statements_sent
 from tests.webhooks.inbound.helpers import (
     STRIPE_SECRET,
     deliver,
@@ -187,3 +188,42 @@ async def test_registration_is_for_admins_and_refusals_are_clear(
     )
     assert refused.status_code == 409
     assert refused.json()["type"].endswith("/webhook-registration-failed")
+
+
+async def test_a_gateway_kept_by_the_receiver_never_outlives_a_change_of_its_secret(
+    client: httpx.AsyncClient, tenant: Tenant, gateway: dict[str, Any], database: Database
+) -> None:
+    """The receiver keeps the gateway it read (one statement per webhook after the first);
+    the store statement checks the row is unchanged, so a secret replaced without grace
+    refuses the old signature at once and accepts the new one at once."""
+
+    def delivery(secret: str) -> tuple[bytes, dict[str, str]]:
+        return stripe_delivery(stripe_event("payment_intent.succeeded", INTENT), [secret])
+
+    assert (await deliver(client, gateway["id"], *delivery(STRIPE_SECRET))).status_code == 200
+    with statements_sent() as statements:
+        kept = await deliver(client, gateway["id"], *delivery(STRIPE_SECRET))
+    assert kept.status_code == 200
+    assert len(statements) == 1, statements  # stored; the gateway was not read again
+    new = "whsec_" + "r0t" * 11
+    patched = await client.patch(
+        f"/api/v1/gateways/{gateway['id']}",
+        json={"configuration": {"webhook_secret": new}, "previous_secret_grace_hours": 0},
+        headers=tenant.headers,
+    )
+    assert patched.status_code == 200, patched.text
+    assert "no v1 signature matches" in await _refused(
+        client, gateway["id"], *delivery(STRIPE_SECRET)
+    )
+    accepted = await deliver(client, gateway["id"], *delivery(new))
+    assert accepted.status_code == 200, accepted.text
+    assert "current secret" in (await event(client, tenant, accepted.json()["id"]))["verification"]
+    async with database.transaction() as session:
+        stored = await session.execute(
+            text(
+                "SELECT verified, count(*) FROM webhook_events WHERE gateway_id = :id"
+                " GROUP BY verified ORDER BY verified"
+            ),
+            {"id": gateway["id"]},
+        )
+        assert stored.tuples().all() == [(False, 1), (True, 3)]

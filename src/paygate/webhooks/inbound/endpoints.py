@@ -57,7 +57,10 @@ async def receive_webhook(
     """Verify, store, defer processing; 200 once committed, 400 (stored) when refused.
 
     No request transaction: the receiver commits what it writes before it answers."""
-    receiver = WebhookReceiver(database, keyring, settings, request.app.state.rate_limits)
+    state = request.app.state
+    receiver = WebhookReceiver(
+        database, keyring, settings, state.rate_limits, state.webhook_gateways
+    )
     receipt = await receiver.receive(
         gateway_id, await request.body(), request.headers.items(), origin
     )

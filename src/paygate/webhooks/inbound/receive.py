@@ -8,10 +8,13 @@ duplicate is answered 200 and never processed twice. A request that fails verifi
 is stored as rejected with the reason and answered 400; rejections are rate limited per
 gateway (and per IP), and past the limit nothing more is stored.
 
-The verified path is two round trips: the gateway's row, then one statement that stores
-the event, defers its job only if it was stored, and otherwise finds the stored copy
-(`repository.store_verified`), so it runs on an autocommit session: that statement is
-its own transaction. A refusal writes its row and audit entry in one transaction.
+The verified path is one round trip: one statement stores the event, defers its job only
+if it was stored, and otherwise finds the stored copy (`repository.store_verified`), so it
+runs on an autocommit session: that statement is its own transaction. The gateway's row
+(its secrets) is read once and kept (`GatewaysAsRead`): the statement stores only while
+the row is still the version the request was verified with; otherwise the gateway is read
+again and the request verified again. A refusal is decided with a fresh read, and writes
+its row and audit entry in one transaction.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from paygate.db import Database
 from paygate.gateways.models import Gateway
@@ -41,6 +45,7 @@ from paygate.webhooks.inbound.providers.base import (
     parse_json_object,
 )
 from paygate.webhooks.inbound.repository import (
+    GatewayAsRead,
     gateway_for_webhook,
     insert_event,
     store_verified,
@@ -87,14 +92,46 @@ def verification_unavailable(reason: str) -> Problem:
     )
 
 
+class GatewaysAsRead:
+    """The gateways this process received webhooks for lately, each as it was read with its
+    row's version. A request verifies with the copy and stores only if the row is still
+    that version (the store statement checks), so a change of secrets is never missed; it
+    saves the read. A refusal is only ever decided with the gateway read afresh."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self.size = size
+        self._held: dict[str, GatewayAsRead] = {}
+
+    def get(self, gateway_id: str) -> GatewayAsRead | None:
+        return self._held.get(gateway_id)
+
+    def keep(self, read: GatewayAsRead) -> None:
+        if len(self._held) >= self.size:
+            self._held.pop(next(iter(self._held)))  # the oldest kept
+        self._held[read.gateway.id] = read
+
+    def forget(self, gateway_id: str) -> None:
+        self._held.pop(gateway_id, None)
+
+
+# Verifying again because the gateway changed meanwhile: at most this many times.
+STALE_READS = 3
+
+
 class WebhookReceiver:
     def __init__(
-        self, database: Database, keyring: Keyring, settings: Settings, limits: RateLimits
+        self,
+        database: Database,
+        keyring: Keyring,
+        settings: Settings,
+        limits: RateLimits,
+        gateways: GatewaysAsRead,
     ) -> None:
         self.database = database
         self.keyring = keyring
         self.settings = settings
         self.limits = limits
+        self.gateways = gateways
 
     async def receive(
         self,
@@ -103,50 +140,38 @@ class WebhookReceiver:
         headers: Iterable[tuple[str, str]],
         origin: Origin,
     ) -> Receipt:
+        stored_headers = redact_headers(headers)
+        event = parse_json_object(body)
         async with self.database.autocommit() as session:
-            gateway = await gateway_for_webhook(session, gateway_id)
-            provider = provider_for(gateway.gateway_type) if gateway is not None else None
-            if gateway is None or provider is None:
-                # Guessing gateway ids costs the guesser its IP's budget.
-                await self.limits.hit(RATE_LIMIT_BUCKET, ip=origin.ip)
-                raise not_found("gateway that receives webhooks")
-            stored_headers = redact_headers(headers)
-            now = utcnow()
-            request = request_of(
-                gateway.id, body, stored_headers, webhook_url(self.settings, gateway.id), now
-            )
-            unavailable = False
-            try:
-                verdict = await verify_request(
-                    provider, gateway, request, self.keyring, self.settings, check_time=True
+            read = self.gateways.get(gateway_id)
+            fresh = read is None
+            for _ in range(STALE_READS + 1):
+                if read is None:
+                    read = await self._read_gateway(session, gateway_id, origin)
+                    fresh = True
+                gateway = read.gateway
+                row, verdict, unavailable = await self._check(gateway, body, stored_headers, event)
+                if not verdict.ok and not fresh and not unavailable:
+                    read = None  # refused by a kept copy: decide with the gateway as it is
+                    continue
+                if not verdict.ok:
+                    return await self._refuse(
+                        gateway, row, verdict, origin, unavailable=unavailable
+                    )
+                row |= {"status": "pending", "next_attempt_at": row["received_at"] + RECEIPT_GRACE}
+                stored = await store_verified(session, row, read.version, TASK_NAME, QUEUE)
+                if stored is not None:
+                    break
+                self.gateways.forget(gateway_id)
+                read = None  # changed since it was read: verify again
+            else:
+                raise Problem(
+                    503,
+                    "webhook-gateway-changing",
+                    "Webhook not stored yet",
+                    "The gateway's settings changed while the webhook was verified; send it again.",
+                    headers={"Retry-After": "5"},
                 )
-            except VerificationUnavailable as exc:
-                verdict, unavailable = Verdict.refused(f"not verified: {exc}"), True
-            event = parse_json_object(body)
-            identity = (
-                provider.identify(request, event) if event else EventIdentity(None, None, None)
-            )
-            if verdict.ok and (not identity.event_id or len(identity.event_id) > 255):
-                verdict = Verdict.refused("the signature is valid, but the body names no event id")
-            row: dict[str, Any] = {
-                "id": new_id("evt"),
-                "company_id": gateway.company_id,
-                "gateway_id": gateway.id,
-                "provider": gateway.gateway_type,
-                "provider_event_id": (identity.event_id or "")[:255] or None,
-                "event_type": (identity.event_type or "")[:100] or None,
-                "occurred_at": identity.occurred_at,
-                "received_at": now,
-                "body": body,
-                "headers": stored_headers,
-                "verified": verdict.ok,
-                "verification": verdict.detail,
-                "attempts": 0,
-            }
-            if not verdict.ok:
-                return await self._refuse(gateway, row, verdict, origin, unavailable=unavailable)
-            row |= {"status": "pending", "next_attempt_at": now + RECEIPT_GRACE}
-            stored = await store_verified(session, row, TASK_NAME, QUEUE)
         if stored.duplicate:
             logger.info(
                 "webhook_duplicate",
@@ -163,6 +188,60 @@ class WebhookReceiver:
             provider_event_id=row["provider_event_id"],
         )
         return Receipt(stored.event_id)
+
+    async def _read_gateway(
+        self, session: AsyncSession, gateway_id: str, origin: Origin
+    ) -> GatewayAsRead:
+        read = await gateway_for_webhook(session, gateway_id)
+        if read is None or provider_for(read.gateway.gateway_type) is None:
+            self.gateways.forget(gateway_id)
+            # Guessing gateway ids costs the guesser its IP's budget.
+            await self.limits.hit(RATE_LIMIT_BUCKET, ip=origin.ip)
+            raise not_found("gateway that receives webhooks")
+        self.gateways.keep(read)
+        return read
+
+    async def _check(
+        self,
+        gateway: Gateway,
+        body: bytes,
+        stored_headers: dict[str, str],
+        event: dict[str, Any] | None,
+    ) -> tuple[dict[str, Any], Verdict, bool]:
+        """The row to store, the verdict on the request, and whether the verdict is only
+        that verification was unavailable."""
+        provider = provider_for(gateway.gateway_type)
+        assert provider is not None  # a gateway is kept only when it has one
+        now = utcnow()
+        request = request_of(
+            gateway.id, body, stored_headers, webhook_url(self.settings, gateway.id), now
+        )
+        unavailable = False
+        try:
+            verdict = await verify_request(
+                provider, gateway, request, self.keyring, self.settings, check_time=True
+            )
+        except VerificationUnavailable as exc:
+            verdict, unavailable = Verdict.refused(f"not verified: {exc}"), True
+        identity = provider.identify(request, event) if event else EventIdentity(None, None, None)
+        if verdict.ok and (not identity.event_id or len(identity.event_id) > 255):
+            verdict = Verdict.refused("the signature is valid, but the body names no event id")
+        row: dict[str, Any] = {
+            "id": new_id("evt"),
+            "company_id": gateway.company_id,
+            "gateway_id": gateway.id,
+            "provider": gateway.gateway_type,
+            "provider_event_id": (identity.event_id or "")[:255] or None,
+            "event_type": (identity.event_type or "")[:100] or None,
+            "occurred_at": identity.occurred_at,
+            "received_at": now,
+            "body": body,
+            "headers": stored_headers,
+            "verified": verdict.ok,
+            "verification": verdict.detail,
+            "attempts": 0,
+        }
+        return row, verdict, unavailable
 
     async def _refuse(
         self,

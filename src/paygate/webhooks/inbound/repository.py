@@ -14,9 +14,11 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import LargeBinary, bindparam, func, select, text
+from sqlalchemy import LargeBinary, String, bindparam, func, literal_column, select, text
 from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.types import TypeEngine
 
 from paygate.gateways.models import Gateway
 from paygate.kit.deferral import deferral_sql
@@ -24,6 +26,8 @@ from paygate.kit.pagination import PageParams
 from paygate.kit.repository import TenantRepository, apply_filters
 from paygate.kit.sql import HotStatement, attach, labelled, run
 from paygate.webhooks.inbound.models import WebhookEvent, WebhookEventAttempt, WebhookReplay
+
+_DIALECT = psycopg_dialect()  # type: ignore[no-untyped-call]
 
 
 @dataclass(frozen=True)
@@ -130,13 +134,28 @@ class WebhookReplayRepository(TenantRepository[WebhookReplay]):
 # --- the unscoped three ---------------------------------------------------------------
 
 
-_GATEWAY = HotStatement(select(*labelled(Gateway)).where(Gateway.id == bindparam("gateway_id")))
+# `xmin` names the transaction that wrote the row's current version: any change to the row
+# (its secrets, its settings) gives it another, so it serves as the row's version.
+_GATEWAY = HotStatement(
+    select(*labelled(Gateway), literal_column("gateways.xmin::text").label("row_version")).where(
+        Gateway.id == bindparam("gateway_id")
+    )
+)
 
 
-async def gateway_for_webhook(session: AsyncSession, gateway_id: str) -> Gateway | None:
-    """The gateway a webhook URL names, whatever its company: the URL is the tenant's."""
+@dataclass(frozen=True)
+class GatewayAsRead:
+    gateway: Gateway
+    version: str  # the row's version when it was read (`store_verified` checks it)
+
+
+async def gateway_for_webhook(session: AsyncSession, gateway_id: str) -> GatewayAsRead | None:
+    """The gateway a webhook URL names, whatever its company (the URL is the tenant's),
+    with its row's version."""
     rows = await run(session, _GATEWAY, {"gateway_id": gateway_id})
-    return attach(session, Gateway, rows[0]) if rows else None
+    if not rows:
+        return None
+    return GatewayAsRead(attach(session, Gateway, rows[0]), rows[0].row_version)
 
 
 async def insert_event(session: AsyncSession, values: Mapping[str, Any]) -> str | None:
@@ -181,17 +200,26 @@ STORED_COLUMNS = (
 
 @lru_cache(maxsize=1)
 def _store_verified_sql(defer: str) -> HotStatement:
-    """Insert the event unless the gateway has it (the unique index decides), defer its job
-    only if it was inserted, and otherwise read the stored copy's id: one statement."""
+    """Insert the event unless the gateway has it (the unique index decides) or the
+    gateway's row is no longer the version the event was verified with, defer its job only
+    if it was inserted, and otherwise read the stored copy's id: one statement."""
+    table = WebhookEvent.__table__
     columns = ", ".join(STORED_COLUMNS)
-    values = ", ".join(f":{name}" for name in STORED_COLUMNS)
+    # Typed: in a SELECT list (not VALUES) PostgreSQL takes an untyped NULL for text.
+    # Strings as text, so that a value too long for its column fails as in VALUES.
+    values = ", ".join(
+        f"CAST(:{name} AS {_cast_type(table.c[name].type)})" for name in STORED_COLUMNS
+    )
     return HotStatement(
         text(
-            f"WITH stored AS ("  # noqa: S608 (only this module's and kit.deferral's constants)
-            f" INSERT INTO webhook_events ({columns}) VALUES ({values})"
+            "WITH current_gateway AS (SELECT 1 FROM gateways"  # noqa: S608 (constants only)
+            " WHERE id = :gateway_id AND xmin = CAST(:gateway_version AS xid)),"
+            f" stored AS (INSERT INTO webhook_events ({columns}) SELECT {values}"
+            " WHERE EXISTS (SELECT 1 FROM current_gateway)"
             " ON CONFLICT (gateway_id, provider_event_id) WHERE verified DO NOTHING"
             " RETURNING id)"
-            " SELECT (SELECT id FROM stored) AS stored_id,"
+            " SELECT EXISTS (SELECT 1 FROM current_gateway) AS gateway_current,"
+            " (SELECT id FROM stored) AS stored_id,"
             f" (SELECT {defer} FROM stored) AS job_ids,"
             # The statement's snapshot: a copy committed before it began (the usual retry).
             " (SELECT e.id FROM webhook_events e WHERE e.gateway_id = :gateway_id"
@@ -201,17 +229,32 @@ def _store_verified_sql(defer: str) -> HotStatement:
     )
 
 
+def _cast_type(column_type: TypeEngine[Any]) -> str:
+    if isinstance(column_type, String):
+        return "text"
+    return column_type.compile(dialect=_DIALECT)
+
+
 async def store_verified(
-    session: AsyncSession, values: Mapping[str, Any], task_name: str, queue: str
-) -> Stored:
+    session: AsyncSession,
+    values: Mapping[str, Any],
+    gateway_version: str,
+    task_name: str,
+    queue: str,
+) -> Stored | None:
     """Store a verified event and defer `task_name` for it in one statement (atomic on its
     own: `session` may be an autocommit one), or find the copy the gateway already has.
+    None: the gateway's row is no longer `gateway_version` (its secrets may have changed):
+    nothing was stored; verify again with the gateway as it is now.
 
     A copy another request committed while this statement waited on the unique index is
     outside the statement's snapshot: it is read again, after the statement.
     """
     defer, job = deferral_sql(task_name, queue=queue, event_id=values["id"])
-    (row,) = await run(session, _store_verified_sql(defer), {**values, **job})
+    params = {**values, **job, "gateway_version": gateway_version}
+    (row,) = await run(session, _store_verified_sql(defer), params)
+    if not row.gateway_current:
+        return None
     if row.stored_id is not None:
         return Stored(row.stored_id, duplicate=False)
     existing = row.existing_id or await _verified_copy(
