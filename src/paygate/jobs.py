@@ -24,6 +24,11 @@ from paygate.webhooks.outbound.tasks import blueprint as outbound_webhooks_tasks
 # ("ns:ns:name") and break both apps: the app is built once per process.
 _built: dict[str, procrastinate.App] = {}
 
+# How often an idle worker looks for jobs nobody announced: received webhooks' jobs are
+# inserted without a NOTIFY (migration 0018, docs/decisions.md section 25), so this bounds
+# how long one waits when the worker is idle. A look that finds nothing costs one query.
+JOB_POLLING_SECONDS = 0.1
+
 
 def build_job_app(database_url: str) -> procrastinate.App:
     database_url = libpq_url(database_url)
@@ -53,7 +58,11 @@ async def run_worker(
     set_job_context(JobContext(database, settings, keyring))
     app = build_job_app(database.url)
     async with app.open_async():
-        await app.run_worker_async(install_signal_handlers=False, concurrency=concurrency)
+        await app.run_worker_async(
+            install_signal_handlers=False,
+            concurrency=concurrency,
+            fetch_job_polling_interval=JOB_POLLING_SECONDS,
+        )
 
 
 def start_worker_task(

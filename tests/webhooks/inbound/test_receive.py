@@ -8,13 +8,14 @@ import json
 import logging
 
 import httpx
+import psycopg
 import pytest
 import structlog
 from procrastinate import sql as procrastinate_sql
 from sqlalchemy import text
 
 from paygate.app import create_app
-from paygate.db import Database
+from paygate.db import Database, libpq_url
 from paygate.kit.clock import utcnow
 from paygate.kit.deferral import DEFER_FUNCTION, defer_in_transaction, deferral_sql
 from paygate.settings import Settings
@@ -27,6 +28,7 @@ from tests.security.test_canary import pg_dump
 from tests.web.helpers import new_client
 from tests.webhooks.inbound.helpers import (
     CANARY,
+    Scene,
     custom_gateway,
     deliver,
     event,
@@ -197,6 +199,42 @@ async def test_the_job_stored_with_an_event_is_the_one_procrastinate_defers(
     assert len(rows) == 2
     assert rows[0] == rows[1]
     assert rows[0].args == {"event_id": "evt_same_job"}
+
+
+async def test_a_received_webhooks_job_wakes_no_one_and_other_jobs_still_do(
+    scene: Scene,
+) -> None:
+    """PostgreSQL serializes the commits of transactions that NOTIFY, so a received
+    webhook's job is inserted without one (the worker polls for those); every other job
+    still announces itself."""
+    database = scene.database
+    listener = await psycopg.AsyncConnection.connect(libpq_url(database.url), autocommit=True)
+    async with listener:
+        await listener.execute("LISTEN procrastinate_any_queue_v1")
+        scene.emulator.settle(scene.reference, "succeeded")
+        received = await scene.deliver(scene.emulator.outbox[-1])
+        assert received.status_code == 200, received.text
+        async with database.transaction() as session:
+            other = await defer_in_transaction(
+                session, "webhooks_inbound:sweep_webhook_events", queue="other", timestamp=0
+            )
+            received_job = (
+                await session.execute(
+                    text("SELECT id FROM procrastinate_jobs WHERE args->>'event_id' = :id"),
+                    {"id": received.json()["id"]},
+                )
+            ).scalar_one()
+        announced = [
+            json.loads(n.payload)["job_id"]
+            async for n in listener.notifies(timeout=1.0)
+            if json.loads(n.payload).get("type") == "job_inserted"
+        ]
+    async with database.transaction() as session:
+        await session.execute(text("DELETE FROM procrastinate_jobs WHERE id = :id"), {"id": other})
+    assert other in announced
+    assert received_job not in announced
+    # Processed all the same, as the worker would once it looks.
+    assert await scene.process() == ["processed"]
 
 
 async def test_a_duplicate_racing_the_first_copy_answers_with_its_id(

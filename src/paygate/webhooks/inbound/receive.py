@@ -60,7 +60,8 @@ from paygate.webhooks.inbound.verification import (
 logger = structlog.get_logger(__name__)
 
 TASK_NAME = "webhooks_inbound:process_webhook_event"
-QUEUE = "webhooks"
+# Its jobs are inserted without a NOTIFY (migration 0018): the worker polls for them.
+QUEUE = "webhooks_received"
 # A received event's job normally runs at once; if it is lost (its worker died), the
 # sweeper picks the event up after this long.
 RECEIPT_GRACE = timedelta(minutes=2)
