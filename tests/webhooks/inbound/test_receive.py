@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 
 import httpx
 import psycopg
@@ -16,11 +17,17 @@ from sqlalchemy import text
 
 from paygate.app import create_app
 from paygate.db import Database, libpq_url
+from paygate.gateways.models import Gateway
 from paygate.kit.clock import utcnow
 from paygate.kit.deferral import DEFER_FUNCTION, defer_in_transaction, deferral_sql
 from paygate.settings import Settings
-from paygate.webhooks.inbound.receive import QUEUE, TASK_NAME
-from paygate.webhooks.inbound.repository import Stored, gateway_for_webhook, store_verified
+from paygate.webhooks.inbound.receive import QUEUE, TASK_NAME, GatewaysAsRead
+from paygate.webhooks.inbound.repository import (
+    GatewayAsRead,
+    Stored,
+    gateway_for_webhook,
+    store_verified,
+)
 from tests.conftest import Tenant
 from tests.fakes.custom_gateway import CustomGatewayEmulator
 from tests.gateways.helpers import create_gateway, sandbox_payload
@@ -300,3 +307,19 @@ async def test_a_duplicate_racing_the_first_copy_answers_with_its_id(
             text("SELECT id FROM webhook_events WHERE provider_event_id = 'evt_raced'")
         )
         assert stored.scalars().all() == ["evt_first"]
+
+
+def test_the_receivers_kept_gateways_are_bounded_in_number_and_age() -> None:
+    def read(gateway_id: str) -> GatewayAsRead:
+        return GatewayAsRead(Gateway(id=gateway_id), version="1")
+
+    kept = GatewaysAsRead(size=2)
+    for gateway_id in ("gw_a", "gw_b", "gw_c"):
+        kept.keep(read(gateway_id))
+    assert [kept.get(g) is not None for g in ("gw_a", "gw_b", "gw_c")] == [False, True, True]
+    kept.forget("gw_b")
+    assert kept.get("gw_b") is None
+    expired = GatewaysAsRead(max_age=0.0)
+    expired.keep(read("gw_a"))
+    time.sleep(0.01)
+    assert expired.get("gw_a") is None

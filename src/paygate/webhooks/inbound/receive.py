@@ -19,6 +19,7 @@ its row and audit entry in one transaction.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -97,19 +98,26 @@ class GatewaysAsRead:
     """The gateways this process received webhooks for lately, each as it was read with its
     row's version. A request verifies with the copy and stores only if the row is still
     that version (the store statement checks), so a change of secrets is never missed; it
-    saves the read. A refusal is only ever decided with the gateway read afresh."""
+    saves the read. A refusal is only ever decided with the gateway read afresh. A copy is
+    kept for `max_age` seconds at most (a row version is a transaction id, which wraps
+    around after about four billion transactions)."""
 
-    def __init__(self, size: int = 1024) -> None:
+    def __init__(self, size: int = 1024, max_age: float = 300.0) -> None:
         self.size = size
-        self._held: dict[str, GatewayAsRead] = {}
+        self.max_age = max_age
+        self._held: dict[str, tuple[float, GatewayAsRead]] = {}
 
     def get(self, gateway_id: str) -> GatewayAsRead | None:
-        return self._held.get(gateway_id)
+        held = self._held.get(gateway_id)
+        if held is None or time.monotonic() - held[0] > self.max_age:
+            return None
+        return held[1]
 
     def keep(self, read: GatewayAsRead) -> None:
+        self._held.pop(read.gateway.id, None)
         if len(self._held) >= self.size:
             self._held.pop(next(iter(self._held)))  # the oldest kept
-        self._held[read.gateway.id] = read
+        self._held[read.gateway.id] = (time.monotonic(), read)
 
     def forget(self, gateway_id: str) -> None:
         self._held.pop(gateway_id, None)
