@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, TypeVar
 
 from psycopg import AsyncConnection
+from psycopg.pq import ExecStatus
 from psycopg.rows import namedtuple_row
 from sqlalchemy import Executable, inspect
 from sqlalchemy.engine import Dialect
@@ -133,7 +134,11 @@ async def run(
             values[name] = processor(values[name])
     async with connection.cursor(row_factory=namedtuple_row) as cursor:
         await cursor.execute(compiled.sql, values)
-        return await cursor.fetchall() if cursor.description is not None else []
+        # Not `cursor.description`: it builds a column object per column on every call.
+        result = cursor.pgresult
+        if result is None or result.status != ExecStatus.TUPLES_OK:
+            return []
+        return await cursor.fetchall()
 
 
 class _Mapped(NamedTuple):
