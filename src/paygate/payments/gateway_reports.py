@@ -26,8 +26,6 @@ from sqlalchemy import (
     DateTime,
     String,
     Table,
-    bindparam,
-    func,
     or_,
     select,
     update,
@@ -40,8 +38,8 @@ from paygate.kit.clock import utcnow
 from paygate.kit.ids import new_id
 from paygate.kit.money import Money
 from paygate.kit.signals import Signal
-from paygate.kit.sql import HotStatement, attach, labelled, run
 from paygate.payments.models import Payment, Refund
+from paygate.payments.repository import PaymentRepository
 from paygate.payments.service import Caller, PaymentService
 from paygate.payments.state import PaymentStatus
 from paygate.security import audit
@@ -126,22 +124,6 @@ class ReportRefused(Exception):
 # --- finding what an event is about --------------------------------------------------
 
 
-# Every gateway report (a webhook, a customer coming back) starts by finding its payment.
-_PAYMENT_BY_REFERENCE = HotStatement(
-    select(*labelled(Payment))
-    .where(
-        Payment.company_id == bindparam("company_id"),
-        Payment.gateway_id == bindparam("gateway_id"),
-        or_(
-            Payment.gateway_reference == func.any(bindparam("refs")),
-            Payment.id == bindparam("paygate_id"),
-        ),
-    )
-    .order_by(Payment.created_at.desc())
-    .limit(1)
-)
-
-
 async def find_payment(
     session: AsyncSession,
     company_id: str,
@@ -151,17 +133,9 @@ async def find_payment(
 ) -> Payment | None:
     """The company's payment at this gateway known by one of the gateway's references, or
     by paygate's own id as the gateway echoes it."""
-    refs = [r for r in references if r]
-    if not refs and not paygate_id:
-        return None
-    params = {
-        "company_id": company_id,
-        "gateway_id": gateway_id,
-        "refs": refs,
-        "paygate_id": paygate_id or None,
-    }
-    rows = await run(session, _PAYMENT_BY_REFERENCE, params)
-    return attach(session, Payment, rows[0]) if rows else None
+    return await PaymentRepository(session, company_id).by_reference(
+        gateway_id, list(references), paygate_id
+    )
 
 
 async def find_refund(

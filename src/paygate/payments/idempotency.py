@@ -20,8 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from paygate.db import Database
 from paygate.kit.clock import utcnow
 from paygate.kit.errors import Problem
+from paygate.payments.idempotency_repository import IdempotencyRepository
 from paygate.payments.models import IdempotencyKey
-from paygate.payments.repository import IdempotencyRepository, PaymentRepository
+from paygate.payments.repository import PaymentRepository
 
 KEEP_FOR = timedelta(hours=24)
 MAX_KEY_LENGTH = 255

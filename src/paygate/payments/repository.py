@@ -7,10 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, or_, select
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased, make_transient_to_detached
+from sqlalchemy import Select, and_, bindparam, func, or_, select
+from sqlalchemy.orm import aliased
 
 from paygate.gateways.models import Gateway
 from paygate.invoices.models import Invoice
@@ -18,9 +16,9 @@ from paygate.kit.errors import not_found
 from paygate.kit.pagination import PageParams
 from paygate.kit.repository import TenantRepository, apply_filters
 from paygate.kit.sql import HotStatement, attach, labelled, run, transaction_memo
+from paygate.payments.idempotency_repository import CLAIM, claim_params
 from paygate.payments.models import (
     GatewayCall,
-    IdempotencyKey,
     Payment,
     PaymentAttempt,
     PaymentEvent,
@@ -81,8 +79,25 @@ _LOCK_WITH_ATTEMPT_AND_GATEWAYS = HotStatement(
 
 
 # A gateway's report (a webhook) names its payment by the gateway's reference or by
-# paygate's own id echoed back: the payment and its invoice locked, with its newest attempt
-# (the one the report is about), in one round trip.
+# paygate's own id echoed back.
+def _known_by_reference(statement: Select[Any]) -> Select[Any]:
+    return (
+        statement.where(
+            Payment.company_id == bindparam("company_id"),
+            Payment.gateway_id == bindparam("gateway_id"),
+            or_(
+                Payment.gateway_reference == func.any(bindparam("refs")),
+                Payment.id == bindparam("paygate_id"),
+            ),
+        )
+        .order_by(Payment.created_at.desc())
+        .limit(1)
+    )
+
+
+_BY_REFERENCE = HotStatement(_known_by_reference(select(*labelled(Payment, "p_"))))
+# Settling it: the payment and its invoice locked, with its newest attempt (the one the
+# report is about), in one round trip.
 _NEWER = aliased(PaymentAttempt)
 _NEWEST_ATTEMPT_ID = (
     select(_NEWER.id)
@@ -93,23 +108,16 @@ _NEWEST_ATTEMPT_ID = (
     .scalar_subquery()
 )
 _LOCK_REPORTED = HotStatement(
-    select(*labelled(Payment, "p_"), *labelled(PaymentAttempt, "a_"), *labelled(Invoice, "i_"))
-    .select_from(Payment)
-    .join(PaymentAttempt, PaymentAttempt.id == _NEWEST_ATTEMPT_ID)
-    .join(Invoice, and_(Invoice.company_id == Payment.company_id, Invoice.id == Payment.invoice_id))
-    .where(
-        Payment.company_id == bindparam("company_id"),
-        Payment.gateway_id == bindparam("gateway_id"),
-        or_(
-            Payment.gateway_reference == func.any(bindparam("refs")),
-            Payment.id == bindparam("paygate_id"),
-        ),
-    )
-    .order_by(Payment.created_at.desc())
-    .limit(1)
-    .with_for_update(of=[Payment.__table__, Invoice.__table__])
+    _known_by_reference(
+        select(*labelled(Payment, "p_"), *labelled(PaymentAttempt, "a_"), *labelled(Invoice, "i_"))
+        .select_from(Payment)
+        .join(PaymentAttempt, PaymentAttempt.id == _NEWEST_ATTEMPT_ID)
+        .join(
+            Invoice,
+            and_(Invoice.company_id == Payment.company_id, Invoice.id == Payment.invoice_id),
+        )
+    ).with_for_update(of=[Payment.__table__, Invoice.__table__])
 )
-
 
 _ATTEMPTS = HotStatement(
     select(*labelled(PaymentAttempt))
@@ -223,22 +231,35 @@ class PaymentRepository(TenantRepository[Payment]):
         }
         return payment, attempt, {gateway_id: found.get(gateway_id) for gateway_id in gateway_ids}
 
-    async def lock_reported(
+    def _reference_params(
         self, gateway_id: str, references: Sequence[str], paygate_id: str | None
-    ) -> tuple[Payment, PaymentAttempt] | None:
-        """The company's payment at this gateway known by one of the gateway's references
-        (or paygate's id as the gateway echoes it), row-locked with its invoice (settling
-        then reads none), and its newest attempt; None when there is no such payment."""
+    ) -> dict[str, Any] | None:
         refs = [r for r in references if r]
         if not refs and not paygate_id:
             return None
-        params = {
+        return {
             "company_id": self.company_id,
             "gateway_id": gateway_id,
             "refs": refs,
             "paygate_id": paygate_id or None,
         }
-        rows = await run(self.session, _LOCK_REPORTED, params)
+
+    async def by_reference(
+        self, gateway_id: str, references: Sequence[str], paygate_id: str | None
+    ) -> Payment | None:
+        """The company's payment at this gateway known by one of the gateway's references,
+        or by paygate's own id as the gateway echoes it."""
+        params = self._reference_params(gateway_id, references, paygate_id)
+        rows = await run(self.session, _BY_REFERENCE, params) if params else []
+        return attach(self.session, Payment, rows[0], prefix="p_") if rows else None
+
+    async def lock_reported(
+        self, gateway_id: str, references: Sequence[str], paygate_id: str | None
+    ) -> tuple[Payment, PaymentAttempt] | None:
+        """`by_reference`, row-locked with its invoice (settling then reads none), and its
+        newest attempt; None when there is no such payment."""
+        params = self._reference_params(gateway_id, references, paygate_id)
+        rows = await run(self.session, _LOCK_REPORTED, params) if params else []
         if not rows:
             return None
         invoice = attach(self.session, Invoice, rows[0], prefix="i_")
@@ -335,67 +356,11 @@ class PaymentRepository(TenantRepository[Payment]):
         return rows[: params.limit], cursor
 
 
-_CLAIM = (
-    insert(IdempotencyKey)
-    .values(
-        company_id=bindparam("company_id"),
-        key=bindparam("key"),
-        request_hash=bindparam("request_hash"),
-        expires_at=bindparam("expires_at"),
-    )
-    .on_conflict_do_nothing(index_elements=["company_id", "key"])
-    .returning(IdempotencyKey.id)
-)
-_CLAIM_KEY = HotStatement(_CLAIM)
-
-
-def claim_params(
-    company_id: str, key: str, request_hash: str, expires_at: datetime
-) -> dict[str, object]:
-    """The parameters of `_CLAIM` (alone, or inside the invoice-locking statement)."""
-    return {
-        "company_id": company_id,
-        "key": key,
-        "request_hash": request_hash,
-        "expires_at": expires_at,
-    }
-
-
 # An API payment's first statement: its key claimed and its invoice locked. Invoices are
 # never deleted, so no row means no such invoice (and the claim rolls back with the 404).
-_CLAIMED = _CLAIM.cte("claimed")
+_CLAIMED = CLAIM.cte("claimed")
 _CLAIM_KEY_AND_LOCK_INVOICE = HotStatement(
     select(select(_CLAIMED.c.id).scalar_subquery().label("claim_id"), *labelled(Invoice, "i_"))
     .where(Invoice.company_id == bindparam("company_id"), Invoice.id == bindparam("invoice_id"))
     .with_for_update(of=Invoice.__table__)
 )
-
-
-class IdempotencyRepository:
-    def __init__(self, session: AsyncSession, company_id: str) -> None:
-        self.session = session
-        self.company_id = company_id
-
-    async def reserve(self, key: str, request_hash: str, expires_at: datetime) -> int | None:
-        """Claim `key` for this request: the claim's row id, None when it is taken."""
-        params = claim_params(self.company_id, key, request_hash, expires_at)
-        rows = await run(self.session, _CLAIM_KEY, params)
-        return int(rows[0].id) if rows else None
-
-    async def get(self, key: str) -> IdempotencyKey | None:
-        statement = select(IdempotencyKey).where(
-            IdempotencyKey.company_id == self.company_id, IdempotencyKey.key == key
-        )
-        return (await self.session.execute(statement)).scalar_one_or_none()
-
-    def stage_answer(
-        self, claim_id: int, status: int, body: dict[str, Any], completed_at: datetime
-    ) -> None:
-        """Keep the first answer, written with the rest of the unit of work
-        (`write_together`): the claim's row, known by id, is changed without being read."""
-        row = IdempotencyKey(id=claim_id)
-        make_transient_to_detached(row)
-        self.session.add(row)
-        row.response_status = status
-        row.response_body = body
-        row.completed_at = completed_at
