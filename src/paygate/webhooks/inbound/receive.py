@@ -152,8 +152,7 @@ class WebhookReceiver:
         stored_headers = redact_headers(headers)
         event = parse_json_object(body)
         async with self.database.autocommit() as session:
-            read = self.gateways.get(gateway_id)
-            fresh = read is None
+            read, fresh = self.gateways.get(gateway_id), False
             for _ in range(STALE_READS + 1):
                 if read is None:
                     read = await self._read_gateway(session, gateway_id, origin)
