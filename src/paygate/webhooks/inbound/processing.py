@@ -114,7 +114,7 @@ async def process_event(
     started = utcnow()
     try:
         async with context.database.transaction() as session:
-            event = await _claim(session, event_id, trigger)
+            event = await _claim(session, event_id)
             if event is None:
                 return None
             if event.status in FINAL_STATUSES and trigger in ("received", "retry"):
@@ -146,7 +146,7 @@ async def process_event(
     return event.status
 
 
-async def _claim(session: AsyncSession, event_id: str, trigger: str) -> WebhookEvent | None:
+async def _claim(session: AsyncSession, event_id: str) -> WebhookEvent | None:
     """The event, locked for this run; None when it is not one to process."""
     event = await lock_event(session, event_id)
     if event is None or not event.verified:
@@ -189,7 +189,7 @@ async def _record_failure(
     """The failed run's attempt, and the event's retry (or its end), in a transaction of
     their own: the run's own changes were rolled back with it."""
     async with context.database.transaction() as session:
-        event = await _claim(session, event_id, trigger)
+        event = await _claim(session, event_id)
         if event is None:
             return None
         if event.status in FINAL_STATUSES and trigger in ("received", "retry"):
