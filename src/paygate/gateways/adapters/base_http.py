@@ -95,6 +95,16 @@ def recording_gateway_calls() -> Iterator[list[GatewayCallRecord]]:
         _recorder.reset(token)
 
 
+def json_object(response: httpx.Response) -> dict[str, Any]:
+    """The answer's body as a JSON object; {} when it is not one (an HTML error page, a
+    list, nothing)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
 def record_response(http_status: int | None, summary: Mapping[str, Any]) -> None:
     """Called by an adapter inside `send` with the gateway's answer (redacted)."""
     current = _current.get()

@@ -31,10 +31,9 @@ from paygate.gateways.adapters.base import (
     RefundResult,
 )
 from paygate.gateways.adapters.base_errors import GatewayDeclined, GatewayRejected
-from paygate.gateways.adapters.base_http import call_gateway, http_client
+from paygate.gateways.adapters.base_http import call_gateway, http_client, json_object
 from paygate.gateways.adapters.custom_answers import (
     REFUND_REASONS,
-    _json_object,
     _map_health_error,
     _payment_answer,
     _refund_answer,
@@ -104,7 +103,7 @@ class CustomGatewayAdapter:
         async def send() -> ConnectionCheck:
             async with http_client(self.config, base_url=base) as client:
                 response = await client.get("/health", headers=self._auth_headers())
-            body = _json_object(response)
+            body = json_object(response)
             status = response.status_code
             if status == 200 and body.get("status") == "ok":
                 host = urlsplit(base).netloc or base

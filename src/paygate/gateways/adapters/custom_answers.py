@@ -5,7 +5,8 @@ the redacted summaries each call records.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import httpx
 
@@ -25,7 +26,7 @@ from paygate.gateways.adapters.base_errors import (
     GatewayRejected,
     GatewayUnavailable,
 )
-from paygate.gateways.adapters.base_http import record_response
+from paygate.gateways.adapters.base_http import json_object, record_response
 
 REFUND_REASONS = frozenset({"requested_by_customer", "duplicate", "fraudulent"})
 
@@ -39,6 +40,8 @@ _DECLINES: dict[str, tuple[DeclineCode, bool]] = {
     "fraud_suspected": (DeclineCode.FRAUD_SUSPECTED, True),
 }
 
+T = TypeVar("T")
+S = TypeVar("S")
 
 _STATUSES = {
     "succeeded": GatewayPaymentStatus.SUCCEEDED,
@@ -60,31 +63,50 @@ def custom_decline(code: str | None) -> Decline:
     return Decline(code=mapped, message=DECLINE_MESSAGES[mapped], hard=hard, gateway_code=code)
 
 
-def _payment_answer(response: httpx.Response) -> PaymentResult:
-    """A payment object answer as a result (inside `send`: records the answer)."""
-    body = _json_object(response)
+def _answer(
+    response: httpx.Response,
+    summary: Callable[[dict[str, Any]], dict[str, Any]],
+    result: Callable[[dict[str, Any]], T],
+) -> T:
+    """A payment or refund object answer as a result (inside `send`: records the answer)."""
+    body = json_object(response)
     if response.status_code not in (200, 201):
         record_response(response.status_code, _error_summary(body))
         raise _map_payment_error(response, body)
-    record_response(response.status_code, _payment_summary(body))
-    return _payment_result(body)
+    record_response(response.status_code, summary(body))
+    return result(body)
 
 
-def _payment_result(body: dict[str, Any]) -> PaymentResult:
-    payment_id = body.get("id")
-    status = _STATUSES.get(str(body.get("status")))
+def _payment_answer(response: httpx.Response) -> PaymentResult:
+    return _answer(response, _payment_summary, _payment_result)
+
+
+def _refund_answer(response: httpx.Response) -> RefundResult:
+    return _answer(response, _refund_summary, _refund_result)
+
+
+def _object_fields(
+    body: dict[str, Any], statuses: Mapping[str, S], what: str
+) -> tuple[str, S, int, str]:
+    """The contract object's id, status, amount and currency. Something answered, but not
+    with the contract's object: the outcome is unknown, so it is not read as a failure."""
+    object_id = body.get("id")
+    status = statuses.get(str(body.get("status")))
     amount = body.get("amount")
     currency = body.get("currency")
     if (
-        not isinstance(payment_id, str)
+        not isinstance(object_id, str)
         or status is None
         or not isinstance(amount, int)
         or isinstance(amount, bool)
         or not isinstance(currency, str)
     ):
-        # Something answered, but not with the contract's payment object: the outcome is
-        # unknown, so it is not read as a failure.
-        raise GatewayUnavailable("The custom gateway answered without a valid payment object.")
+        raise GatewayUnavailable(f"The custom gateway answered without a valid {what} object.")
+    return object_id, status, amount, currency.upper()
+
+
+def _payment_result(body: dict[str, Any]) -> PaymentResult:
+    payment_id, status, amount, currency = _object_fields(body, _STATUSES, "payment")
     next_action = None
     decline = None
     if status is GatewayPaymentStatus.REQUIRES_ACTION:
@@ -101,41 +123,20 @@ def _payment_result(body: dict[str, Any]) -> PaymentResult:
         gateway_reference=payment_id,
         status=status,
         amount=amount,
-        currency=currency.upper(),
+        currency=currency,
         next_action=next_action,
         decline=decline,
         raw_status=str(body.get("status")),
     )
 
 
-def _refund_answer(response: httpx.Response) -> RefundResult:
-    """A refund object answer as a result (inside `send`: records the answer)."""
-    body = _json_object(response)
-    if response.status_code not in (200, 201):
-        record_response(response.status_code, _error_summary(body))
-        raise _map_payment_error(response, body)
-    record_response(response.status_code, _refund_summary(body))
-    return _refund_result(body)
-
-
 def _refund_result(body: dict[str, Any]) -> RefundResult:
-    refund_id = body.get("id")
-    status = _REFUND_STATUSES.get(str(body.get("status")))
-    amount = body.get("amount")
-    currency = body.get("currency")
-    if (
-        not isinstance(refund_id, str)
-        or status is None
-        or not isinstance(amount, int)
-        or isinstance(amount, bool)
-        or not isinstance(currency, str)
-    ):
-        raise GatewayUnavailable("The custom gateway answered without a valid refund object.")
+    refund_id, status, amount, currency = _object_fields(body, _REFUND_STATUSES, "refund")
     return RefundResult(
         gateway_reference=refund_id,
         status=status,
         amount=amount,
-        currency=currency.upper(),
+        currency=currency,
         raw_status=str(body.get("status")),
     )
 
@@ -206,14 +207,6 @@ def _refund_summary(body: dict[str, Any]) -> dict[str, Any]:
 
 def _error_summary(body: dict[str, Any]) -> dict[str, Any]:
     return {"error_type": _error_type(body), "param": _error_param(body)}
-
-
-def _json_object(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
 
 
 def _error_type(body: dict[str, Any]) -> str | None:

@@ -8,8 +8,6 @@ from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-import httpx
-
 from paygate.gateways.adapters.base import (
     Decline,
     DeclineCode,
@@ -285,14 +283,6 @@ def _money_summary(money: Any) -> dict[str, Any] | None:
     if not isinstance(money, dict):
         return None
     return {"value": money.get("value"), "currency_code": money.get("currency_code")}
-
-
-def _json_object(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
 
 
 def _paypal_code(body: Mapping[str, Any]) -> str | None:

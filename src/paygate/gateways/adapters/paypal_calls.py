@@ -24,11 +24,15 @@ from paygate.gateways.adapters.base_errors import (
     GatewayTimeout,
     GatewayUnavailable,
 )
-from paygate.gateways.adapters.base_http import call_gateway, http_client, record_response
+from paygate.gateways.adapters.base_http import (
+    call_gateway,
+    http_client,
+    json_object,
+    record_response,
+)
 from paygate.gateways.adapters.paypal_answers import (
     _decline_for,
     _issue,
-    _json_object,
     _order_result,
     _paypal_code,
     _refusal,
@@ -244,7 +248,7 @@ class PayPalCalls:
                     headers["PayPal-Request-Id"] = request_id
                 async with http_client(self.config, base_url=self.config.api_base_url(SPEC)) as c:
                     response = await c.request(method, path, json=json, headers=headers)
-                body = _json_object(response)
+                body = json_object(response)
                 status = response.status_code
                 record_response(status, _summarize(body))
                 if status == 401:
@@ -328,7 +332,7 @@ class PayPalCalls:
                 data={"grant_type": "client_credentials"},
                 headers={"Accept": "application/json"},
             )
-        body = _json_object(response)
+        body = json_object(response)
         status = response.status_code
         if status == 200 and isinstance(body.get("access_token"), str):
             return body
