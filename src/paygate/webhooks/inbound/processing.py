@@ -117,8 +117,8 @@ async def process_event(
             event = await _claim(session, event_id)
             if event is None:
                 return None
-            if event.status in FINAL_STATUSES and trigger in ("received", "retry"):
-                return event.status  # a job run twice: done already
+            if _done_already(event, trigger):
+                return event.status  # a job run twice
             async with writes_deferred(session):
                 applied = await _apply_event(context, session, event)
                 attempt = _new_attempt(session, event, trigger, actor, started)
@@ -152,6 +152,11 @@ async def _claim(session: AsyncSession, event_id: str) -> WebhookEvent | None:
     if event is None or not event.verified:
         return None
     return event
+
+
+def _done_already(event: WebhookEvent, trigger: str) -> bool:
+    """A job or the sweeper finding the event final: nothing to do (a replay runs again)."""
+    return event.status in FINAL_STATUSES and trigger in ("received", "retry")
 
 
 def _new_attempt(
@@ -192,7 +197,7 @@ async def _record_failure(
         event = await _claim(session, event_id)
         if event is None:
             return None
-        if event.status in FINAL_STATUSES and trigger in ("received", "retry"):
+        if _done_already(event, trigger):
             return event.status  # processed meanwhile by another run
         attempt = _new_attempt(session, event, trigger, actor, started)
         _failed_attempt(event, attempt, reason, final=final or event.attempts >= MAX_ATTEMPTS)
