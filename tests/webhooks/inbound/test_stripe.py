@@ -15,6 +15,7 @@ from sqlalchemy import text
 from paygate.db import Database
 from paygate.kit.clock import utcnow
 from paygate.settings import Settings
+from paygate.webhooks.inbound import receive as receive_module
 from tests.conftest import Tenant
 from tests.fakes.stripe_checkout import StripeCheckoutEmulator
 from tests.statements import statements_sent
@@ -227,3 +228,40 @@ async def test_a_gateway_kept_by_the_receiver_never_outlives_a_change_of_its_sec
             {"id": gateway["id"]},
         )
         assert stored.tuples().all() == [(False, 1), (True, 3)]
+
+
+async def test_a_gateway_changing_under_every_verification_is_answered_503_and_stores_nothing(
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    gateway: dict[str, Any],
+    database: Database,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The receiver stores only with the gateway's row as it verified with; a row that
+    changes during every verification gets a retryable 503 and no stored event."""
+    original = receive_module.verify_request
+
+    async def verify_then_change(*args: Any, **kwargs: Any) -> Any:
+        verdict = await original(*args, **kwargs)
+        async with database.transaction() as session:
+            await session.execute(
+                text("UPDATE gateways SET name = name WHERE id = :id"), {"id": gateway["id"]}
+            )
+        return verdict
+
+    monkeypatch.setattr(receive_module, "verify_request", verify_then_change)
+    body, headers = stripe_delivery(
+        stripe_event("payment_intent.succeeded", INTENT), [STRIPE_SECRET]
+    )
+    answer = await deliver(client, gateway["id"], body, headers)
+    assert answer.status_code == 503, answer.text
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    assert answer.headers["retry-after"] == "5"
+    async with database.transaction() as session:
+        stored = await session.execute(
+            text("SELECT count(*) FROM webhook_events WHERE gateway_id = :id"),
+            {"id": gateway["id"]},
+        )
+        assert stored.scalar_one() == 0
+    monkeypatch.undo()
+    assert (await deliver(client, gateway["id"], body, headers)).status_code == 200
