@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
 import procrastinate
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paygate.kit.sql import driver_connection
@@ -49,20 +50,42 @@ async def defer_in_transaction(
     return job_id
 
 
-# The SQL function procrastinate's own `defer_async` calls (its query "defer_jobs"), with
-# one job of default priority, no lock, due at once. A test in
-# tests/webhooks/inbound/test_receive.py checks that the installed procrastinate still
-# defers through it, and writes the same job.
-DEFER_FUNCTION = "procrastinate_defer_jobs_v1"
-_DEFER_ONE = (
-    f"{DEFER_FUNCTION}(ARRAY[ROW(:job_queue, :job_task, 0, NULL, NULL,"
-    " CAST(:job_args AS jsonb), NULL)::procrastinate_job_to_defer_v1])"
+# A job inserted as procrastinate's own defer (`procrastinate_defer_jobs_v1`) inserts it:
+# default priority, no lock, due at once. At most one job of a queueing lock waits (a
+# unique index); where procrastinate's defer fails on it, this leaves the waiting one be.
+# tests/webhooks/inbound/test_receive.py checks both against the installed procrastinate.
+_COALESCED = (
+    "INSERT INTO procrastinate_jobs (queue_name, task_name, priority, lock, queueing_lock,"
+    " args, scheduled_at) SELECT :job_queue, :job_task, 0, NULL, :job_queueing_lock,"
+    " CAST(:job_args AS jsonb), NULL WHERE {guard}"
+    " ON CONFLICT (queueing_lock) WHERE status = 'todo' DO NOTHING RETURNING id"
 )
 
 
-def deferral_sql(task_name: str, *, queue: str, **task_kwargs: Any) -> tuple[str, dict[str, Any]]:
-    """An SQL expression that defers `task_name` when it is evaluated (its value: the job
-    ids), and its parameters: a statement that writes a row can defer the row's job too,
-    atomically and in the same round trip."""
-    params = {"job_queue": queue, "job_task": task_name, "job_args": json.dumps(task_kwargs)}
-    return _DEFER_ONE, params
+@dataclass(frozen=True)
+class CoalescedJob:
+    """A job many writers wake and one runs: at most one waits at a time (its queueing
+    lock), and it reads its work from the rows, not from its arguments."""
+
+    task_name: str  # namespace:name
+    queue: str
+    queueing_lock: str
+
+
+def coalesced_deferral_sql(job: CoalescedJob, *, guard: str = "true") -> tuple[str, dict[str, Any]]:
+    """An INSERT (for a WITH clause) that defers `job` when `guard` holds, unless one
+    already waits, and its parameters."""
+    params = {
+        "job_queue": job.queue,
+        "job_task": job.task_name,
+        "job_queueing_lock": job.queueing_lock,
+        "job_args": "{}",
+    }
+    return _COALESCED.format(guard=guard), params
+
+
+async def defer_coalesced(session: AsyncSession, job: CoalescedJob) -> bool:
+    """Defer `job` unless one already waits; whether it did."""
+    statement, params = coalesced_deferral_sql(job)
+    inserted = await session.execute(text(statement), params)
+    return inserted.first() is not None

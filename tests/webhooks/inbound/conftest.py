@@ -1,5 +1,5 @@
-"""Each test runs the processing jobs it deferred, not the ones an earlier test left; and
-the scene most tests start from."""
+"""Each test runs the processing jobs it deferred, on the events it received, not what an
+earlier test left; and the scene most tests start from."""
 
 from __future__ import annotations
 
@@ -23,6 +23,10 @@ async def _discard_pending_webhook_jobs(database: Database) -> None:
                 "DELETE FROM procrastinate_jobs WHERE status = 'todo' "
                 "AND task_name LIKE 'webhooks_inbound:%'"
             )
+        )
+        # A received events' job runs every event not yet attempted, whoever received it.
+        await session.execute(
+            text("DELETE FROM webhook_events WHERE status = 'pending' AND attempts = 0")
         )
 
 

@@ -14,8 +14,13 @@ from sqlalchemy import text
 
 from paygate.db import Database
 from paygate.kit.jobs_context import JobContext
-from paygate.webhooks.inbound.processing import ProcessingContext, process_event
+from paygate.webhooks.inbound.processing import (
+    ProcessingContext,
+    process_event,
+    process_received,
+)
 from paygate.webhooks.inbound.providers.stripe import sign as stripe_sign
+from paygate.webhooks.inbound.receive import RECEIVED_JOB, TASK_NAME
 from tests.conftest import Tenant
 from tests.fakes.common import WebhookDelivery
 from tests.fakes.custom_gateway import CustomGatewayEmulator
@@ -124,20 +129,25 @@ async def deliver(
 
 
 async def run_webhook_jobs(database: Database, jobs: JobContext) -> list[str | None]:
-    """Run the processing jobs deferred so far (as the worker would); their results."""
+    """Run the processing jobs deferred so far, in order (as the worker would): a received
+    events' job processes every event received and not yet attempted, a replay's its
+    event. The statuses the runs left."""
     async with database.transaction() as session:
         rows = (
             await session.execute(
                 text(
-                    "DELETE FROM procrastinate_jobs WHERE task_name = "
-                    "'webhooks_inbound:process_webhook_event' AND status = 'todo' "
-                    "RETURNING id, args"
-                )
+                    "DELETE FROM procrastinate_jobs WHERE task_name IN (:one, :received)"
+                    " AND status = 'todo' RETURNING id, task_name, args"
+                ),
+                {"one": TASK_NAME, "received": RECEIVED_JOB.task_name},
             )
         ).all()
     context = ProcessingContext(jobs.database, jobs.keyring, jobs.settings)
-    results = []
-    for _, args in sorted(rows, key=lambda row: row[0]):
+    results: list[str | None] = []
+    for _, task_name, args in sorted(rows, key=lambda row: row[0]):
+        if task_name == RECEIVED_JOB.task_name:
+            results += await process_received(context, limit=1000)
+            continue
         results.append(
             await process_event(
                 context,

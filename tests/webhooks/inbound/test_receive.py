@@ -12,16 +12,16 @@ import httpx
 import psycopg
 import pytest
 import structlog
-from procrastinate import sql as procrastinate_sql
+from procrastinate.exceptions import AlreadyEnqueued
 from sqlalchemy import text
 
 from paygate.app import create_app
 from paygate.db import Database, libpq_url
 from paygate.gateways.models import Gateway
 from paygate.kit.clock import utcnow
-from paygate.kit.deferral import DEFER_FUNCTION, defer_in_transaction, deferral_sql
+from paygate.kit.deferral import coalesced_deferral_sql, defer_in_transaction
 from paygate.settings import Settings
-from paygate.webhooks.inbound.receive import QUEUE, TASK_NAME, GatewaysAsRead
+from paygate.webhooks.inbound.receive import RECEIVED_JOB, GatewaysAsRead
 from paygate.webhooks.inbound.repository import (
     GatewayAsRead,
     Stored,
@@ -181,31 +181,44 @@ async def test_headers_are_stored_with_credentials_redacted_and_the_canary_nowhe
         assert CANARY.encode().hex() not in haystack, f"the canary leaked (hex) into {where}"
 
 
-async def test_the_job_stored_with_an_event_is_the_one_procrastinate_defers(
+async def test_the_received_events_job_is_the_one_procrastinate_defers_and_one_waits(
     database: Database,
 ) -> None:
-    # The receiver defers in its insert statement through procrastinate's own function.
-    assert DEFER_FUNCTION in procrastinate_sql.queries["defer_jobs"]
-    expression, params = deferral_sql(TASK_NAME, queue=QUEUE, event_id="evt_same_job")
+    """The receiver inserts the job in its store statement: the row procrastinate's own
+    defer writes, under the queueing lock procrastinate keeps one of."""
+    statement, params = coalesced_deferral_sql(RECEIVED_JOB)
+    lock = RECEIVED_JOB.queueing_lock
+    columns = (
+        "queue_name, task_name, priority, lock, queueing_lock, args, scheduled_at, status, attempts"
+    )
     async with database.sessions() as session:
-        ours = (await session.execute(text(f"SELECT ({expression})[1]"), params)).scalar_one()
-        theirs = await defer_in_transaction(
-            session, TASK_NAME, queue=QUEUE, event_id="evt_same_job"
+        await session.execute(
+            text("DELETE FROM procrastinate_jobs WHERE queueing_lock = :lock"), {"lock": lock}
         )
-        rows = (
+        ours = (await session.execute(text(statement), params)).scalar_one()
+        # One waits: waking it again inserts nothing, and procrastinate refuses another.
+        assert (await session.execute(text(statement), params)).first() is None
+        with pytest.raises(AlreadyEnqueued):
+            async with session.begin_nested():
+                await defer_in_transaction(
+                    session, RECEIVED_JOB.task_name, queue=RECEIVED_JOB.queue, queueing_lock=lock
+                )
+        our_row = (
             await session.execute(
-                text(
-                    "SELECT queue_name, task_name, priority, lock, queueing_lock, args,"
-                    " scheduled_at, status, attempts FROM procrastinate_jobs"
-                    " WHERE id IN (:ours, :theirs) ORDER BY id"
-                ),
-                {"ours": ours, "theirs": theirs},
+                text(f"DELETE FROM procrastinate_jobs WHERE id = :id RETURNING {columns}"),
+                {"id": ours},
             )
-        ).all()
+        ).one()
+        theirs = await defer_in_transaction(
+            session, RECEIVED_JOB.task_name, queue=RECEIVED_JOB.queue, queueing_lock=lock
+        )
+        their_row = (
+            await session.execute(
+                text(f"SELECT {columns} FROM procrastinate_jobs WHERE id = :id"), {"id": theirs}
+            )
+        ).one()
         await session.rollback()
-    assert len(rows) == 2
-    assert rows[0] == rows[1]
-    assert rows[0].args == {"event_id": "evt_same_job"}
+    assert our_row == their_row
 
 
 async def test_a_received_webhooks_job_wakes_no_one_and_other_jobs_still_do(
@@ -227,8 +240,11 @@ async def test_a_received_webhooks_job_wakes_no_one_and_other_jobs_still_do(
             )
             received_job = (
                 await session.execute(
-                    text("SELECT id FROM procrastinate_jobs WHERE args->>'event_id' = :id"),
-                    {"id": received.json()["id"]},
+                    text(
+                        "SELECT id FROM procrastinate_jobs WHERE task_name = :task"
+                        " AND status = 'todo'"
+                    ),
+                    {"task": RECEIVED_JOB.task_name},
                 )
             ).scalar_one()
         announced = [
@@ -275,15 +291,13 @@ async def test_a_duplicate_racing_the_first_copy_answers_with_its_id(
         read = await gateway_for_webhook(session, gateway["id"])
         assert read is not None
     async with database.transaction() as first:
-        assert await store_verified(
-            first, row("evt_first"), read.version, TASK_NAME, QUEUE
-        ) == Stored("evt_first", duplicate=False)
+        assert await store_verified(first, row("evt_first"), read.version, RECEIVED_JOB) == Stored(
+            "evt_first", duplicate=False
+        )
 
         async def second() -> Stored | None:
             async with database.autocommit() as session:
-                return await store_verified(
-                    session, row("evt_second"), read.version, TASK_NAME, QUEUE
-                )
+                return await store_verified(session, row("evt_second"), read.version, RECEIVED_JOB)
 
         racing = asyncio.create_task(second())
         # The second copy waits on the unique index until the first commits; its statement's

@@ -60,7 +60,7 @@ from paygate.webhooks.inbound.providers.base import (
     RefundNotice,
     parse_json_object,
 )
-from paygate.webhooks.inbound.repository import lock_event
+from paygate.webhooks.inbound.repository import claim_received, lock_event
 
 logger = structlog.get_logger(__name__)
 
@@ -104,21 +104,50 @@ class ProcessingContext:
 async def process_event(
     context: ProcessingContext, event_id: str, *, trigger: str, actor: str | None = None
 ) -> str | None:
-    """Run processing once; returns the event's status after it (None: locked elsewhere,
-    unknown, or nothing to do). `trigger`: received, retry, replay or bulk_replay.
+    """Run processing of one event once; returns the event's status after it (None: locked
+    elsewhere, unknown, or nothing to do). `trigger`: received, retry, replay or
+    bulk_replay."""
+    run = await _run(context, lambda session: _claim(session, event_id), trigger, actor)
+    return run.status if run is not None else None
 
-    A run is one transaction: the event locked, what it says applied, the event and its
-    attempt written with what settling wrote (one statement). A run that fails keeps
-    nothing it did; its attempt and the backoff are then recorded on their own.
-    """
+
+async def process_received(context: ProcessingContext, limit: int) -> list[str | None]:
+    """Process received events no run has attempted yet, oldest first, each in its own
+    run, until none is left or `limit` ran; their statuses after it."""
+    statuses: list[str | None] = []
+    while len(statuses) < limit:
+        run = await _run(context, claim_received, "received", None)
+        if run is None:
+            break
+        statuses.append(run.status)
+    return statuses
+
+
+@dataclass(frozen=True)
+class _Ran:
+    status: str | None
+
+
+async def _run(
+    context: ProcessingContext,
+    claim: Callable[[AsyncSession], Awaitable[WebhookEvent | None]],
+    trigger: str,
+    actor: str | None,
+) -> _Ran | None:
+    """One run, of the event `claim` locks (None: it locked none). A run is one
+    transaction: the event locked, what it says applied, the event and its attempt written
+    with what settling wrote (one statement). A run that fails keeps nothing it did; its
+    attempt and the backoff are then recorded on their own."""
     started = utcnow()
+    claimed: str | None = None
     try:
         async with context.database.transaction() as session:
-            event = await _claim(session, event_id)
+            event = await claim(session)
             if event is None:
                 return None
+            claimed = event.id
             if _done_already(event, trigger):
-                return event.status  # a job run twice
+                return _Ran(event.status)  # a job run twice
             async with writes_deferred(session):
                 applied = await _apply_event(context, session, event)
                 attempt = _new_attempt(session, event, trigger, actor, started)
@@ -132,18 +161,31 @@ async def process_event(
                 attempt.result = applied.result
                 attempt.detail = applied.detail
                 attempt.finished_at = utcnow()
-    except RetryLater as exc:
+    except Exception as exc:
+        if claimed is None:
+            raise  # no event was locked: nothing to record against
+        return _Ran(await _failed_run(context, claimed, trigger, actor, started, exc))
+    _log_processed(event, trigger)
+    return _Ran(event.status)
+
+
+async def _failed_run(
+    context: ProcessingContext,
+    event_id: str,
+    trigger: str,
+    actor: str | None,
+    started: datetime,
+    exc: Exception,
+) -> str | None:
+    if isinstance(exc, RetryLater):
         return await _record_failure(context, event_id, trigger, actor, started, str(exc))
-    except (CannotApply, MalformedEvent) as exc:
+    if isinstance(exc, CannotApply | MalformedEvent):
         return await _record_failure(
             context, event_id, trigger, actor, started, str(exc), final=True
         )
-    except Exception as exc:
-        logger.exception("webhook_processing_crashed", event_id=event_id)
-        reason = f"processing stopped with {type(exc).__name__}"
-        return await _record_failure(context, event_id, trigger, actor, started, reason)
-    _log_processed(event, trigger)
-    return event.status
+    logger.exception("webhook_processing_crashed", event_id=event_id)
+    reason = f"processing stopped with {type(exc).__name__}"
+    return await _record_failure(context, event_id, trigger, actor, started, reason)
 
 
 async def _claim(session: AsyncSession, event_id: str) -> WebhookEvent | None:

@@ -1,14 +1,14 @@
 """Receiving a gateway's webhook: verify, store first, defer processing, answer.
 
 The row (raw body, redacted headers, provider event id, type, verification result,
-received time) and the processing job are written in one transaction; the endpoint
+received time) is written, and the processing job woken, in one transaction; the endpoint
 answers 2xx only once it has committed. A verified provider event is stored once per
 gateway (INSERT ... ON CONFLICT DO NOTHING on a unique index), so a retry or a concurrent
 duplicate is answered 200 and never processed twice. A request that fails verification
 is stored as rejected with the reason and answered 400; rejections are rate limited per
 gateway (and per IP), and past the limit nothing more is stored.
 
-The verified path is one round trip: one statement stores the event, defers its job only
+The verified path is one round trip: one statement stores the event, wakes its job only
 if it was stored, and otherwise finds the stored copy (`repository.store_verified`), so it
 runs on an autocommit session: that statement is its own transaction. The gateway's row
 (its secrets) is read once and kept (`GatewaysAsRead`): the statement stores only while
@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from paygate.db import Database
 from paygate.gateways.models import Gateway
 from paygate.kit.clock import utcnow
+from paygate.kit.deferral import CoalescedJob
 from paygate.kit.deps import Origin
 from paygate.kit.errors import Problem, not_found
 from paygate.kit.ids import new_id
@@ -60,11 +61,18 @@ from paygate.webhooks.inbound.verification import (
 
 logger = structlog.get_logger(__name__)
 
-TASK_NAME = "webhooks_inbound:process_webhook_event"
-# Its jobs are inserted without a NOTIFY (migration 0018): the worker polls for them.
+# The queue of processing jobs. Its jobs are inserted without a NOTIFY (migration 0018):
+# the worker polls for them.
 QUEUE = "webhooks_received"
-# A received event's job normally runs at once; if it is lost (its worker died), the
-# sweeper picks the event up after this long.
+# One event's run (a replay's): deferred with the event's id.
+TASK_NAME = "webhooks_inbound:process_webhook_event"
+# The job that processes received events: a stored event wakes it unless it already waits,
+# and it runs every event received and not yet attempted (docs/decisions.md section 26).
+RECEIVED_JOB = CoalescedJob(
+    "webhooks_inbound:process_received_webhook_events", QUEUE, queueing_lock="webhooks_received"
+)
+# A received event is normally processed within moments; if its job is lost (its worker
+# died), the sweeper picks the event up after this long.
 RECEIPT_GRACE = timedelta(minutes=2)
 # The rate-limit bucket of rejected requests: settings rate_limit_webhook_ip / _account.
 RATE_LIMIT_BUCKET = "webhook"
@@ -167,7 +175,7 @@ class WebhookReceiver:
                         gateway, row, verdict, origin, unavailable=unavailable
                     )
                 row |= {"status": "pending", "next_attempt_at": row["received_at"] + RECEIPT_GRACE}
-                stored = await store_verified(session, row, read.version, TASK_NAME, QUEUE)
+                stored = await store_verified(session, row, read.version, RECEIVED_JOB)
                 if stored is not None:
                     break
                 self.gateways.forget(gateway_id)

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import TypeEngine
 
 from paygate.gateways.models import Gateway
-from paygate.kit.deferral import deferral_sql
+from paygate.kit.deferral import CoalescedJob, coalesced_deferral_sql
 from paygate.kit.pagination import PageParams
 from paygate.kit.repository import TenantRepository, apply_filters
 from paygate.kit.sql import HotStatement, attach, labelled, run
@@ -199,10 +199,11 @@ STORED_COLUMNS = (
 
 
 @lru_cache(maxsize=1)
-def _store_verified_sql(defer: str) -> HotStatement:
+def _store_verified_sql(wake: str) -> HotStatement:
     """Insert the event unless the gateway has it (the unique index decides) or the
-    gateway's row is no longer the version the event was verified with, defer its job only
-    if it was inserted, and otherwise read the stored copy's id: one statement."""
+    gateway's row is no longer the version the event was verified with, wake the
+    processing job only if it was inserted, and otherwise read the stored copy's id: one
+    statement."""
     table = WebhookEvent.__table__
     columns = ", ".join(STORED_COLUMNS)
     # Typed: in a SELECT list (not VALUES) PostgreSQL takes an untyped NULL for text.
@@ -217,10 +218,10 @@ def _store_verified_sql(defer: str) -> HotStatement:
             f" stored AS (INSERT INTO webhook_events ({columns}) SELECT {values}"
             " WHERE EXISTS (SELECT 1 FROM current_gateway)"
             " ON CONFLICT (gateway_id, provider_event_id) WHERE verified DO NOTHING"
-            " RETURNING id)"
+            " RETURNING id),"
+            f" woken AS ({wake})"
             " SELECT EXISTS (SELECT 1 FROM current_gateway) AS gateway_current,"
             " (SELECT id FROM stored) AS stored_id,"
-            f" (SELECT {defer} FROM stored) AS job_ids,"
             # The statement's snapshot: a copy committed before it began (the usual retry).
             " (SELECT e.id FROM webhook_events e WHERE e.gateway_id = :gateway_id"
             " AND e.provider_event_id = :provider_event_id AND e.verified"
@@ -239,20 +240,19 @@ async def store_verified(
     session: AsyncSession,
     values: Mapping[str, Any],
     gateway_version: str,
-    task_name: str,
-    queue: str,
+    job: CoalescedJob,
 ) -> Stored | None:
-    """Store a verified event and defer `task_name` for it in one statement (atomic on its
-    own: `session` may be an autocommit one), or find the copy the gateway already has.
-    None: the gateway's row is no longer `gateway_version` (its secrets may have changed):
-    nothing was stored; verify again with the gateway as it is now.
+    """Store a verified event and wake `job` (unless one already waits) in one statement
+    (atomic on its own: `session` may be an autocommit one), or find the copy the gateway
+    already has. None: the gateway's row is no longer `gateway_version` (its secrets may
+    have changed): nothing was stored; verify again with the gateway as it is now.
 
     A copy another request committed while this statement waited on the unique index is
     outside the statement's snapshot: it is read again, after the statement.
     """
-    defer, job = deferral_sql(task_name, queue=queue, event_id=values["id"])
-    params = {**values, **job, "gateway_version": gateway_version}
-    (row,) = await run(session, _store_verified_sql(defer), params)
+    wake, job_params = coalesced_deferral_sql(job, guard="EXISTS (SELECT 1 FROM stored)")
+    params = {**values, **job_params, "gateway_version": gateway_version}
+    (row,) = await run(session, _store_verified_sql(wake), params)
     if not row.gateway_current:
         return None
     if row.stored_id is not None:
@@ -284,6 +284,29 @@ _LOCK_EVENT = HotStatement(
 async def lock_event(session: AsyncSession, event_id: str) -> WebhookEvent | None:
     """The event, row-locked for processing (read fresh); None when another worker holds it."""
     rows = await run(session, _LOCK_EVENT, {"event_id": event_id})
+    return attach(session, WebhookEvent, rows[0]) if rows else None
+
+
+# Received and never attempted, oldest first (the due index: a received event is due for
+# the sweeper RECEIPT_GRACE after it arrived, so this is the order received).
+_CLAIM_RECEIVED = HotStatement(
+    select(*labelled(WebhookEvent))
+    .where(
+        WebhookEvent.next_attempt_at.is_not(None),
+        WebhookEvent.status == "pending",
+        WebhookEvent.attempts == 0,
+        WebhookEvent.verified,
+    )
+    .order_by(WebhookEvent.next_attempt_at)
+    .limit(1)
+    .with_for_update(skip_locked=True)
+)
+
+
+async def claim_received(session: AsyncSession) -> WebhookEvent | None:
+    """The oldest received event no run has attempted yet, row-locked for processing;
+    None when there is none (or every one is being processed)."""
+    rows = await run(session, _CLAIM_RECEIVED, {})
     return attach(session, WebhookEvent, rows[0]) if rows else None
 
 

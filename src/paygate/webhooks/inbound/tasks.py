@@ -6,9 +6,14 @@ import procrastinate
 import structlog
 
 from paygate.kit.clock import utcnow
+from paygate.kit.deferral import defer_coalesced
 from paygate.kit.jobs_context import job_context
-from paygate.webhooks.inbound.processing import ProcessingContext, process_event
-from paygate.webhooks.inbound.receive import QUEUE, TASK_NAME
+from paygate.webhooks.inbound.processing import (
+    ProcessingContext,
+    process_event,
+    process_received,
+)
+from paygate.webhooks.inbound.receive import QUEUE, RECEIVED_JOB, TASK_NAME
 from paygate.webhooks.inbound.replay import BULK_TASK_NAME, run_bulk_replay
 from paygate.webhooks.inbound.repository import due_event_ids
 
@@ -17,6 +22,7 @@ logger = structlog.get_logger(__name__)
 blueprint = procrastinate.Blueprint()
 
 SWEEP_BATCH = 100
+RECEIVED_BATCH = 500
 
 
 def _context() -> ProcessingContext:
@@ -28,8 +34,20 @@ def _context() -> ProcessingContext:
 async def process_webhook_event(
     event_id: str, trigger: str = "received", actor: str | None = None
 ) -> None:
-    """Deferred in the transaction that stored (or replayed) the event."""
+    """Deferred in the transaction that replayed the event."""
     await process_event(_context(), event_id, trigger=trigger, actor=actor)
+
+
+@blueprint.task(name=RECEIVED_JOB.task_name.split(":", 1)[1], queue=RECEIVED_JOB.queue)
+async def process_received_webhook_events() -> None:
+    """Woken by the statements that store received events (one job waits at a time), so
+    each run processes what arrived meanwhile; a worker's other slots wake further copies
+    while one runs. Past RECEIVED_BATCH it hands over to a fresh job, so that other jobs
+    get their turn."""
+    processed = await process_received(_context(), RECEIVED_BATCH)
+    if len(processed) >= RECEIVED_BATCH:
+        async with job_context().database.transaction() as session:
+            await defer_coalesced(session, RECEIVED_JOB)
 
 
 async def sweep_due_events() -> int:

@@ -1,0 +1,132 @@
+"""One job processes received events: many webhooks wake the one job that waits, a webhook
+arriving while a worker runs that job wakes another, and a long backlog is handed over to
+a fresh job in batches, so no received event is left without a job to process it."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select, text
+
+from paygate.webhooks.inbound import tasks
+from paygate.webhooks.inbound.models import WebhookEvent
+from paygate.webhooks.inbound.processing import ProcessingContext, process_received
+from paygate.webhooks.inbound.receive import RECEIVED_JOB
+from tests.fakes.common import WebhookDelivery
+from tests.webhooks.inbound.helpers import Scene
+
+
+def _processing_notice(scene: Scene, event_id: str) -> WebhookDelivery:
+    """The gateway says again that the payment is processing (it moves nothing)."""
+    payment = scene.emulator.state.payments[scene.reference]
+    return scene.emulator.sign_event(
+        {
+            "id": event_id,
+            "type": "payment.processing",
+            "created_at": "2025-01-31T12:00:00Z",
+            "data": {**payment, "status": "processing"},
+        }
+    )
+
+
+async def _received(scene: Scene, *deliveries: WebhookDelivery) -> list[str]:
+    ids = []
+    for delivery in deliveries:
+        answer = await scene.deliver(delivery)
+        assert answer.status_code == 200, answer.text
+        ids.append(answer.json()["id"])
+    return ids
+
+
+async def _waiting_jobs(scene: Scene) -> list[int]:
+    async with scene.database.transaction() as session:
+        rows = await session.execute(
+            text(
+                "SELECT id FROM procrastinate_jobs WHERE task_name = :task AND status = 'todo'"
+                " ORDER BY id"
+            ),
+            {"task": RECEIVED_JOB.task_name},
+        )
+        return list(rows.scalars().all())
+
+
+async def _take_waiting_job(scene: Scene) -> int:
+    """What a worker's fetch does to the job it runs."""
+    async with scene.database.transaction() as session:
+        taken = await session.execute(
+            text(
+                "UPDATE procrastinate_jobs SET status = 'doing' WHERE task_name = :task"
+                " AND status = 'todo' RETURNING id"
+            ),
+            {"task": RECEIVED_JOB.task_name},
+        )
+        return int(taken.scalar_one())
+
+
+async def _forget_job(scene: Scene, job_id: int) -> None:
+    async with scene.database.transaction() as session:
+        await session.execute(text("DELETE FROM procrastinate_jobs WHERE id = :id"), {"id": job_id})
+
+
+async def _statuses(scene: Scene, event_ids: list[str]) -> list[str]:
+    async with scene.database.transaction() as session:
+        rows = await session.execute(
+            select(WebhookEvent.id, WebhookEvent.status).where(WebhookEvent.id.in_(event_ids))
+        )
+        by_id = dict(rows.tuples().all())
+    return [by_id[event_id] for event_id in event_ids]
+
+
+def _context(scene: Scene) -> ProcessingContext:
+    return ProcessingContext(scene.jobs.database, scene.jobs.keyring, scene.jobs.settings)
+
+
+async def test_many_webhooks_wake_one_job_that_processes_them_in_the_order_received(
+    scene: Scene,
+) -> None:
+    notices = [_processing_notice(scene, f"evt_many_{n}") for n in range(3)]
+    scene.emulator.settle(scene.reference, "succeeded")
+    event_ids = await _received(scene, *notices, scene.emulator.outbox[-1])
+    assert len(await _waiting_jobs(scene)) == 1
+    assert await scene.process() == ["processed"] * 4
+    async with scene.database.transaction() as session:
+        rows = await session.execute(
+            select(WebhookEvent.id)
+            .where(WebhookEvent.id.in_(event_ids))
+            .order_by(WebhookEvent.processed_at)
+        )
+        assert list(rows.scalars().all()) == event_ids
+    assert (await scene.payment_now())["status"] == "succeeded"
+    assert await _waiting_jobs(scene) == []
+
+
+async def test_a_webhook_arriving_while_the_job_runs_wakes_another(scene: Scene) -> None:
+    (first,) = await _received(scene, _processing_notice(scene, "evt_before_the_run"))
+    running = await _take_waiting_job(scene)
+    try:
+        (second,) = await _received(scene, _processing_notice(scene, "evt_during_the_run"))
+        # The job a worker holds may already have looked: another waits for the second.
+        assert len(await _waiting_jobs(scene)) == 1
+        assert await process_received(_context(scene), limit=1) == ["processed"]
+        assert await _statuses(scene, [first, second]) == ["processed", "pending"]
+    finally:
+        await _forget_job(scene, running)
+    assert await scene.process() == ["processed"]
+    assert await _statuses(scene, [first, second]) == ["processed", "processed"]
+
+
+async def test_a_long_backlog_is_handed_over_to_a_fresh_job_in_batches(
+    scene: Scene, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tasks, "RECEIVED_BATCH", 2)
+    notices = [_processing_notice(scene, f"evt_backlog_{n}") for n in range(3)]
+    event_ids = await _received(scene, *notices)
+    running = await _take_waiting_job(scene)
+    try:
+        await tasks.process_received_webhook_events()
+    finally:
+        await _forget_job(scene, running)
+    assert await _statuses(scene, event_ids) == ["processed", "processed", "pending"]
+    # Other jobs get their turn before it: it waits behind them as a new job.
+    assert len(await _waiting_jobs(scene)) == 1
+    assert await scene.process() == ["processed"]
+    assert await _statuses(scene, event_ids) == ["processed"] * 3
