@@ -1,6 +1,7 @@
 """One job processes received events: many webhooks wake the one job that waits, a webhook
-arriving while a worker runs that job wakes another, and a long backlog is handed over to
-a fresh job in batches, so no received event is left without a job to process it."""
+arriving while a worker runs that job wakes another, a job finding a backlog wakes a
+helper, and a long backlog is handed over to a fresh job in batches, so no received event
+is left without a job to process it."""
 
 from __future__ import annotations
 
@@ -130,3 +131,29 @@ async def test_a_long_backlog_is_handed_over_to_a_fresh_job_in_batches(
     assert len(await _waiting_jobs(scene)) == 1
     assert await scene.process() == ["processed"]
     assert await _statuses(scene, event_ids) == ["processed"] * 3
+
+
+async def test_a_job_finding_a_backlog_wakes_a_helper_and_one_event_alone_does_not(
+    scene: Scene,
+) -> None:
+    (alone,) = await _received(scene, _processing_notice(scene, "evt_alone"))
+    running = await _take_waiting_job(scene)
+    try:
+        await tasks.process_received_webhook_events()
+    finally:
+        await _forget_job(scene, running)
+    assert await _statuses(scene, [alone]) == ["processed"]
+    assert await _waiting_jobs(scene) == []
+
+    backlog = await _received(
+        scene, *(_processing_notice(scene, f"evt_backlog_helped_{n}") for n in range(3))
+    )
+    running = await _take_waiting_job(scene)
+    try:
+        await tasks.process_received_webhook_events()
+    finally:
+        await _forget_job(scene, running)
+    assert await _statuses(scene, backlog) == ["processed"] * 3
+    # The helper woken at the second event: another of the worker's slots would have run it.
+    assert len(await _waiting_jobs(scene)) == 1
+    assert await scene.process() == []

@@ -111,15 +111,23 @@ async def process_event(
     return run.status if run is not None else None
 
 
-async def process_received(context: ProcessingContext, limit: int) -> list[str | None]:
+async def process_received(
+    context: ProcessingContext,
+    limit: int,
+    *,
+    on_backlog: Callable[[], Awaitable[object]] | None = None,
+) -> list[str | None]:
     """Process received events no run has attempted yet, oldest first, each in its own
-    run, until none is left or `limit` ran; their statuses after it."""
+    run, until none is left or `limit` ran; their statuses after it. `on_backlog` is
+    called once, when a second event is claimed: more than one was waiting."""
     statuses: list[str | None] = []
     while len(statuses) < limit:
         run = await _run(context, claim_received, "received", None)
         if run is None:
             break
         statuses.append(run.status)
+        if len(statuses) == 2 and on_backlog is not None:
+            await on_backlog()
     return statuses
 
 

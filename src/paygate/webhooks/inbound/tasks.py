@@ -41,13 +41,17 @@ async def process_webhook_event(
 @blueprint.task(name=RECEIVED_JOB.task_name.split(":", 1)[1], queue=RECEIVED_JOB.queue)
 async def process_received_webhook_events() -> None:
     """Woken by the statements that store received events (one job waits at a time), so
-    each run processes what arrived meanwhile; a worker's other slots wake further copies
-    while one runs. Past RECEIVED_BATCH it hands over to a fresh job, so that other jobs
-    get their turn."""
-    processed = await process_received(_context(), RECEIVED_BATCH)
+    each run processes what arrived meanwhile. Finding a backlog, it wakes another job, so
+    that a worker's idle slots (and other workers) drain beside it. Past RECEIVED_BATCH it
+    hands over to a fresh job, so that other jobs get their turn."""
+    processed = await process_received(_context(), RECEIVED_BATCH, on_backlog=_wake_another)
     if len(processed) >= RECEIVED_BATCH:
-        async with job_context().database.transaction() as session:
-            await defer_coalesced(session, RECEIVED_JOB)
+        await _wake_another()
+
+
+async def _wake_another() -> bool:
+    async with job_context().database.transaction() as session:
+        return await defer_coalesced(session, RECEIVED_JOB)
 
 
 async def sweep_due_events() -> int:
