@@ -186,7 +186,8 @@ async def test_the_received_events_job_is_the_one_procrastinate_defers_and_one_w
 ) -> None:
     """The receiver inserts the job in its store statement: the row procrastinate's own
     defer writes, under the queueing lock procrastinate keeps one of."""
-    statement, params = coalesced_deferral_sql(RECEIVED_JOB)
+    items, params = coalesced_deferral_sql(RECEIVED_JOB, source="one")
+    statement = f"WITH one AS (SELECT 1), {items} SELECT (SELECT id FROM woken)"
     lock = RECEIVED_JOB.queueing_lock
     columns = (
         "queue_name, task_name, priority, lock, queueing_lock, args, scheduled_at, status, attempts"
@@ -197,7 +198,7 @@ async def test_the_received_events_job_is_the_one_procrastinate_defers_and_one_w
         )
         ours = (await session.execute(text(statement), params)).scalar_one()
         # One waits: waking it again inserts nothing, and procrastinate refuses another.
-        assert (await session.execute(text(statement), params)).first() is None
+        assert (await session.execute(text(statement), params)).scalar_one() is None
         with pytest.raises(AlreadyEnqueued):
             async with session.begin_nested():
                 await defer_in_transaction(

@@ -5,13 +5,18 @@ is left without a job to process it."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from sqlalchemy import select, text
 
+from paygate.kit.clock import utcnow
+from paygate.kit.ids import new_id
 from paygate.webhooks.inbound import tasks
 from paygate.webhooks.inbound.models import WebhookEvent
 from paygate.webhooks.inbound.processing import ProcessingContext, process_received
-from paygate.webhooks.inbound.receive import RECEIVED_JOB
+from paygate.webhooks.inbound.receive import RECEIPT_GRACE, RECEIVED_JOB
+from paygate.webhooks.inbound.repository import Stored, gateway_for_webhook, store_verified
 from tests.fakes.common import WebhookDelivery
 from tests.webhooks.inbound.helpers import Scene
 
@@ -118,19 +123,68 @@ async def test_a_webhook_arriving_while_the_job_runs_wakes_another(scene: Scene)
 async def test_a_long_backlog_is_handed_over_to_a_fresh_job_in_batches(
     scene: Scene, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(tasks, "RECEIVED_BATCH", 2)
-    notices = [_processing_notice(scene, f"evt_backlog_{n}") for n in range(3)]
+    # A batch of one: the run never claims a second event, so no helper is woken and
+    # only the hand-over can leave a job waiting.
+    monkeypatch.setattr(tasks, "RECEIVED_BATCH", 1)
+    notices = [_processing_notice(scene, f"evt_backlog_{n}") for n in range(2)]
     event_ids = await _received(scene, *notices)
     running = await _take_waiting_job(scene)
     try:
         await tasks.process_received_webhook_events()
     finally:
         await _forget_job(scene, running)
-    assert await _statuses(scene, event_ids) == ["processed", "processed", "pending"]
+    assert await _statuses(scene, event_ids) == ["processed", "pending"]
     # Other jobs get their turn before it: it waits behind them as a new job.
     assert len(await _waiting_jobs(scene)) == 1
     assert await scene.process() == ["processed"]
-    assert await _statuses(scene, event_ids) == ["processed"] * 3
+    assert await _statuses(scene, event_ids) == ["processed"] * 2
+
+
+async def test_a_store_still_committing_when_its_job_is_taken_is_processed_by_that_job(
+    scene: Scene,
+) -> None:
+    """The store found the job waiting, so it woke none, and a worker took that job before
+    the store committed: the job waits for the store before it concludes nothing is left."""
+    (first,) = await _received(scene, _processing_notice(scene, "evt_committed_first"))
+    delivery = _processing_notice(scene, "evt_in_flight")
+    async with scene.database.autocommit() as session:
+        read = await gateway_for_webhook(session, scene.gateway["id"])
+    assert read is not None
+    now = utcnow()
+    row = {
+        "id": new_id("evt"),
+        "company_id": scene.tenant.company_id,
+        "gateway_id": scene.gateway["id"],
+        "provider": "custom",
+        "provider_event_id": delivery.event["id"],
+        "event_type": delivery.event["type"],
+        "occurred_at": None,
+        "received_at": now,
+        "body": delivery.body,
+        "headers": {},
+        "verified": True,
+        "verification": "a test's own store",
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": now + RECEIPT_GRACE,
+    }
+    async with scene.database.transaction() as storing:
+        stored = await store_verified(storing, row, read.version, RECEIVED_JOB)
+        assert stored == Stored(row["id"], duplicate=False)
+        running = await _take_waiting_job(scene)
+        drain = asyncio.create_task(process_received(_context(scene), limit=10))
+        for _ in range(250):  # the job runs the committed event, then waits for the store
+            if await _statuses(scene, [first]) == ["processed"]:
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.2)
+        assert not drain.done()
+    try:
+        assert await asyncio.wait_for(drain, timeout=10) == ["processed", "processed"]
+    finally:
+        await _forget_job(scene, running)
+    assert await _statuses(scene, [first, row["id"]]) == ["processed", "processed"]
+    assert await _waiting_jobs(scene) == []
 
 
 async def test_a_job_finding_a_backlog_wakes_a_helper_and_one_event_alone_does_not(

@@ -40,6 +40,12 @@ class WebhookEvent(Base):
         # The event log: newest first per company, filtered by gateway, status, type.
         Index("ix_webhook_events_company_received", "company_id", "received_at"),
         Index("ix_webhook_events_company_gateway", "company_id", "gateway_id"),
+        # The received events' job: events stored and not yet attempted, oldest first.
+        Index(
+            "ix_webhook_events_received",
+            "received_at",
+            postgresql_where=text("status = 'pending' AND attempts = 0 AND verified"),
+        ),
         # The sweeper: events due for (another) processing attempt.
         Index(
             "ix_webhook_events_due",

@@ -31,6 +31,7 @@ from paygate.gateways.adapters.base_errors import GatewayError
 from paygate.gateways.connection import adapter_config
 from paygate.gateways.models import Gateway
 from paygate.kit.clock import utcnow
+from paygate.kit.deferral import wait_for_wakers
 from paygate.kit.ids import new_id
 from paygate.kit.writes import write_together, writes_deferred
 from paygate.payments.gateway_reports import (
@@ -60,6 +61,7 @@ from paygate.webhooks.inbound.providers.base import (
     RefundNotice,
     parse_json_object,
 )
+from paygate.webhooks.inbound.receive import RECEIVED_JOB
 from paygate.webhooks.inbound.repository import claim_received, lock_event
 
 logger = structlog.get_logger(__name__)
@@ -121,10 +123,19 @@ async def process_received(
     run, until none is left or `limit` ran; their statuses after it. `on_backlog` is
     called once, when a second event is claimed: more than one was waiting."""
     statuses: list[str | None] = []
+    waited = False
     while len(statuses) < limit:
         run = await _run(context, claim_received, "received", None)
         if run is None:
-            break
+            if waited:
+                break
+            # A store that found this job waiting may not have committed yet: wait for
+            # those in flight, then look once more.
+            async with context.database.transaction() as session:
+                await wait_for_wakers(session, RECEIVED_JOB)
+            waited = True
+            continue
+        waited = False
         statuses.append(run.status)
         if len(statuses) == 2 and on_backlog is not None:
             await on_backlog()

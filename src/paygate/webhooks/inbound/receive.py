@@ -69,7 +69,10 @@ TASK_NAME = "webhooks_inbound:process_webhook_event"
 # The job that processes received events: a stored event wakes it unless it already waits,
 # and it runs every event received and not yet attempted (docs/decisions.md section 26).
 RECEIVED_JOB = CoalescedJob(
-    "webhooks_inbound:process_received_webhook_events", QUEUE, queueing_lock="webhooks_received"
+    "webhooks_inbound:process_received_webhook_events",
+    QUEUE,
+    queueing_lock="webhooks_received",
+    gate=0x7061_7967_6174_6501,  # ASCII "paygate", then 1 (an advisory lock key)
 )
 # A received event is normally processed within moments; if its job is lost (its worker
 # died), the sweeper picks the event up after this long.

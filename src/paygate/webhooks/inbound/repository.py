@@ -219,7 +219,7 @@ def _store_verified_sql(wake: str) -> HotStatement:
             " WHERE EXISTS (SELECT 1 FROM current_gateway)"
             " ON CONFLICT (gateway_id, provider_event_id) WHERE verified DO NOTHING"
             " RETURNING id),"
-            f" woken AS ({wake})"
+            f" {wake}"
             " SELECT EXISTS (SELECT 1 FROM current_gateway) AS gateway_current,"
             " (SELECT id FROM stored) AS stored_id,"
             # The statement's snapshot: a copy committed before it began (the usual retry).
@@ -250,7 +250,7 @@ async def store_verified(
     A copy another request committed while this statement waited on the unique index is
     outside the statement's snapshot: it is read again, after the statement.
     """
-    wake, job_params = coalesced_deferral_sql(job, guard="EXISTS (SELECT 1 FROM stored)")
+    wake, job_params = coalesced_deferral_sql(job, source="stored")
     params = {**values, **job_params, "gateway_version": gateway_version}
     (row,) = await run(session, _store_verified_sql(wake), params)
     if not row.gateway_current:
@@ -287,17 +287,11 @@ async def lock_event(session: AsyncSession, event_id: str) -> WebhookEvent | Non
     return attach(session, WebhookEvent, rows[0]) if rows else None
 
 
-# Received and never attempted, oldest first (the due index: a received event is due for
-# the sweeper RECEIPT_GRACE after it arrived, so this is the order received).
+# Received and never attempted, oldest first (index ix_webhook_events_received).
 _CLAIM_RECEIVED = HotStatement(
     select(*labelled(WebhookEvent))
-    .where(
-        WebhookEvent.next_attempt_at.is_not(None),
-        WebhookEvent.status == "pending",
-        WebhookEvent.attempts == 0,
-        WebhookEvent.verified,
-    )
-    .order_by(WebhookEvent.next_attempt_at)
+    .where(WebhookEvent.status == "pending", WebhookEvent.attempts == 0, WebhookEvent.verified)
+    .order_by(WebhookEvent.received_at)
     .limit(1)
     .with_for_update(skip_locked=True)
 )
