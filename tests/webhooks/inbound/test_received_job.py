@@ -9,10 +9,12 @@ import asyncio
 
 import pytest
 from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from paygate.kit.clock import utcnow
 from paygate.kit.ids import new_id
-from paygate.webhooks.inbound import tasks
+from paygate.webhooks.inbound import processing, tasks
+from paygate.webhooks.inbound.applying import Applied
 from paygate.webhooks.inbound.models import WebhookEvent
 from paygate.webhooks.inbound.processing import ProcessingContext, process_received
 from paygate.webhooks.inbound.receive import RECEIPT_GRACE, RECEIVED_JOB
@@ -211,3 +213,37 @@ async def test_a_job_finding_a_backlog_wakes_a_helper_and_one_event_alone_does_n
     # The helper woken at the second event: another of the worker's slots would have run it.
     assert len(await _waiting_jobs(scene)) == 1
     assert await scene.process() == []
+
+
+async def test_an_event_whose_failure_cannot_be_recorded_is_set_aside_and_the_rest_run(
+    scene: Scene, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken, after_it = await _received(
+        scene,
+        _processing_notice(scene, "evt_unrecordable"),
+        _processing_notice(scene, "evt_after_the_unrecordable"),
+    )
+    real_apply = processing.apply_event
+
+    async def apply(
+        context: ProcessingContext, session: AsyncSession, event: WebhookEvent
+    ) -> Applied:
+        if event.id == broken:
+            raise RuntimeError("processing broke")
+        return await real_apply(context, session, event)
+
+    async def record_failed_run(*args: object) -> str | None:
+        raise RuntimeError("recording the attempt broke")
+
+    monkeypatch.setattr(processing, "apply_event", apply)
+    monkeypatch.setattr(processing, "_failed_run", record_failed_run)
+    assert await process_received(_context(scene), limit=10) == ["pending", "processed"]
+    async with scene.database.transaction() as session:
+        event = await session.get(WebhookEvent, broken)
+        assert event is not None
+        # Counted and backed off, so no run claims it first again; the sweeper retries it.
+        assert (event.status, event.attempts) == ("pending", 1)
+        assert event.next_attempt_at is not None
+        assert event.next_attempt_at > utcnow()
+        assert event.last_error == "processing stopped, and so did recording its attempt"
+    assert await _statuses(scene, [broken, after_it]) == ["pending", "processed"]
