@@ -6,6 +6,7 @@ is left without a job to process it."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from sqlalchemy import select, text
@@ -232,11 +233,15 @@ async def test_an_event_whose_failure_cannot_be_recorded_is_set_aside_and_the_re
             raise RuntimeError("processing broke")
         return await real_apply(context, session, event)
 
-    async def record_failed_run(*args: object) -> str | None:
-        raise RuntimeError("recording the attempt broke")
+    real_record = processing._record_failure
+
+    async def record_failure(*args: Any, attempt_row: bool = True, **kwargs: Any) -> str | None:
+        if attempt_row:
+            raise RuntimeError("recording the attempt broke")
+        return await real_record(*args, attempt_row=attempt_row, **kwargs)
 
     monkeypatch.setattr(processing, "apply_event", apply)
-    monkeypatch.setattr(processing, "_failed_run", record_failed_run)
+    monkeypatch.setattr(processing, "_record_failure", record_failure)
     assert await process_received(_context(scene), limit=10) == ["pending", "processed"]
     async with scene.database.transaction() as session:
         event = await session.get(WebhookEvent, broken)

@@ -131,8 +131,11 @@ async def _run(
     except Exception as exc:
         if claimed is None:
             raise  # no event was locked: nothing to record against
+        reason, final = _failure_of(claimed, exc)
         try:
-            return _Ran(await _failed_run(context, claimed, trigger, actor, started, exc))
+            status = await _record_failure(
+                context, claimed, trigger, actor, started, reason, final=final
+            )
         except Exception:
             # Recording the failed run failed too: count it and back off all the same
             # (no attempt row), or the event would stay first in line for every run.
@@ -141,28 +144,19 @@ async def _run(
             status = await _record_failure(
                 context, claimed, trigger, actor, started, reason, attempt_row=False
             )
-            return _Ran(status)
+        return _Ran(status)
     _log_processed(event, trigger)
     return _Ran(event.status)
 
 
-async def _failed_run(
-    context: ProcessingContext,
-    event_id: str,
-    trigger: str,
-    actor: str | None,
-    started: datetime,
-    exc: Exception,
-) -> str | None:
+def _failure_of(event_id: str, exc: Exception) -> tuple[str, bool]:
+    """Why a run failed, and whether it failed for good (True: retrying changes nothing)."""
     if isinstance(exc, RetryLater):
-        return await _record_failure(context, event_id, trigger, actor, started, str(exc))
+        return str(exc), False
     if isinstance(exc, CannotApply | MalformedEvent):
-        return await _record_failure(
-            context, event_id, trigger, actor, started, str(exc), final=True
-        )
+        return str(exc), True
     logger.exception("webhook_processing_crashed", event_id=event_id)
-    reason = f"processing stopped with {type(exc).__name__}"
-    return await _record_failure(context, event_id, trigger, actor, started, reason)
+    return f"processing stopped with {type(exc).__name__}", False
 
 
 async def _claim(session: AsyncSession, event_id: str) -> WebhookEvent | None:
